@@ -1,0 +1,30 @@
+# The README's two commands: `make demo` (main job on the embedded default data) and `make test`.
+# Both create or reuse .venv and install what they need from PyPI.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+OUT    ?= out/demo
+
+.PHONY: demo test bench clean-venv
+
+$(VENV)/.installed-core: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed-core
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.installed-core
+	$(VENV)/bin/causalmem demo --out $(OUT)
+
+test: $(VENV)/.installed-dev
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: $(VENV)/.installed-dev
+	$(PY) bench/did_vs_peers.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,37 @@
+"""causalmem: causal estimation of memorisation profiles of language models.
+
+Callaway & Sant'Anna group-time DiD over training checkpoints (Lesci et al., ACL 2024), with
+R ``did`` vocabulary: ``att_gt`` -> ``AttGtResult`` -> ``aggte``. Nothing runs at import time.
+"""
+
+from __future__ import annotations
+
+from causalmem import errors
+from causalmem.estimators import aggte, att_gt
+from causalmem.panel import (
+    Panel,
+    PanelSchema,
+    SimulatedPanel,
+    read_panel,
+    simulate_panel,
+    validate_long,
+    write_panel,
+)
+from causalmem.results import AggteResult, AttGtResult
+
+__all__ = [
+    "AggteResult",
+    "AttGtResult",
+    "Panel",
+    "PanelSchema",
+    "SimulatedPanel",
+    "aggte",
+    "att_gt",
+    "errors",
+    "read_panel",
+    "simulate_panel",
+    "validate_long",
+    "write_panel",
+]
+
+__version__ = "0.1.0"

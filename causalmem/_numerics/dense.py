@@ -1,0 +1,142 @@
+"""Dense influence functions: covariates, unbalanced panels, clusters that span cohorts.
+
+Each cell is a 2x2 DiD on the units observed at both its outcome and base periods
+(``dr`` / ``reg`` / ``ipw`` with covariates, or the difference of means without). The unit-level
+influence function ``psi = (n / n1) inf`` (R ``did`` scaling) is stored on the r scale
+``r = psi / n = inf / n1``, summed within clusters: ``rc`` is ``[n_clusters, J]``.
+Cost is O(n J) memory, so this path is for moderate panels; the structured path
+(:mod:`causalmem._numerics.structured`) handles the large balanced case without covariates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+from causalmem._numerics.cells import CellLayout
+from causalmem._numerics.drdid import ESTIMATORS, FitError, mean_did
+from causalmem._numerics.structured import CellEstimates
+from causalmem._types import BoolArray, Float64Array, Int64Array
+
+
+class DenseIF:
+    """Cells, analytic SEs, bootstrap and aggregation IFs from an explicit IF matrix.
+
+    Parameters
+    ----------
+    y : float64[n, T]
+        Outcomes (NaN where a unit is not observed).
+    cohort_idx : int64[n]
+        Cohort block of each unit (``K`` = never treated).
+    w : float64[n]
+        Sampling weights (time-invariant).
+    cluster : int64[n]
+        Cluster code of each unit (``arange(n)`` for unit-level clustering).
+    cells : CellLayout
+    x : float64[n, T, k] or None
+        Covariates with intercept (base-period values are used), or None for no covariates.
+    est_method
+        ``"dr"``, ``"reg"`` or ``"ipw"`` (ignored without covariates, where all coincide).
+    on_fail
+        Called with ``(cell_index, message)`` when a cell cannot be estimated.
+    """
+
+    def __init__(
+        self,
+        y: Float64Array,
+        cohort_idx: Int64Array,
+        w: Float64Array,
+        cluster: Int64Array,
+        cells: CellLayout,
+        x: Float64Array | None,
+        est_method: str,
+        on_fail: Callable[[int, str], None],
+    ) -> None:
+        n = y.shape[0]
+        self.n_units = n
+        self.cells = cells
+        n_c = int(cluster.max()) + 1 if n else 0
+        self.n_clusters = n_c
+        kb = cells.glist.size + 1
+        self._cmat = sp.csr_matrix((np.ones(n), (cluster, np.arange(n))), shape=(n_c, n))
+        self.omega_c = np.asarray(
+            (self._cmat @ sp.csr_matrix((w, (np.arange(n), cohort_idx)), shape=(n, kb))).todense()
+        )
+        j_n = cells.n_cells
+        r = np.zeros((n, j_n))
+        att = np.full(j_n, np.nan)
+        n_t = np.zeros(j_n)
+        n_ctl = np.zeros(j_n)
+        observed = ~np.isnan(y)
+        k_of_unit = cohort_idx
+        est = ESTIMATORS[est_method] if x is not None else None
+        for j in range(j_n):
+            g, t, b, k0 = cells.g_idx[j], cells.t_idx[j], cells.b_idx[j], cells.k0[j]
+            treat = k_of_unit == g
+            ctrl = (k_of_unit >= k0) & ~treat
+            both = observed[:, t] & observed[:, b]
+            treat &= both
+            ctrl &= both
+            n_t[j], n_ctl[j] = treat.sum(), ctrl.sum()
+            if cells.reference[j]:
+                att[j] = 0.0
+                continue
+            if n_t[j] == 0 or n_ctl[j] == 0:
+                on_fail(j, "no treated units" if n_t[j] == 0 else "no comparison units")
+                continue
+            sub: BoolArray = treat | ctrl
+            dy = y[sub, t] - y[sub, b]
+            d = treat[sub].astype(np.float64)
+            ws = w[sub]
+            try:
+                if est is None:
+                    res = mean_did(dy, d, ws)
+                else:
+                    assert x is not None
+                    res = est(dy, d, x[sub, b], ws)
+            except (FitError, np.linalg.LinAlgError) as exc:
+                on_fail(j, str(exc))
+                continue
+            att[j] = res.att
+            r[sub, j] = res.inf / sub.sum()
+        self.rc = np.asarray(self._cmat @ r) if n_c != n or not _is_identity(cluster) else r
+        with np.errstate(invalid="ignore"):
+            se = np.sqrt(np.sum(self.rc**2, axis=0))
+        se[np.isnan(att) | cells.reference] = np.nan
+        self.est = CellEstimates(
+            att=att,
+            se=se,
+            n_treated=n_t,
+            n_control=n_ctl,
+            m_treat=np.full(j_n, np.nan),
+            m_ctrl=np.full(j_n, np.nan),
+            w_treat=np.full(j_n, np.nan),
+            w_ctrl=np.full(j_n, np.nan),
+        )
+
+    def bootstrap(
+        self, biters: int, rng: np.random.Generator, chunk: int = 250
+    ) -> tuple[Float64Array, Float64Array]:
+        """Rademacher multiplier draws ``sum_c v_bc r_cj`` and per-cohort ``sum_c v_bc omega_ck``."""
+        out = np.empty((biters, self.cells.n_cells))
+        om = np.empty((biters, self.omega_c.shape[1]))
+        for start in range(0, biters, chunk):
+            bsz = min(chunk, biters - start)
+            v = rng.integers(0, 2, size=(bsz, self.n_clusters), dtype=np.int8).astype(np.float64)
+            v *= 2.0
+            v -= 1.0
+            out[start : start + bsz] = v @ self.rc
+            om[start : start + bsz] = v @ self.omega_c
+        out[:, np.isnan(self.est.att)] = np.nan
+        return out, om
+
+    def combine(self, weights: sp.csr_matrix, h: Float64Array) -> Float64Array:
+        """Cluster-level r-scale IF of ``cells @ weights`` plus the weight-estimation term."""
+        rc = np.nan_to_num(self.rc)
+        return np.asarray(sp.csr_matrix(weights).T @ rc.T).T + self.omega_c @ h / self.n_units
+
+
+def _is_identity(cluster: Int64Array) -> bool:
+    return bool(np.array_equal(cluster, np.arange(cluster.size)))

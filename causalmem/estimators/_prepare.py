@@ -1,0 +1,110 @@
+"""From a validated long frame to the arrays the numerical engines need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from causalmem._types import Float64Array, Int64Array
+from causalmem.errors import CovariateError
+from causalmem.panel.validate import CheckedPanel
+
+
+@dataclass(frozen=True, slots=True)
+class WideData:
+    """Unit-by-period arrays (units in first-appearance order of the sorted frame).
+
+    y : float64[n, T] (NaN where unobserved); cohort : float64[n] (inf = never treated);
+    w : float64[n]; cluster : int64[n] (codes, ``arange(n)`` when clustering on units only);
+    x : float64[n, T, k] or None; units : object[n] ids; tlist : float64[T].
+    """
+
+    y: Float64Array
+    cohort: Float64Array
+    w: Float64Array
+    cluster: Int64Array
+    n_clusters: int
+    x: Float64Array | None
+    x_names: tuple[str, ...]
+    units: np.ndarray
+    tlist: Float64Array
+    balanced: bool
+
+
+def covariate_matrix(frame: pd.DataFrame, xformla: str | None) -> tuple[np.ndarray | None, tuple[str, ...]]:
+    """Evaluate an R-style covariate formula ``"~ x1 + x2"`` with formulaic (intercept included).
+
+    Returns the row-aligned design (float64[N, k]) and its column names, or ``(None, ())``
+    when ``xformla`` is None or ``"~ 1"``.
+    """
+    if xformla is None:
+        return None, ()
+    import formulaic
+
+    text = xformla.strip()
+    if not text.startswith("~"):
+        raise CovariateError(
+            f"xformla={xformla!r} must be a one-sided formula such as '~ x1 + x2' (R did's xformla)."
+        )
+    try:
+        mm = formulaic.model_matrix(text, frame, na_action="raise")
+    except Exception as exc:  # formulaic raises several types for unknown names / bad syntax
+        raise CovariateError(
+            f"Could not evaluate xformla={xformla!r}: {exc}. Available columns: "
+            f"{', '.join(map(str, frame.columns))}."
+        ) from exc
+    names = tuple(str(c) for c in mm.columns)
+    arr = np.asarray(mm, dtype=np.float64)
+    if arr.shape[1] <= 1 and names in (("Intercept",), ()):
+        return None, ()
+    if not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).any(axis=1).sum())
+        raise CovariateError(
+            f"xformla={xformla!r} produced non-finite values in {bad} rows; "
+            "remove or impute them before estimating."
+        )
+    return arr, names
+
+
+def to_wide(checked: CheckedPanel, yname: str, xformla: str | None) -> WideData:
+    """Pivot the checked long frame into unit x period arrays without a Python loop over units."""
+    f = checked.frame
+    uid, units = pd.factorize(f[checked.idname], sort=False)
+    tlist = checked.steps.astype(np.float64)
+    tpos = np.searchsorted(checked.steps, f[checked.tname].to_numpy(np.int64))
+    n, t_len = units.size, tlist.size
+    y = np.full((n, t_len), np.nan)
+    y[uid, tpos] = f[yname].to_numpy(np.float64)
+    first = np.zeros(n, dtype=np.int64)
+    first[uid[::-1]] = np.arange(uid.size)[::-1]
+    coh = f[checked.gname].to_numpy(dtype=np.float64, na_value=np.inf)[first]
+    w = (
+        f[checked.weightsname].to_numpy(np.float64)[first]
+        if checked.weightsname
+        else np.ones(n)
+    )
+    extra = [c for c in checked.clustervars if c != checked.idname]
+    if extra:
+        cl, uniq = pd.factorize(f[extra[0]].to_numpy()[first], sort=True)
+        cluster, n_cl = cl.astype(np.int64), int(uniq.size)
+    else:
+        cluster, n_cl = np.arange(n, dtype=np.int64), n
+    xmat, xnames = covariate_matrix(f, xformla)
+    x = None
+    if xmat is not None:
+        x = np.full((n, t_len, xmat.shape[1]), np.nan)
+        x[uid, tpos] = xmat
+    return WideData(
+        y=y,
+        cohort=coh,
+        w=w,
+        cluster=cluster,
+        n_clusters=n_cl,
+        x=x,
+        x_names=xnames,
+        units=np.asarray(units),
+        tlist=tlist,
+        balanced=checked.balanced,
+    )

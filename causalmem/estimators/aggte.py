@@ -1,0 +1,158 @@
+"""Aggregations of ATT(g, t): simple, dynamic (event study), group and calendar."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from causalmem._numerics.aggregate import build_aggregation
+from causalmem._numerics.inference import pointwise_crit, summarise_draws
+from causalmem._types import AggType, check_literal
+from causalmem.errors import CausalmemWarning
+from causalmem.results.aggte import AggteResult, AggteSpec
+from causalmem.results.attgt import AttGtResult
+from causalmem.results.base import provenance
+
+
+def aggte(
+    result: AttGtResult,
+    type: AggType = "group",  # noqa: A002 - R did's argument name
+    min_e: float = -np.inf,
+    max_e: float = np.inf,
+    balance_e: float | None = None,
+    na_rm: bool = False,
+    bstrap: bool | None = None,
+    cband: bool | None = None,
+    alp: float | None = None,
+) -> AggteResult:
+    """Aggregate group-time ATTs (R ``did::aggte``), with the estimated-weights IF term.
+
+    Callaway & Sant'Anna (2021), Section 3: ``simple`` (group-size weighted average of
+    post-treatment cells), ``dynamic`` (by event time ``e = t - g``, the paper's memorisation path
+    ``theta(e)``), ``group`` (per cohort, then weighted by cohort size) and ``calendar``
+    (per checkpoint). Standard errors come from the aggregated influence function, including the
+    term for estimating the weights ``P(G = g)``; with the bootstrap they reuse the att_gt
+    multiplier draws, so cells and aggregations share one joint bootstrap.
+
+    Parameters
+    ----------
+    result
+        An :class:`~causalmem.results.attgt.AttGtResult`.
+    type
+        ``"simple"``, ``"dynamic"``, ``"group"`` or ``"calendar"``.
+    min_e, max_e
+        Event-time window for ``dynamic``; ``max_e`` also limits ``simple`` and ``group``.
+    balance_e
+        Keep only cohorts observed for at least ``balance_e`` steps after treatment (dynamic).
+    na_rm
+        Drop cells whose ATT could not be estimated (otherwise their presence is an error).
+    bstrap, cband, alp
+        Default to the att_gt call's settings. A uniform band needs the bootstrap; it falls back
+        to a pointwise one (with a warning) when the sup-t critical value is undefined or smaller
+        than the normal one (R did #244).
+
+    Returns
+    -------
+    AggteResult
+
+    Examples
+    --------
+    >>> from causalmem import att_gt, simulate_panel
+    >>> res = att_gt(simulate_panel(seed=1).frame, "y", "step", "unit", "cohort", seed=0, biters=200)
+    >>> aggte(res, "dynamic").tidy()["type"].iloc[0]
+    'dynamic'
+    """
+    check_literal("type", type, AggType)
+    spec0 = result.spec
+    bstrap = spec0.bstrap if bstrap is None else bool(bstrap)
+    cband_explicit = cband is not None
+    cband = spec0.cband if cband is None else bool(cband)
+    alp = spec0.alp if alp is None else float(alp)
+    if not 0 < alp < 1:
+        raise ValueError(f"alp must lie in (0, 1), got {alp!r}.")
+    if bstrap and result.draws is None:
+        raise ValueError(
+            "bstrap=True needs the multiplier draws, but att_gt was called with bstrap=False; "
+            "re-run att_gt with bstrap=True or aggregate with bstrap=False."
+        )
+    cells = result.cells
+    att = np.asarray(result.att, dtype=np.float64)
+    keep = np.ones(att.size, dtype=bool)
+    if np.isnan(att).any():
+        if not na_rm:
+            raise ValueError(
+                f"{int(np.isnan(att).sum())} ATT(g, t) cells are NaN; pass na_rm=True to "
+                "aggregate the remaining ones."
+            )
+        keep = ~np.isnan(att)
+    agg = build_aggregation(
+        type,
+        group=np.where(keep, cells.group, np.nan),
+        time=np.where(keep, cells.time, np.nan),
+        g_idx=cells.g_idx,
+        att=np.where(keep, att, 0.0),
+        post=cells.post & keep,
+        pg_cohort=result.pg_cohort,
+        glist=cells.glist,
+        min_e=min_e,
+        max_e=max_e,
+        balance_e=balance_e,
+    )
+    r = result.engine.combine(agg.weights, agg.h)
+    with np.errstate(invalid="ignore"):
+        se = np.sqrt(np.sum(r**2, axis=0))
+    se[se <= np.sqrt(np.finfo(float).eps) * 10] = np.nan
+    se[np.isnan(agg.estimate)] = np.nan
+    crit = pointwise_crit(alp)
+    band = "pointwise"
+    n_lab = agg.labels.size - 1
+    if bstrap or cband:
+        if result.draws is None:
+            if cband_explicit:
+                warnings.warn(
+                    "A uniform band needs the bootstrap draws (att_gt was run with "
+                    "bstrap=False); reporting pointwise intervals.",
+                    CausalmemWarning,
+                    stacklevel=2,
+                )
+        else:
+            d = result.draws
+            zc = np.nan_to_num(d.cells[:, keep]) if not keep.all() else d.cells
+            w = agg.weights[keep] if not keep.all() else agg.weights
+            zb = np.asarray(zc @ w) + d.omega @ agg.h / result.n_units
+            if bstrap:
+                summ = summarise_draws(
+                    zb, n_units=result.n_units, n_clusters=d.n_clusters, alp=alp
+                )
+                se = np.where(np.isnan(se), np.nan, summ.se)
+            if cband and n_lab > 0:
+                summ_e = summarise_draws(
+                    zb[:, :n_lab], n_units=result.n_units, n_clusters=d.n_clusters, alp=alp
+                )
+                if not np.isfinite(summ_e.crit_val) or summ_e.crit_val < crit:
+                    warnings.warn(
+                        f"The sup-t critical value ({summ_e.crit_val:.3f}) is undefined or below "
+                        f"the pointwise one ({crit:.3f}); reporting pointwise intervals "
+                        "(as R did does, did #244).",
+                        CausalmemWarning,
+                        stacklevel=2,
+                    )
+                else:
+                    crit, band = summ_e.crit_val, "uniform"
+    return AggteResult(
+        spec=AggteSpec(type=type, min_e=min_e, max_e=max_e, balance_e=balance_e,
+                       bstrap=bstrap, cband=cband, alp=alp),
+        yname=spec0.yname,
+        labels=agg.labels[:-1] if type != "simple" else np.zeros(0),
+        estimate=agg.estimate[:-1] if type != "simple" else np.zeros(0),
+        std_error=se[:-1] if type != "simple" else np.zeros(0),
+        crit_val=float(crit),
+        band=band,
+        se_method="bootstrap" if bstrap else "analytic",
+        overall_estimate=float(agg.estimate[-1]),
+        overall_std_error=float(se[-1]),
+        overall_crit_val=pointwise_crit(alp),
+        influence=r,
+        provenance=provenance(att_gt=result.provenance),
+    )

@@ -1,0 +1,290 @@
+"""Group-time average treatment effects, ATT(g, t) (Callaway & Sant'Anna 2021).
+
+Mirrors R ``did::att_gt`` (argument names, defaults, cell enumeration, influence functions,
+multiplier bootstrap) with two documented differences: clustered *analytic* SEs are computed
+(R ignores ``clustervars`` without the bootstrap, with a warning), and unbalanced panels use the
+units observed in both periods of each cell (R switches to a repeated-cross-section estimator).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from causalmem._numerics.cells import build_cells
+from causalmem._numerics.dense import DenseIF
+from causalmem._numerics.inference import pointwise_crit, summarise_draws
+from causalmem._numerics.structured import CohortRows, StructuredIF
+from causalmem._types import BasePeriod, ControlGroup, EstMethod, as_name_tuple, check_literal
+from causalmem.errors import CausalmemWarning, IdentificationError
+from causalmem.estimators._prepare import WideData, to_wide
+from causalmem.panel.validate import validate_long
+from causalmem.results.attgt import AttGtResult, AttGtSpec, Draws
+from causalmem.results.base import provenance
+
+
+def att_gt(
+    data: pd.DataFrame,
+    yname: str,
+    tname: str,
+    idname: str,
+    gname: str,
+    xformla: str | None = None,
+    control_group: ControlGroup = "nevertreated",
+    anticipation: int = 0,
+    base_period: BasePeriod = "varying",
+    est_method: EstMethod = "dr",
+    allow_unbalanced_panel: bool = False,
+    clustervars: str | Sequence[str] | None = None,
+    weightsname: str | None = None,
+    bstrap: bool = True,
+    biters: int = 1000,
+    cband: bool = True,
+    alp: float = 0.05,
+    seed: int | np.random.Generator | None = None,
+    drop_always_treated: bool = False,
+) -> AttGtResult:
+    """Estimate every group-time average treatment effect ATT(g, t).
+
+    Callaway, B. and Sant'Anna, P. H. C. (2021), "Difference-in-Differences with multiple time
+    periods", *Journal of Econometrics* 225(2), https://doi.org/10.1016/j.jeconom.2020.12.001.
+    For memorisation, ``g`` is the step at which an instance is trained on, ``t`` a checkpoint,
+    and ATT(g, t) the causal effect of that training on the outcome at ``t`` (Lesci et al. 2024).
+
+    Parameters
+    ----------
+    data
+        Long panel: one row per (unit, step). It is never modified.
+    yname, tname, idname, gname
+        Outcome, step (time), unit and cohort columns. The cohort is the first step at which the
+        unit is treated; never-treated units have a missing cohort (NA/NaN) or ``inf``.
+    xformla
+        One-sided covariate formula, e.g. ``"~ x1 + x2"`` (formulaic); base-period values are used.
+    control_group
+        ``"nevertreated"`` or ``"notyettreated"`` comparison units.
+    anticipation
+        Steps of anticipation ``delta``; the base period is the last step ``p`` with
+        ``p + delta < g``.
+    base_period
+        ``"varying"`` (pre-period cells compare consecutive periods) or ``"universal"``.
+    est_method
+        ``"dr"`` (doubly robust), ``"reg"`` (outcome regression) or ``"ipw"``; identical without
+        covariates.
+    allow_unbalanced_panel
+        Accept units missing some steps; each cell uses the units observed at both its periods.
+    clustervars
+        At most one cluster variable besides ``idname`` (time-invariant within unit).
+    weightsname
+        Time-invariant sampling weights.
+    bstrap, biters, cband, alp
+        Multiplier bootstrap (Rademacher, ``biters`` draws), uniform sup-t band and level.
+    seed
+        Seed or ``numpy.random.Generator`` for the bootstrap (never global state).
+    drop_always_treated
+        Drop units treated at or before the first step (R ``did`` does so with a warning)
+        instead of raising :class:`~causalmem.errors.AlwaysTreatedError`.
+
+    Returns
+    -------
+    AttGtResult
+        Immutable result with ``tidy()``, ``glance()``, ``summary()``, ``to_latex()``,
+        ``to_markdown()`` and the memorisation views.
+
+    Examples
+    --------
+    >>> from causalmem import simulate_panel
+    >>> sim = simulate_panel(seed=1)
+    >>> res = att_gt(sim.frame, "y", "step", "unit", "cohort", seed=0, biters=200)
+    >>> res.tidy()[["group", "time", "estimate"]].shape[1]
+    3
+    """
+    return _att_gt(**locals())
+
+
+def _att_gt(*, _engine: str = "auto", **kw: object) -> AttGtResult:
+    spec = AttGtSpec.from_kwargs(kw)
+    data = kw["data"]
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}.")
+    check_literal("control_group", spec.control_group, ControlGroup)
+    check_literal("base_period", spec.base_period, BasePeriod)
+    check_literal("est_method", spec.est_method, EstMethod)
+    if not isinstance(spec.biters, int) or spec.biters < 1:
+        raise ValueError(f"biters must be a positive integer, got {spec.biters!r}.")
+    if not 0 < spec.alp < 1:
+        raise ValueError(f"alp must lie in (0, 1), got {spec.alp!r}.")
+    if not isinstance(spec.anticipation, int | np.integer) or spec.anticipation < 0:
+        raise ValueError(f"anticipation must be a non-negative integer, got {spec.anticipation!r}.")
+    clustervars = tuple(c for c in spec.clustervars if c != spec.idname)
+    if len(clustervars) > 1:
+        raise ValueError(
+            f"clustervars={list(spec.clustervars)!r}: at most one cluster variable besides "
+            f"idname={spec.idname!r} is supported (as in R did)."
+        )
+    checked = validate_long(
+        data,
+        idname=spec.idname,
+        tname=spec.tname,
+        gname=spec.gname,
+        ynames=(spec.yname,),
+        weightsname=spec.weightsname,
+        clustervars=clustervars,
+        xnames=(),
+        allow_unbalanced_panel=spec.allow_unbalanced_panel,
+        drop_always_treated=spec.drop_always_treated,
+    )
+    wide = to_wide(checked, spec.yname, spec.xformla)
+    return _estimate(spec, wide, _engine)
+
+
+def _estimate(spec: AttGtSpec, wide: WideData, engine: str) -> AttGtResult:
+    nyt = spec.control_group == "notyettreated"
+    glist = np.unique(wide.cohort[np.isfinite(wide.cohort)])
+    cohort = wide.cohort
+    y, tlist = wide.y, wide.tlist
+    x = wide.x
+    has_never = bool(np.isinf(cohort).any())
+    if glist.size == 0:
+        raise IdentificationError(
+            f"{spec.gname!r}: no unit is ever treated, so there is no ATT(g, t) to estimate."
+        )
+    if not has_never:
+        if not nyt:
+            raise IdentificationError(
+                f"{spec.gname!r}: there are no never-treated units (missing cohort), so "
+                "control_group='nevertreated' has no usable comparison units. Use "
+                "control_group='notyettreated', or add never-treated (e.g. validation) units."
+            )
+        last = glist[-1]
+        keep_t = tlist < last - spec.anticipation
+        if keep_t.sum() < 2:
+            raise IdentificationError(
+                "No never-treated units and too few periods before the last cohort "
+                f"({last:g}) to use it as the comparison group."
+            )
+        warnings.warn(
+            f"No never-treated units: cohort {last:g} serves as the comparison group and steps "
+            f">= {last - spec.anticipation:g} are dropped (as R did does).",
+            CausalmemWarning,
+            stacklevel=3,
+        )
+        y, tlist = y[:, keep_t], tlist[keep_t]
+        x = x[:, keep_t] if x is not None else None
+        # Cohorts first treated after the last kept step are untreated throughout the window.
+        cohort = np.where(cohort > tlist[-1], np.inf, cohort)
+        glist = glist[glist <= tlist[-1]]
+    cells = build_cells(
+        tlist, glist, base_period=spec.base_period, anticipation=spec.anticipation,
+        notyettreated=nyt,
+    )
+    if cells.dropped_groups:
+        warnings.warn(
+            f"Cohorts {list(cells.dropped_groups)} have no pre-treatment period given "
+            f"anticipation={spec.anticipation}; their cells are not estimated (as in R did).",
+            CausalmemWarning,
+            stacklevel=3,
+        )
+    if cells.n_cells == 0:
+        raise IdentificationError("No ATT(g, t) cell is identified with these settings.")
+    k_idx = np.searchsorted(glist, cohort)  # never treated (inf) -> K
+    k_idx = np.where(np.isin(cohort, glist), k_idx, glist.size)
+    # Units of dropped cohorts (no base period) are neither treated nor comparison units.
+    in_sample = np.isinf(cohort) | np.isin(cohort, glist)
+    nested = _clusters_nested(wide.cluster[in_sample], k_idx[in_sample])
+    use_structured = (
+        engine == "structured"
+        or (engine == "auto" and x is None and wide.balanced and nested)
+    )
+    failures: list[tuple[int, str]] = []
+    sel = np.flatnonzero(in_sample)
+    if use_structured:
+        rows = _cohort_rows(y[sel], wide.w[sel], k_idx[sel], wide.cluster[sel], glist.size)
+        engine_obj: StructuredIF | DenseIF = StructuredIF(rows, cells)
+        n_clusters = rows.Z.shape[0]
+    else:
+        cl = pd.factorize(wide.cluster[sel])[0].astype(np.int64)
+        engine_obj = DenseIF(
+            y[sel], k_idx[sel], wide.w[sel], cl, cells,
+            x[sel] if x is not None else None, spec.est_method,
+            on_fail=lambda j, msg: failures.append((j, msg)),
+        )
+        n_clusters = engine_obj.n_clusters
+    n_units = int(sel.size)
+    est = engine_obj.est
+    if failures:
+        shown = "; ".join(
+            f"(g={cells.group[j]:g}, t={cells.time[j]:g}): {m}" for j, m in failures[:5]
+        )
+        warnings.warn(
+            f"{len(failures)} ATT(g, t) cells could not be estimated and are NaN: {shown}",
+            CausalmemWarning,
+            stacklevel=3,
+        )
+    draws = None
+    se = est.se.copy()
+    crit = pointwise_crit(spec.alp)
+    band = "pointwise"
+    if spec.bstrap:
+        rng = spec.rng()
+        zb, omega_b = engine_obj.bootstrap(spec.biters, rng)
+        summ = summarise_draws(zb, n_units=n_units, n_clusters=n_clusters, alp=spec.alp)
+        se = summ.se
+        se[cells.reference] = np.nan
+        draws = Draws(cells=zb, omega=omega_b, n_clusters=n_clusters)
+        if spec.cband and np.isfinite(summ.crit_val):
+            crit, band = summ.crit_val, "uniform"
+    pg = np.bincount(k_idx[sel], weights=wide.w[sel], minlength=glist.size + 1)[:-1] / sel.size
+    return AttGtResult(
+        spec=spec,
+        cells=cells,
+        att=est.att,
+        se=se,
+        se_analytic=est.se,
+        n_treated=est.n_treated,
+        n_control=est.n_control,
+        crit_val=float(crit),
+        band=band,
+        se_method="bootstrap" if spec.bstrap else "analytic",
+        engine=engine_obj,
+        draws=draws,
+        pg_cohort=pg,
+        n_units=n_units,
+        n_clusters=n_clusters,
+        provenance=provenance(seed=spec.seed_repr()),
+    )
+
+
+def _clusters_nested(cluster: np.ndarray, k_idx: np.ndarray) -> bool:
+    if cluster.size == 0:
+        return True
+    order = np.lexsort((k_idx, cluster))
+    c, k = cluster[order], k_idx[order]
+    same_c = c[1:] == c[:-1]
+    return bool(np.all(k[1:][same_c] == k[:-1][same_c]))
+
+
+def _cohort_rows(
+    y: np.ndarray, w: np.ndarray, k_idx: np.ndarray, cluster: np.ndarray, n_g: int
+) -> CohortRows:
+    """Rows = clusters (nested in cohorts), sorted by cohort block, globally centred."""
+    cl_codes, cl_first = np.unique(cluster, return_index=True)
+    inv = np.searchsorted(cl_codes, cluster)
+    n_rows = cl_codes.size
+    wy = w[:, None] * y
+    if n_rows == y.shape[0] and np.array_equal(inv, np.arange(n_rows)):
+        z, om, cnt, rk = wy, w.copy(), np.ones(n_rows), k_idx
+    else:
+        z = np.zeros((n_rows, y.shape[1]))
+        np.add.at(z, inv, wy)
+        om = np.bincount(inv, weights=w, minlength=n_rows)
+        cnt = np.bincount(inv, minlength=n_rows).astype(np.float64)
+        rk = k_idx[cl_first]
+    order = np.argsort(rk, kind="stable")
+    z, om, cnt, rk = z[order], om[order], cnt[order], rk[order]
+    mu = z.sum(axis=0) / om.sum()
+    z = z - om[:, None] * mu[None, :]
+    block = np.searchsorted(rk, np.arange(n_g + 2)).astype(np.int64)
+    return CohortRows(Z=z, omega=om, counts=cnt, block=block, n_units=int(y.shape[0]))

@@ -1,0 +1,7 @@
+"""Immutable result types sharing one ``tidy()`` contract."""
+
+from causalmem.results.aggte import AggteResult
+from causalmem.results.attgt import AttGtResult
+from causalmem.results.base import TIDY_COLUMNS
+
+__all__ = ["TIDY_COLUMNS", "AggteResult", "AttGtResult"]

@@ -1,0 +1,98 @@
+"""Shared pieces of every result: provenance, the tidy contract and rendering.
+
+Every ``tidy()`` frame starts with the columns :data:`TIDY_COLUMNS` (snake_case, machine names);
+human labels are applied only when rendering (:data:`DISPLAY_LABELS`).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+from collections.abc import Mapping
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+from causalmem._types import Float64Array
+
+TIDY_COLUMNS = (
+    "term",
+    "estimate",
+    "std_error",
+    "statistic",
+    "p_value",
+    "conf_low",
+    "conf_high",
+)
+
+DISPLAY_LABELS: Mapping[str, str] = {
+    "term": "Term",
+    "group": "Group",
+    "time": "Time",
+    "event_time": "Event time",
+    "estimate": "Estimate",
+    "std_error": "Std. error",
+    "statistic": "t",
+    "p_value": "p",
+    "conf_low": "Lower",
+    "conf_high": "Upper",
+    "band": "Band",
+    "se_method": "SE",
+}
+
+_VERSIONED = ("causalmem", "numpy", "pandas", "scipy", "formulaic")
+
+
+def provenance(**extra: Any) -> Mapping[str, Any]:
+    """Library versions, creation time (UTC) and caller-supplied fields, as a plain mapping."""
+    versions: dict[str, str] = {}
+    for pkg in _VERSIONED:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = "not installed"
+    return {
+        "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "versions": versions,
+        **extra,
+    }
+
+
+def inference_columns(
+    estimate: Float64Array, se: Float64Array, crit: float | Float64Array
+) -> dict[str, Float64Array]:
+    """``statistic``, pointwise normal ``p_value`` and the band ``estimate -/+ crit * se``."""
+    estimate = np.asarray(estimate, dtype=np.float64)
+    se = np.asarray(se, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        stat = estimate / se
+    return {
+        "statistic": stat,
+        "p_value": 2.0 * norm.sf(np.abs(stat)),
+        "conf_low": estimate - crit * se,
+        "conf_high": estimate + crit * se,
+    }
+
+
+def significance_mark(conf_low: pd.Series, conf_high: pd.Series) -> pd.Series:
+    """``"*"`` where the interval excludes zero (R did's convention), else ``""``."""
+    sig = (conf_low > 0) | (conf_high < 0)
+    return pd.Series(np.where(sig, "*", ""), index=conf_low.index)
+
+
+def render_frame(frame: pd.DataFrame, fmt: str, digits: int = 4, caption: str | None = None) -> str:
+    """Render a tidy subset as LaTeX (booktabs) or Markdown with display labels."""
+    shown = frame.rename(columns={c: DISPLAY_LABELS.get(c, c) for c in frame.columns})
+    if fmt == "latex":
+        sty = shown.style.format(precision=digits, na_rep="").hide(axis="index")
+        return str(
+            sty.to_latex(hrules=True, caption=caption, position_float="centering")
+        )
+    if fmt == "markdown":
+        text = shown.to_markdown(index=False, floatfmt=f".{digits}f")
+        return f"{caption}\n\n{text}" if caption else text
+    raise ValueError(f"fmt={fmt!r}; use 'latex' or 'markdown'.")

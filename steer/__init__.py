@@ -1,0 +1,1 @@
+"""steer: LM-Steer output-embedding steers."""
