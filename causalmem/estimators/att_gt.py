@@ -176,17 +176,23 @@ def _estimate(spec: AttGtSpec, wide: WideData, engine: str) -> AttGtResult:
         # Cohorts first treated after the last kept step are untreated throughout the window.
         cohort = np.where(cohort > tlist[-1], np.inf, cohort)
         glist = glist[glist <= tlist[-1]]
+    no_base = glist <= tlist[0] + spec.anticipation
+    if no_base.any():
+        warnings.warn(
+            f"Cohorts {glist[no_base].tolist()} have no pre-treatment period given "
+            f"anticipation={spec.anticipation}; their units are dropped (as R did does).",
+            CausalmemWarning,
+            stacklevel=3,
+        )
+        glist = glist[~no_base]
+        if glist.size == 0:
+            raise IdentificationError(
+                f"No cohort has a pre-treatment period with anticipation={spec.anticipation}."
+            )
     cells = build_cells(
         tlist, glist, base_period=spec.base_period, anticipation=spec.anticipation,
         notyettreated=nyt,
     )
-    if cells.dropped_groups:
-        warnings.warn(
-            f"Cohorts {list(cells.dropped_groups)} have no pre-treatment period given "
-            f"anticipation={spec.anticipation}; their cells are not estimated (as in R did).",
-            CausalmemWarning,
-            stacklevel=3,
-        )
     if cells.n_cells == 0:
         raise IdentificationError("No ATT(g, t) cell is identified with these settings.")
     k_idx = np.searchsorted(glist, cohort)  # never treated (inf) -> K
