@@ -125,8 +125,11 @@ def build_aggregation(
         weighted(idx)
         labels.append(np.nan)
     elif kind == "group":
+        cand = np.flatnonzero(post & (e <= max_e))
+        cand = cand[np.argsort(g_idx[cand], kind="stable")]
+        bounds = np.append(np.searchsorted(g_idx[cand], np.arange(glist.size)), cand.size)
         for k, _ in enumerate(glist):
-            idx = np.flatnonzero((g_idx == k) & post & (e <= max_e))
+            idx = cand[bounds[k] : bounds[k + 1]]
             b.add(idx, np.full(idx.size, 1.0 / idx.size) if idx.size else np.zeros(0))
             labels.append(float(glist[k]))
         pgg = pg_cohort
@@ -145,8 +148,12 @@ def build_aggregation(
             eseq = eseq[(eseq <= balance_e) & (eseq >= balance_e - tmax + tmin)]
             include = (tmax - group) >= balance_e
         eseq = eseq[(eseq >= min_e) & (eseq <= max_e)]
-        for ev in eseq:
-            weighted(np.flatnonzero((e == ev) & include))
+        cand = np.flatnonzero(include & np.isin(e, eseq))
+        cand = cand[np.argsort(e[cand], kind="stable")]
+        bounds = np.searchsorted(e[cand], eseq, side="left")
+        bounds = np.append(bounds, cand.size)
+        for i, ev in enumerate(eseq):
+            weighted(cand[bounds[i] : bounds[i + 1]])
             labels.append(float(ev))
         pos = [i for i, ev in enumerate(eseq) if ev >= 0]
         b.add_combo(pos, np.full(len(pos), 1.0 / len(pos)) if pos else np.zeros(0))
@@ -154,8 +161,11 @@ def build_aggregation(
     elif kind == "calendar":
         periods = np.unique(time[~np.isnan(time)])
         periods = periods[periods >= np.nanmin(group)]
-        for t1 in periods:
-            weighted(np.flatnonzero((time == t1) & (group <= t1)))
+        cand = np.flatnonzero(group <= time)
+        cand = cand[np.argsort(time[cand], kind="stable")]
+        bounds = np.append(np.searchsorted(time[cand], periods, side="left"), cand.size)
+        for i, t1 in enumerate(periods):
+            weighted(cand[bounds[i] : bounds[i + 1]])
             labels.append(float(t1))
         m = len(periods)
         b.add_combo(list(range(m)), np.full(m, 1.0 / m))

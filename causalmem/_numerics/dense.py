@@ -119,23 +119,28 @@ class DenseIF:
     def bootstrap(
         self, biters: int, rng: np.random.Generator, chunk: int = 250
     ) -> tuple[Float64Array, Float64Array]:
-        """Rademacher multiplier draws ``sum_c v_bc r_cj`` and per-cohort ``sum_c v_bc omega_ck``."""
-        out = np.empty((biters, self.cells.n_cells))
-        om = np.empty((biters, self.omega_c.shape[1]))
+        """Rademacher multiplier draws ``[J, B]`` and per-cohort weight sums ``[K + 1, B]``."""
+        out = np.empty((self.cells.n_cells, biters), dtype=np.float32)
+        om = np.empty((self.omega_c.shape[1], biters), dtype=np.float32)
         for start in range(0, biters, chunk):
             bsz = min(chunk, biters - start)
-            v = rng.integers(0, 2, size=(bsz, self.n_clusters), dtype=np.int8).astype(np.float64)
+            v = rng.integers(0, 2, size=(self.n_clusters, bsz), dtype=np.int8).astype(np.float64)
             v *= 2.0
             v -= 1.0
-            out[start : start + bsz] = v @ self.rc
-            om[start : start + bsz] = v @ self.omega_c
-        out[:, np.isnan(self.est.att)] = np.nan
+            out[:, start : start + bsz] = self.rc.T @ v
+            om[:, start : start + bsz] = self.omega_c.T @ v
+        out[np.isnan(self.est.att)] = np.nan
         return out, om
 
     def combine(self, weights: sp.csr_matrix, h: Float64Array) -> Float64Array:
         """Cluster-level r-scale IF of ``cells @ weights`` plus the weight-estimation term."""
         rc = np.nan_to_num(self.rc)
         return np.asarray(sp.csr_matrix(weights).T @ rc.T).T + self.omega_c @ h / self.n_units
+
+    def sum_squares(self, weights: sp.csr_matrix, h: Float64Array) -> Float64Array:
+        """``sum_c r_cp^2`` per column of :meth:`combine`."""
+        r = self.combine(weights, h)
+        return np.einsum("ij,ij->j", r, r)
 
 
 def _is_identity(cluster: Int64Array) -> bool:

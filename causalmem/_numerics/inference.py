@@ -28,15 +28,20 @@ class BootstrapSummary:
     nondegenerate: BoolArray
 
 
+def _type1_index(p: float, n: int) -> int:
+    """0-based order statistic of R's ``quantile(type = 1)`` (= numpy ``inverted_cdf``)."""
+    return int(min(max(np.ceil(np.round(p * n, 9)) - 1, 0), n - 1))
+
+
 def summarise_draws(
     zb: Float64Array, *, n_units: int, n_clusters: int, alp: float
 ) -> BootstrapSummary:
-    """Bootstrap SE per column and the uniform critical value from r-scale draws.
+    """Bootstrap SE per row and the uniform critical value from r-scale draws.
 
     Parameters
     ----------
-    zb : float64[B, K]
-        Multiplier draws (NaN columns are cells that could not be estimated).
+    zb : float64[K, B]
+        Multiplier draws, one row per parameter (NaN rows could not be estimated).
     n_units, n_clusters
         R's ``n`` and the number of clusters (``n`` without clustering).
     alp
@@ -46,19 +51,26 @@ def summarise_draws(
     -------
     BootstrapSummary
     """
+    n_par, n_b = zb.shape
     scale = n_units / np.sqrt(n_clusters)
-    finite = ~np.isnan(zb).any(axis=0)
-    ss = np.where(finite, np.nansum(zb**2, axis=0) * scale**2, 0.0)
-    ndg = finite & (ss > _DEGENERATE)
-    se = np.full(zb.shape[1], np.nan)
+    ss = np.einsum("kb,kb->k", zb, zb)  # NaN rows stay NaN
+    ndg = np.isfinite(ss) & (ss * scale**2 > _DEGENERATE)
+    se = np.full(n_par, np.nan)
     if not ndg.any():
         return BootstrapSummary(se=se, crit_val=float("nan"), nondegenerate=ndg)
-    sub = zb[:, ndg]
-    q = np.quantile(sub, [0.25, 0.75], axis=0, method="inverted_cdf")
-    sigma = (q[1] - q[0]) / _IQR_TO_SD
-    se[ndg] = sigma
-    with np.errstate(divide="ignore", invalid="ignore"):
-        bt = np.nanmax(np.abs(sub / sigma), axis=1)
+    lo, hi = _type1_index(0.25, n_b), _type1_index(0.75, n_b)
+    idx = np.flatnonzero(ndg)
+    bt = np.zeros(n_b)
+    step = 2048
+    for i0 in range(0, idx.size, step):
+        rows = zb[idx[i0 : i0 + step]]
+        part = np.partition(rows, [lo, hi], axis=1)
+        sigma = (part[:, hi] - part[:, lo]) / _IQR_TO_SD
+        se[idx[i0 : i0 + step]] = sigma
+        np.abs(rows, out=rows)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rows /= sigma[:, None]
+        np.maximum(bt, np.max(rows, axis=0), out=bt)
     bt = bt[np.isfinite(bt)]
     crit = float(np.quantile(bt, 1 - alp, method="inverted_cdf")) if bt.size else float("nan")
     return BootstrapSummary(se=se, crit_val=crit, nondegenerate=ndg)

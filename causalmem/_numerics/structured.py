@@ -49,6 +49,11 @@ class CellEstimates:
     w_ctrl: Float64Array
 
 
+# Multiplier-bootstrap draws are float32: Monte Carlo error (~1/sqrt(2 B)) dwarfs rounding, and
+# halving memory traffic halves the cost of the J x B draw matrix.
+_DRAW_DTYPE = np.float32
+
+
 @dataclass(frozen=True, slots=True)
 class CohortRows:
     """Rows (units, or clusters nested in cohorts) sorted in cohort blocks.
@@ -133,35 +138,30 @@ class StructuredIF:
         self.est = self._estimate()
 
     # ------------------------------------------------------------------ cells
-    def _control_sum(self, x: Float64Array, suffix: Float64Array) -> Float64Array:
-        c = self.cells
-        own = np.where(c.exclude_own, 1.0, 0.0).reshape((-1,) + (1,) * (x.ndim - 1))
-        return suffix[c.k0] - own * x[c.g_idx]
-
     def _estimate(self) -> CellEstimates:
         c, m = self.cells, self._mom
-        j = np.arange(c.n_cells)
-        t, b = c.t_idx, c.b_idx
+        g, t, b, k0 = c.g_idx, c.t_idx, c.b_idx, c.k0
+        own = c.exclude_own.astype(np.float64)
+        suf = {name: _suffix(getattr(m, name)) for name in ("s1", "w", "mm", "s2", "w2", "cnt")}
 
-        def side(
-            s1: Float64Array, w: Float64Array, mm: Float64Array, s2: Float64Array, w2: Float64Array
-        ) -> tuple[Float64Array, Float64Array]:
+        def treated(name: str, *idx: Int64Array) -> Float64Array:
+            return getattr(m, name)[(g, *idx)]
+
+        def control(name: str, *idx: Int64Array) -> Float64Array:
+            # Comparison cohorts k >= k0, minus the cell's own cohort when it lies in that range.
+            return suf[name][(k0, *idx)] - own * getattr(m, name)[(g, *idx)]
+
+        def side(get: object) -> tuple[Float64Array, Float64Array, Float64Array]:
+            assert callable(get)
+            w = get("w")
             with np.errstate(invalid="ignore", divide="ignore"):
-                mean = (s1[j, t] - s1[j, b]) / w
-            q = mm[j, t, t] + mm[j, b, b] - 2.0 * mm[j, t, b]
-            var = q - 2.0 * mean * (s2[j, t] - s2[j, b]) + mean**2 * w2
-            return mean, np.maximum(var, 0.0)
+                mean = (get("s1", t) - get("s1", b)) / w
+            q = get("mm", t, t) + get("mm", b, b) - 2.0 * get("mm", t, b)
+            var = q - 2.0 * mean * (get("s2", t) - get("s2", b)) + mean**2 * get("w2")
+            return mean, np.maximum(var, 0.0), w
 
-        g = c.g_idx
-        mt, vt = side(m.s1[g], m.w[g], m.mm[g], m.s2[g], m.w2[g])
-        cs1 = self._control_sum(m.s1, _suffix(m.s1))
-        cw = self._control_sum(m.w, _suffix(m.w))
-        cmm = self._control_sum(m.mm, _suffix(m.mm))
-        cs2 = self._control_sum(m.s2, _suffix(m.s2))
-        cw2 = self._control_sum(m.w2, _suffix(m.w2))
-        ccnt = self._control_sum(m.cnt, _suffix(m.cnt))
-        mc, vc = side(cs1, cw, cmm, cs2, cw2)
-        wt = m.w[g]
+        mt, vt, wt = side(treated)
+        mc, vc, cw = side(control)
         with np.errstate(invalid="ignore", divide="ignore"):
             att = mt - mc
             se = np.sqrt(vt / wt**2 + vc / cw**2)
@@ -174,7 +174,7 @@ class StructuredIF:
             att=att,
             se=se,
             n_treated=m.cnt[g],
-            n_control=ccnt,
+            n_control=control("cnt"),
             m_treat=mt,
             m_ctrl=mc,
             w_treat=wt,
@@ -182,6 +182,12 @@ class StructuredIF:
         )
 
     # -------------------------------------------------------------- bootstrap
+    @property
+    def never_only(self) -> bool:
+        """Comparison units are the never treated in every cell (no suffix sums needed)."""
+        c = self.cells
+        return bool(np.all(c.k0 == c.glist.size) and not c.exclude_own.any())
+
     def bootstrap(
         self, biters: int, rng: np.random.Generator, chunk: int = 250
     ) -> tuple[Float64Array, Float64Array]:
@@ -189,52 +195,110 @@ class StructuredIF:
 
         Returns
         -------
-        cells : float64[biters, J]
+        cells : float32[J, biters]
             ``sum_c v_bc r_cj`` for every cell (0 for reference cells, NaN without controls).
-        omega : float64[biters, K + 1]
+        omega : float32[K + 1, biters]
             ``sum_{c in k} v_bc omega_c`` per cohort block (for the weight-estimation term).
         """
         rows, c, e = self.rows, self.cells, self.est
         kb, t_len, n_rows = rows.n_blocks, rows.Z.shape[1], rows.Z.shape[0]
-        out = np.empty((biters, c.n_cells))
-        om_out = np.empty((biters, kb))
+        out = np.empty((c.n_cells, biters), dtype=_DRAW_DTYPE)
+        om_out = np.empty((kb, biters), dtype=_DRAW_DTYPE)
         valid = ~(c.reference | np.isnan(e.att))
-        inv_t = np.where(valid, 1.0 / e.w_treat, 0.0)
+        inv_t = np.where(valid, 1.0 / e.w_treat, 0.0)[:, None]
         with np.errstate(divide="ignore"):
-            inv_c = np.where(valid, 1.0 / e.w_ctrl, 0.0)
-        m_t = np.where(valid, e.m_treat, 0.0)
-        m_c = np.where(valid, e.m_ctrl, 0.0)
-        own = c.exclude_own.astype(np.float64)
+            inv_c = np.where(valid, 1.0 / e.w_ctrl, 0.0)[:, None]
+        m_t = np.where(valid, e.m_treat, 0.0)[:, None]
+        m_c = np.where(valid, e.m_ctrl, 0.0)[:, None]
+        own = c.exclude_own[:, None].astype(np.float64)
+        never = self.never_only
+        zt = np.ascontiguousarray(rows.Z.T, dtype=_DRAW_DTYPE)  # [T, n_rows]
+        om_rows = rows.omega.astype(_DRAW_DTYPE)
+        inv_t, inv_c, m_t, m_c, own = (
+            a.astype(_DRAW_DTYPE) for a in (inv_t, inv_c, m_t, m_c, own)
+        )
         for start in range(0, biters, chunk):
             bsz = min(chunk, biters - start)
-            v = rng.integers(0, 2, size=(bsz, n_rows), dtype=np.int8).astype(np.float64)
-            v *= 2.0
-            v -= 1.0
-            rk = np.empty((bsz, kb, t_len))
-            ok = np.empty((bsz, kb))
+            v = rng.integers(0, 2, size=(n_rows, bsz), dtype=np.int8).astype(_DRAW_DTYPE)
+            v *= 2
+            v -= 1
+            rk = np.empty((kb, t_len, bsz), dtype=_DRAW_DTYPE)  # per-cohort sums of v * Z
+            ok = np.empty((kb, bsz), dtype=_DRAW_DTYPE)
             for k in range(kb):
                 a, b = rows.block[k], rows.block[k + 1]
-                rk[:, k] = v[:, a:b] @ rows.Z[a:b]
-                ok[:, k] = v[:, a:b] @ rows.omega[a:b]
+                rk[k] = zt[:, a:b] @ v[a:b]
+                ok[k] = om_rows[a:b] @ v[a:b]
             del v
-            rs = _suffix(np.moveaxis(rk, 1, 0))  # [K+2, B, T]
-            os_ = _suffix(ok.T)  # [K+2, B]
-            rk_flat = rk.reshape(bsz, kb * t_len)
-            rs_flat = np.moveaxis(rs, 0, 1).reshape(bsz, (kb + 1) * t_len)
+            rflat = rk.reshape(kb * t_len, bsz)
+            if never:
+                rc, oc = rk[kb - 1], ok[kb - 1]
+            else:
+                rs = _suffix(rk).reshape((kb + 1) * t_len, bsz)
+                os_ = _suffix(ok)
             for j0 in range(0, c.n_cells, 4096):
                 sl = slice(j0, min(j0 + 4096, c.n_cells))
-                g, t, b, k0 = c.g_idx[sl], c.t_idx[sl], c.b_idx[sl], c.k0[sl]
-                treat = (rk_flat[:, g * t_len + t] - rk_flat[:, g * t_len + b]) - ok[:, g] * m_t[sl]
-                ctrl = (rs_flat[:, k0 * t_len + t] - rs_flat[:, k0 * t_len + b]) - own[sl] * (
-                    rk_flat[:, g * t_len + t] - rk_flat[:, g * t_len + b]
-                )
-                ctrl -= (os_[k0].T - own[sl] * ok[:, g]) * m_c[sl]
-                out[start : start + bsz, sl] = treat * inv_t[sl] - ctrl * inv_c[sl]
-            om_out[start : start + bsz] = ok
-        out[:, np.isnan(e.att)] = np.nan
+                g, t, b = c.g_idx[sl], c.t_idx[sl], c.b_idx[sl]
+                d_own = rflat[g * t_len + t] - rflat[g * t_len + b]
+                treat = d_own - ok[g] * m_t[sl]
+                if never:
+                    ctrl = rc[t] - rc[b] - oc[None, :] * m_c[sl]
+                else:
+                    k0 = c.k0[sl]
+                    ctrl = rs[k0 * t_len + t] - rs[k0 * t_len + b] - own[sl] * d_own
+                    ctrl -= (os_[k0] - own[sl] * ok[g]) * m_c[sl]
+                out[sl, start : start + bsz] = treat * inv_t[sl] - ctrl * inv_c[sl]
+            om_out[:, start : start + bsz] = ok
+        out[np.isnan(e.att)] = np.nan
         return out, om_out
 
     # ------------------------------------------------------------ aggregation
+    def _coefficients(
+        self, weights: sp.csr_matrix, h: Float64Array
+    ) -> tuple[Float64Array, Float64Array]:
+        """Per-block coefficients: ``r_c = Z_c @ coef[k] - omega_c * const[k]`` for rows of k."""
+        rows, c, e = self.rows, self.cells, self.est
+        kb, t_len = rows.n_blocks, rows.Z.shape[1]
+        n_j = c.n_cells
+        valid = ~(c.reference | np.isnan(e.att))
+        at = np.where(valid, 1.0 / e.w_treat, 0.0)
+        with np.errstate(divide="ignore"):
+            ac = np.where(valid, 1.0 / e.w_ctrl, 0.0)
+        amt = at * np.where(valid, e.m_treat, 0.0)
+        amc = ac * np.where(valid, e.m_ctrl, 0.0)
+        g, t, b, k0 = c.g_idx, c.t_idx, c.b_idx, c.k0
+        wt = sp.csr_matrix(weights)
+        p = wt.shape[1]
+        rj = np.arange(n_j)
+        r2 = np.concatenate([rj, rj])
+
+        def pair(k: Int64Array, scale: Float64Array, nblk: int) -> Float64Array:
+            """sum_j W[j] scale_j (e_{k_j, t_j} - e_{k_j, b_j}) as [nblk, T, P]."""
+            m = sp.csr_matrix(
+                (np.concatenate([scale, -scale]),
+                 (r2, np.concatenate([k * t_len + t, k * t_len + b]))),
+                shape=(n_j, nblk * t_len),
+            )
+            return (m.T @ wt).toarray().reshape(nblk, t_len, p)
+
+        def block_sum(k: Int64Array, scale: Float64Array, nblk: int) -> Float64Array:
+            m = sp.csr_matrix((scale, (rj, k)), shape=(n_j, nblk))
+            return (m.T @ wt).toarray()
+
+        coef = pair(g, at, kb)
+        const = block_sum(g, amt, kb)
+        if self.never_only:
+            zero = np.zeros(n_j, np.int64)
+            coef[kb - 1] -= pair(zero, ac, 1)[0]
+            const[kb - 1] -= block_sum(zero, amc, 1)[0]
+        else:
+            coef -= np.cumsum(pair(k0, ac, kb + 1), axis=0)[:kb]
+            const -= np.cumsum(block_sum(k0, amc, kb + 1), axis=0)[:kb]
+            own = np.where(c.exclude_own, 1.0, 0.0)
+            coef += pair(g, ac * own, kb)
+            const += block_sum(g, amc * own, kb)
+        const -= np.asarray(h) / rows.n_units
+        return coef, const
+
     def combine(self, weights: sp.csr_matrix, h: Float64Array) -> Float64Array:
         """Row-level (cluster-level) r-scale IF of linear combinations of the cells.
 
@@ -251,52 +315,43 @@ class StructuredIF:
         float64[n_rows, P]
             ``sum_j weights[j, p] r_cj + omega_c h[k(c), p] / n``.
         """
-        rows, c, e = self.rows, self.cells, self.est
-        kb, t_len = rows.n_blocks, rows.Z.shape[1]
-        j = c.n_cells
-        valid = ~(c.reference | np.isnan(e.att))
-        at = np.where(valid, 1.0 / e.w_treat, 0.0)
-        with np.errstate(divide="ignore"):
-            ac = np.where(valid, 1.0 / e.w_ctrl, 0.0)
-        g, t, b, k0 = c.g_idx, c.t_idx, c.b_idx, c.k0
-        rj = np.arange(j)
-        ncol_t = kb * t_len
-        treat = sp.csr_matrix(
-            (np.concatenate([at, -at]), (np.concatenate([rj, rj]),
-             np.concatenate([g * t_len + t, g * t_len + b]))),
-            shape=(j, ncol_t),
-        )
-        ctrl = sp.csr_matrix(
-            (np.concatenate([-ac, ac]), (np.concatenate([rj, rj]),
-             np.concatenate([k0 * t_len + t, k0 * t_len + b]))),
-            shape=(j, (kb + 1) * t_len),
-        )
-        own = c.exclude_own
-        ro = rj[own]
-        ctrl_own = sp.csr_matrix(
-            (np.concatenate([ac[own], -ac[own]]), (np.concatenate([ro, ro]),
-             np.concatenate([g[own] * t_len + t[own], g[own] * t_len + b[own]]))),
-            shape=(j, ncol_t),
-        )
-        wt = sp.csr_matrix(weights)
-        p = wt.shape[1]
-        coef = np.asarray((treat.T @ wt).todense()).reshape(kb, t_len, p)
-        d = np.asarray((ctrl.T @ wt).todense()).reshape(kb + 1, t_len, p)
-        coef += np.cumsum(d, axis=0)[:kb]
-        coef += np.asarray((ctrl_own.T @ wt).todense()).reshape(kb, t_len, p)
-
-        wd = np.asarray(wt.todense())
-        const = np.zeros((kb, p))
-        np.add.at(const, g, (at * np.where(valid, e.m_treat, 0.0))[:, None] * wd)
-        cc = (ac * np.where(valid, e.m_ctrl, 0.0))[:, None] * wd
-        dc = np.zeros((kb + 1, p))
-        np.add.at(dc, k0, -cc)
-        const += np.cumsum(dc, axis=0)[:kb]
-        np.add.at(const, g[own], cc[own])
-        const -= np.asarray(h) / rows.n_units
-
-        out = np.empty((rows.Z.shape[0], p))
-        for k in range(kb):
-            a, bb = rows.block[k], rows.block[k + 1]
-            out[a:bb] = rows.Z[a:bb] @ coef[k] - rows.omega[a:bb, None] * const[k]
+        rows = self.rows
+        wt = sp.csc_matrix(weights)
+        out = np.empty((rows.Z.shape[0], wt.shape[1]))
+        for p0 in range(0, wt.shape[1], _COL_CHUNK):
+            cols = slice(p0, min(p0 + _COL_CHUNK, wt.shape[1]))
+            coef, const = self._coefficients(wt[:, cols], np.asarray(h)[:, cols])
+            for k in range(rows.n_blocks):
+                a, bb = rows.block[k], rows.block[k + 1]
+                out[a:bb, cols] = rows.Z[a:bb] @ coef[k]
+                out[a:bb, cols] -= rows.omega[a:bb, None] * const[k]
         return out
+
+    def sum_squares(self, weights: sp.csr_matrix, h: Float64Array) -> Float64Array:
+        """``sum_c r_cp^2`` per column without forming the ``n x P`` matrix.
+
+        Each cohort block only touches the columns whose coefficients involve it (for an event
+        study, the event times its cells reach), so the cost is O(sum_k n_k T P_k), and columns
+        are processed in chunks to bound memory.
+        """
+        rows = self.rows
+        wt = sp.csc_matrix(weights)
+        out = np.zeros(wt.shape[1])
+        for p0 in range(0, wt.shape[1], _COL_CHUNK):
+            cols = slice(p0, min(p0 + _COL_CHUNK, wt.shape[1]))
+            coef, const = self._coefficients(wt[:, cols], np.asarray(h)[:, cols])
+            acc = np.zeros(coef.shape[2])
+            nz = np.any(coef != 0, axis=1) | (const != 0)  # [K+1, P_chunk]
+            for k in range(rows.n_blocks):
+                a, bb = rows.block[k], rows.block[k + 1]
+                active = np.flatnonzero(nz[k])
+                if a == bb or active.size == 0:
+                    continue
+                r = rows.Z[a:bb] @ coef[k][:, active]
+                r -= rows.omega[a:bb, None] * const[k][active]
+                acc[active] += np.einsum("ij,ij->j", r, r)
+            out[cols] = acc
+        return out
+
+
+_COL_CHUNK = 256

@@ -99,9 +99,7 @@ def aggte(
         max_e=max_e,
         balance_e=balance_e,
     )
-    r = result.engine.combine(agg.weights, agg.h)
-    with np.errstate(invalid="ignore"):
-        se = np.sqrt(np.sum(r**2, axis=0))
+    se = np.sqrt(result.engine.sum_squares(agg.weights, agg.h))
     se[se <= np.sqrt(np.finfo(float).eps) * 10] = np.nan
     se[np.isnan(agg.estimate)] = np.nan
     crit = pointwise_crit(alp)
@@ -118,9 +116,9 @@ def aggte(
                 )
         else:
             d = result.draws
-            zc = np.nan_to_num(d.cells[:, keep]) if not keep.all() else d.cells
+            zc = np.nan_to_num(d.cells[keep]) if not keep.all() else d.cells
             w = agg.weights[keep] if not keep.all() else agg.weights
-            zb = np.asarray(zc @ w) + d.omega @ agg.h / result.n_units
+            zb = np.asarray(w.T @ zc) + agg.h.T @ d.omega / result.n_units
             if bstrap:
                 summ = summarise_draws(
                     zb, n_units=result.n_units, n_clusters=d.n_clusters, alp=alp
@@ -128,7 +126,7 @@ def aggte(
                 se = np.where(np.isnan(se), np.nan, summ.se)
             if cband and n_lab > 0:
                 summ_e = summarise_draws(
-                    zb[:, :n_lab], n_units=result.n_units, n_clusters=d.n_clusters, alp=alp
+                    zb[:n_lab], n_units=result.n_units, n_clusters=d.n_clusters, alp=alp
                 )
                 if not np.isfinite(summ_e.crit_val) or summ_e.crit_val < crit:
                     warnings.warn(
@@ -153,6 +151,8 @@ def aggte(
         overall_estimate=float(agg.estimate[-1]),
         overall_std_error=float(se[-1]),
         overall_crit_val=pointwise_crit(alp),
-        influence=r,
+        _engine=result.engine,
+        _weights=agg.weights,
+        _h=agg.h,
         provenance=provenance(att_gt=result.provenance),
     )

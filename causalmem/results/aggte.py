@@ -54,8 +54,21 @@ class AggteResult:
     overall_estimate: float
     overall_std_error: float
     overall_crit_val: float
-    influence: Float64Array = field(repr=False)
     provenance: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    _engine: Any = field(default=None, repr=False)
+    _weights: Any = field(default=None, repr=False)
+    _h: Any = field(default=None, repr=False)
+
+    @cached_property
+    def influence(self) -> Float64Array:
+        """Influence function on the r scale (``psi / n``), one row per cluster (unit).
+
+        Columns follow :attr:`labels` then the overall parameter; ``std_error`` (analytic) is
+        ``sqrt(sum of squares)`` of each column. Rows are in the engine's order (cohort blocks).
+        """
+        out = self._engine.combine(self._weights, self._h)
+        out.setflags(write=False)
+        return out
 
     @cached_property
     def _tidy(self) -> pd.DataFrame:

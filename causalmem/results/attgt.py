@@ -106,8 +106,8 @@ class AttGtSpec:
 class Draws:
     """Multiplier-bootstrap draws kept for aggregations (r scale, see ``_numerics``)."""
 
-    cells: Float64Array  # [B, J]
-    omega: Float64Array  # [B, K + 1]
+    cells: Float64Array  # [J, B]
+    omega: Float64Array  # [K + 1, B]
     n_clusters: int
 
 
@@ -182,11 +182,11 @@ class AttGtResult:
         """Simultaneous p-values from the sup-t distribution of the bootstrap draws."""
         assert self.draws is not None
         zb = self.draws.cells
-        ok = np.isfinite(self.se) & ~np.isnan(zb).any(axis=0)
+        ok = np.isfinite(self.se) & ~np.isnan(zb).any(axis=1)
         pv = np.full(self.att.size, np.nan)
         if not ok.any():
             return pv
-        sup = np.nanmax(np.abs(zb[:, ok] / self.se[ok]), axis=1)
+        sup = np.max(np.abs(zb[ok]) / self.se[ok, None], axis=0)
         sup.sort()
         tstat = np.abs(self.att[ok] / self.se[ok])
         pv[ok] = 1.0 - np.searchsorted(sup, tstat, side="left") / sup.size

@@ -7,6 +7,7 @@ human labels are applied only when rendering (:data:`DISPLAY_LABELS`).
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import platform
 from collections.abc import Mapping
 from importlib import metadata
@@ -46,18 +47,23 @@ DISPLAY_LABELS: Mapping[str, str] = {
 _VERSIONED = ("causalmem", "numpy", "pandas", "scipy", "formulaic")
 
 
-def provenance(**extra: Any) -> Mapping[str, Any]:
-    """Library versions, creation time (UTC) and caller-supplied fields, as a plain mapping."""
-    versions: dict[str, str] = {}
+@functools.cache
+def _versions() -> tuple[tuple[str, str], ...]:
+    out = []
     for pkg in _VERSIONED:
         try:
-            versions[pkg] = metadata.version(pkg)
+            out.append((pkg, metadata.version(pkg)))
         except metadata.PackageNotFoundError:
-            versions[pkg] = "not installed"
+            out.append((pkg, "not installed"))
+    return tuple(out)
+
+
+def provenance(**extra: Any) -> Mapping[str, Any]:
+    """Library versions, creation time (UTC) and caller-supplied fields, as a plain mapping."""
     return {
         "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
-        "versions": versions,
+        "versions": dict(_versions()),
         **extra,
     }
 

@@ -1,0 +1,154 @@
+"""Parquet persistence of a :class:`~causalmem.panel.Panel` with its schema inside the file.
+
+A panel is one parquet file. Its :class:`~causalmem.panel.PanelSchema` and provenance are
+stored as parquet key-value metadata under the key ``b"causalmem"`` as JSON::
+
+    {"format": "causalmem.panel", "schema": {...PanelSchema.to_dict()...}, "meta": {...}}
+
+Nothing is encoded in the file name. Writes are atomic: the table is written to a temporary
+file in the target directory, flushed to disk and moved into place with :func:`os.replace`;
+on failure the temporary file is removed and an existing file at the target is left intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from causalmem.errors import PanelSchemaError
+from causalmem.panel.panel import Panel
+from causalmem.panel.schema import SCHEMA_VERSION, PanelSchema
+
+__all__ = ["METADATA_KEY", "read_panel", "write_panel"]
+
+METADATA_KEY = b"causalmem"
+_FORMAT = "causalmem.panel"
+
+
+def write_panel(panel: Panel, path: str | os.PathLike[str]) -> Path:
+    """Write a panel to one parquet file, atomically, with its schema and provenance inside.
+
+    Parameters
+    ----------
+    panel
+        The panel to write.
+    path
+        Target file (conventionally ``*.parquet``). Its directory must exist. An existing
+        file is replaced only once the new one is completely written.
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from causalmem.panel import simulate_panel, read_panel
+    >>> panel = simulate_panel(n_never=5, units_per_cohort=2).to_panel()
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     out = write_panel(panel, pathlib.Path(d) / "panel.parquet")
+    ...     read_panel(out).equals(panel)
+    True
+    """
+    if not isinstance(panel, Panel):
+        raise TypeError(f"write_panel expects a Panel; got {type(panel).__name__}.")
+    target = Path(path)
+    payload = {
+        "format": _FORMAT,
+        "schema": panel.schema.to_dict(),
+        "meta": dict(panel.meta),
+    }
+    try:
+        blob = json.dumps(payload, allow_nan=False, sort_keys=True).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"Panel meta is not JSON-serialisable: {exc}.") from exc
+    table = pa.Table.from_pandas(panel.frame, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), METADATA_KEY: blob})
+
+    # mkstemp creates the file 0600; give it the existing file's mode, else rw-r--r--.
+    mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)
+            pq.write_table(table, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def _payload(path: Path, raw: dict[bytes, bytes] | None) -> dict[str, Any]:
+    if not raw or METADATA_KEY not in raw:
+        raise PanelSchemaError(
+            f"{str(path)!r} has no causalmem metadata (parquet key {METADATA_KEY!r}); it was not "
+            "written by causalmem.panel.write_panel. Load it with pandas and build the panel "
+            "with Panel.from_frame(...)."
+        )
+    try:
+        payload = json.loads(raw[METADATA_KEY])
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PanelSchemaError(f"{str(path)!r} has corrupt causalmem metadata: {exc}.") from exc
+    if not isinstance(payload, dict) or not isinstance(payload.get("schema"), dict):
+        raise PanelSchemaError(
+            f"{str(path)!r}: causalmem metadata lacks a 'schema' object; re-write the panel."
+        )
+    version = str(payload["schema"].get("version", "<missing>"))
+    if version != SCHEMA_VERSION:
+        raise PanelSchemaError(
+            f"{str(path)!r} has panel schema version {version!r}, but this release of "
+            f"causalmem reads version {SCHEMA_VERSION!r}. Re-create the panel with this release "
+            "(or read it with the causalmem release that wrote it)."
+        )
+    return payload
+
+
+def read_panel(path: str | os.PathLike[str]) -> Panel:
+    """Read a panel written by :func:`write_panel`, restoring schema and provenance.
+
+    The frame is re-validated with the options recorded at creation.
+
+    Parameters
+    ----------
+    path
+        Parquet file written by :func:`write_panel`.
+
+    Returns
+    -------
+    Panel
+
+    Raises
+    ------
+    PanelSchemaError
+        If the file has no causalmem metadata, an unsupported schema version, or its data
+        fail validation (a subclass of :class:`PanelSchemaError`).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from causalmem.panel import simulate_panel
+    >>> panel = simulate_panel(n_never=5, units_per_cohort=2).to_panel()
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     read_panel(write_panel(panel, pathlib.Path(d) / "p.parquet")).schema == panel.schema
+    True
+    """
+    source = Path(path)
+    raw = pq.read_schema(source).metadata
+    payload = _payload(source, raw)
+    schema = PanelSchema.from_dict(payload["schema"])
+    meta = payload.get("meta", {})
+    if not isinstance(meta, dict):
+        raise PanelSchemaError(f"{str(source)!r}: causalmem 'meta' is not an object.")
+    frame = pq.read_table(source).to_pandas()
+    return Panel._restore(frame, schema, meta)

@@ -1,0 +1,628 @@
+"""Validation of a long (unit × step) panel: the single source of truth for its checks.
+
+:func:`validate_long` checks a long-format frame against the column roles used by
+Callaway–Sant'Anna estimators (R ``did`` vocabulary: ``idname``, ``tname``, ``gname``,
+``yname``, ``weightsname``, ``clustervars``) and returns a :class:`CheckedPanel` holding a
+new, sorted, minimal frame. Every failure raises a specific exception from
+:mod:`causalmem.errors` whose message names the column, shows up to five offending values,
+counts them and says how to fix the input. All checks are vectorised over integer codes of
+the (unit, step) keys; no Python loop runs over units or rows.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from causalmem._types import as_name_tuple
+from causalmem.errors import (
+    AlwaysTreatedError,
+    CausalmemWarning,
+    ClusterError,
+    CohortError,
+    CovariateError,
+    DuplicateKeyError,
+    EmptyPanelError,
+    MissingColumnError,
+    OutcomeError,
+    PanelSchemaError,
+    StepError,
+    UnbalancedPanelError,
+    UnitError,
+    WeightsError,
+)
+from causalmem.panel.schema import _show, normalise_cohort
+
+__all__ = ["CheckedPanel", "validate_long"]
+
+_NEVER = np.int64(-1)  # cohort sentinel on internal int64 arrays (cohorts are non-negative)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedPanel:
+    """A validated long panel.
+
+    Attributes
+    ----------
+    frame
+        A new frame with only the named columns, in the order unit, step, cohort, outcomes,
+        weights, clusters, covariates; sorted by (unit, step) with a ``RangeIndex``. The step
+        is ``int64``, the cohort ``Int64`` (``<NA>`` = never treated), outcomes, weights and
+        covariates ``float64``; unit and cluster columns keep their dtype.
+    idname, tname, gname
+        Unit, step and cohort column names.
+    ynames
+        Outcome column names.
+    weightsname
+        Weight column name or ``None``.
+    clustervars
+        Cluster columns other than ``idname``.
+    xnames
+        Covariate column names.
+    steps
+        Sorted unique steps (``int64``).
+    balanced
+        Whether every unit is observed at every step.
+    dropped_always_treated
+        Ids of the always-treated units that were dropped (empty unless
+        ``drop_always_treated=True``).
+    """
+
+    frame: pd.DataFrame
+    idname: str
+    tname: str
+    gname: str
+    ynames: tuple[str, ...]
+    weightsname: str | None
+    clustervars: tuple[str, ...]
+    xnames: tuple[str, ...]
+    steps: npt.NDArray[np.int64]
+    balanced: bool
+    dropped_always_treated: np.ndarray
+
+
+def _non_numeric_reason(s: pd.Series) -> str | None:
+    """Return why ``s`` is not a usable real-valued column, or ``None`` if it is."""
+    dtype = s.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return "boolean"
+    if isinstance(dtype, pd.CategoricalDtype):
+        return "categorical"
+    if not pd.api.types.is_numeric_dtype(dtype) or dtype.kind == "c":
+        return f"non-numeric (dtype {dtype})"
+    return None
+
+
+def _as_float(s: pd.Series) -> npt.NDArray[np.float64]:
+    return s.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _key_examples(units: np.ndarray, steps: np.ndarray, mask: np.ndarray) -> str:
+    idx = np.flatnonzero(mask)
+    pairs = [(_py(u), int(t)) for u, t in zip(units[idx[:5]], steps[idx[:5]], strict=True)]
+    more = ", ..." if idx.size > 5 else ""
+    head = ", ".join(f"(unit={u!r}, step={t})" for u, t in pairs)
+    return f"[{head}{more}] ({idx.size} rows)"
+
+
+def _varies_within(codes: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Return the unit codes whose ``values`` vary; rows must be sorted by unit code."""
+    same_unit = codes[1:] == codes[:-1]
+    changed = values[1:] != values[:-1]
+    return np.unique(codes[1:][same_unit & changed])
+
+
+def _check_names(
+    data: pd.DataFrame,
+    idname: str,
+    tname: str,
+    gname: str,
+    ynames: tuple[str, ...],
+    weightsname: str | None,
+    clustervars: tuple[str, ...],
+    xnames: tuple[str, ...],
+) -> None:
+    for role, name in (("idname", idname), ("tname", tname), ("gname", gname)):
+        if not isinstance(name, str):
+            raise TypeError(f"{role} must be a column name (str); got {name!r}.")
+    if weightsname is not None and not isinstance(weightsname, str):
+        raise TypeError(f"weightsname must be a column name (str) or None; got {weightsname!r}.")
+    if not ynames:
+        raise PanelSchemaError(
+            "No outcome column given: pass ynames='col' or ynames=('col1', 'col2')."
+        )
+    roles: list[tuple[str, str]] = [("idname", idname), ("tname", tname), ("gname", gname)]
+    roles += [("ynames", y) for y in ynames]
+    if weightsname is not None:
+        roles.append(("weightsname", weightsname))
+    roles += [("clustervars", c) for c in clustervars if c != idname]
+    roles += [("xnames", x) for x in xnames]
+    seen: dict[str, str] = {}
+    clashes: list[str] = []
+    for role, name in roles:
+        if name in seen:
+            clashes.append(f"{name!r} is used as {seen[name]} and as {role}")
+        else:
+            seen[name] = role
+    if clashes:
+        raise PanelSchemaError(
+            "The same column is used in two roles: "
+            + "; ".join(clashes)
+            + ". Give each role its own column (copy the column under a new name if needed)."
+        )
+    missing = [name for name in seen if name not in data.columns]
+    if missing:
+        available = [str(c) for c in data.columns]
+        shown = ", ".join(repr(c) for c in available[:30])
+        more = f", ... ({len(available)} columns)" if len(available) > 30 else ""
+        raise MissingColumnError(
+            f"Columns {missing} are not in the frame ({len(missing)} missing). "
+            f"Available columns: [{shown}{more}]. Check the spelling or rename the columns."
+        )
+    dup = data.columns[data.columns.duplicated()]
+    dup_used = sorted({str(c) for c in dup if c in seen})
+    if dup_used:
+        raise PanelSchemaError(
+            f"Columns {dup_used} appear more than once in the frame; drop or rename the duplicates."
+        )
+
+
+def _step_values(s: pd.Series, tname: str, units: np.ndarray) -> npt.NDArray[np.int64]:
+    fix = "Steps must be non-negative integers (training steps of the checkpoints)."
+    reason = _non_numeric_reason(s)
+    if reason is not None:
+        raise StepError(
+            f"Step column {tname!r} is {reason}. {fix} Convert it, e.g. "
+            f"df[{tname!r}] = pd.to_numeric(df[{tname!r}]).astype('int64')."
+        )
+    if pd.api.types.is_integer_dtype(s.dtype):
+        missing = s.isna().to_numpy()
+        if missing.any():
+            raise StepError(
+                f"Step column {tname!r} has missing values in rows for units "
+                f"{_show(np.unique(units[missing]), int(missing.sum()))}. {fix} "
+                "Drop or fill those rows."
+            )
+        ints = s.to_numpy(dtype=np.int64)
+        values = ints.astype(np.float64)
+    else:
+        values = _as_float(s)
+        missing = np.isnan(values)
+        if missing.any():
+            raise StepError(
+                f"Step column {tname!r} has missing values (NaN) in "
+                f"{int(missing.sum())} rows, e.g. for units "
+                f"{_show(np.unique(units[missing]))}. {fix} Drop or fill those rows."
+            )
+        infinite = np.isinf(values)
+        if infinite.any():
+            raise StepError(
+                f"Step column {tname!r} has infinite values in {int(infinite.sum())} rows, "
+                f"e.g. for units {_show(np.unique(units[infinite]))}. {fix}"
+            )
+        fractional = values != np.floor(values)
+        if fractional.any():
+            raise StepError(
+                f"Step column {tname!r} has non-integer values "
+                f"{_show(np.unique(values[fractional]))} in {int(fractional.sum())} rows. {fix}"
+            )
+        ints = values.astype(np.int64)
+    negative = ints < 0
+    if negative.any():
+        raise StepError(
+            f"Step column {tname!r} has negative values {_show(np.unique(ints[negative]))} "
+            f"in {int(negative.sum())} rows. {fix}"
+        )
+    return ints
+
+
+def _py(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _real_values(
+    s: pd.Series,
+    name: str,
+    error: type[Exception],
+    what: str,
+    rows: Any,
+) -> npt.NDArray[np.float64]:
+    """Check the dtype of ``s`` and return its float64 values in final row order."""
+    reason = _non_numeric_reason(s)
+    if reason is not None:
+        raise error(
+            f"{what} column {name!r} is {reason}; it must be numeric (int or float). "
+            f"Convert it, e.g. pd.to_numeric(df[{name!r}])."
+        )
+    return rows(_as_float(s))
+
+
+def _check_finite(
+    values: np.ndarray,
+    name: str,
+    error: type[Exception],
+    what: str,
+    units: np.ndarray,
+    steps: np.ndarray,
+    nan_fix: str,
+) -> None:
+    nan = np.isnan(values)
+    if nan.any():
+        raise error(
+            f"{what} column {name!r} has missing values (NaN/NA) at "
+            f"{_key_examples(units, steps, nan)}. {nan_fix}"
+        )
+    inf = np.isinf(values)
+    if inf.any():
+        raise error(
+            f"{what} column {name!r} has infinite values at {_key_examples(units, steps, inf)}. "
+            "Remove or recompute them; estimators need finite values."
+        )
+
+
+def validate_long(
+    data: pd.DataFrame,
+    *,
+    idname: str,
+    tname: str,
+    gname: str,
+    ynames: str | Iterable[str],
+    weightsname: str | None = None,
+    clustervars: str | Iterable[str] = (),
+    xnames: str | Iterable[str] = (),
+    allow_unbalanced_panel: bool = False,
+    drop_always_treated: bool = False,
+) -> CheckedPanel:
+    """Validate a long (unit × step) panel and return a sorted, minimal copy.
+
+    Parameters
+    ----------
+    data
+        Long frame, one row per (unit, step). It is never modified.
+    idname
+        Unit identifier column; any hashable, sortable type (ints, strings); no missing values.
+    tname
+        Step column: non-negative integers (integer-valued floats are accepted).
+    gname
+        Cohort column: the first treated step, a value of ``tname``; never-treated units have
+        NA/NaN/None/+inf (see :func:`~causalmem.panel.normalise_cohort`). Must be constant
+        within a unit.
+    ynames
+        One or more numeric outcome columns; finite, no missing values.
+    weightsname
+        Optional sampling weight column: finite, non-negative, not all zero, constant within
+        a unit.
+    clustervars
+        Optional cluster columns: no missing values, constant within a unit. ``idname`` may be
+        listed and is skipped.
+    xnames
+        Optional numeric covariate columns; finite.
+    allow_unbalanced_panel
+        If False (default), every unit must be observed at every step.
+    drop_always_treated
+        If True, units treated at or before the first observed step are dropped with a
+        :class:`~causalmem.errors.CausalmemWarning` (R ``did``'s behaviour); if False they
+        raise :class:`~causalmem.errors.AlwaysTreatedError`.
+
+    Returns
+    -------
+    CheckedPanel
+        The validated panel; ``frame`` is a new frame sorted by (unit, step).
+
+    Raises
+    ------
+    TypeError
+        If ``data`` is not a DataFrame or a name is not a string.
+    EmptyPanelError, MissingColumnError, PanelSchemaError, UnitError, StepError,
+    DuplicateKeyError, CohortError, AlwaysTreatedError, OutcomeError, UnbalancedPanelError,
+    WeightsError, ClusterError, CovariateError
+        One per failed check; see :mod:`causalmem.errors`.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"unit": [1, 1, 2, 2], "step": [1, 2, 1, 2],
+    ...                    "cohort": [2, 2, None, None], "y": [0.0, 1.0, 0.5, 0.4]})
+    >>> checked = validate_long(df, idname="unit", tname="step", gname="cohort", ynames="y")
+    >>> checked.frame["cohort"].tolist(), checked.steps.tolist(), checked.balanced
+    ([2, 2, <NA>, <NA>], [1, 2], True)
+    """
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError(
+            f"data must be a pandas DataFrame in long format; got {type(data).__name__}."
+        )
+    y_t = as_name_tuple("ynames", ynames)
+    c_t = as_name_tuple("clustervars", clustervars)
+    x_t = as_name_tuple("xnames", xnames)
+    if len(data) == 0:
+        raise EmptyPanelError(
+            "The panel has no rows; pass a long frame with one row per (unit, step)."
+        )
+    _check_names(data, idname, tname, gname, y_t, weightsname, c_t, x_t)
+    c_t = tuple(dict.fromkeys(c for c in c_t if c != idname))
+
+    # --- unit --------------------------------------------------------------------------
+    unit_s = data[idname]
+    unit_na = unit_s.isna().to_numpy()
+    if unit_na.any():
+        rows = np.flatnonzero(unit_na)
+        raise UnitError(
+            f"Unit column {idname!r} has missing values in {rows.size} rows (row positions "
+            f"{_show(rows)}). Every row needs a unit id; drop or fill those rows."
+        )
+    kind = pd.api.types.infer_dtype(unit_s, skipna=True)
+    if kind in ("mixed", "mixed-integer"):
+        raise UnitError(
+            f"Unit column {idname!r} mixes id types (inferred {kind!r}), e.g. 1 and '1' would "
+            f"be different units. Use one id type, e.g. df[{idname!r}].astype(str)."
+        )
+    try:
+        ucodes, uniques = pd.factorize(unit_s, sort=True)
+    except TypeError as exc:  # pragma: no cover - defensive, unorderable ids
+        raise UnitError(
+            f"Unit column {idname!r} holds ids that cannot be ordered ({exc}). Use one id "
+            f"type, e.g. df[{idname!r}].astype(str)."
+        ) from exc
+    unit_ids = np.asarray(uniques)
+    units_raw = unit_ids[ucodes]  # per-row ids, for messages only
+
+    # --- step --------------------------------------------------------------------------
+    steps_raw = _step_values(data[tname], tname, units_raw)
+    scodes, step_uniques = pd.factorize(steps_raw, sort=True)
+    step_uniques = np.asarray(step_uniques, dtype=np.int64)
+    n_steps = step_uniques.size
+    if n_steps < 2:
+        raise StepError(
+            f"Step column {tname!r} has {n_steps} distinct value(s) "
+            f"{_show(step_uniques)}; difference-in-differences needs at least 2 steps."
+        )
+
+    # --- keys: sort and duplicates -------------------------------------------------------
+    key = ucodes.astype(np.int64) * n_steps + scodes
+    n_cells = unit_ids.size * n_steps
+    order: np.ndarray | None = None
+    dup_keys = np.empty(0, dtype=np.int64)
+    n_dup_rows = 0
+    if key.size > 1 and bool(np.all(key[1:] > key[:-1])):
+        pass  # already sorted, no duplicates
+    elif n_cells <= 4 * key.size + 4096:  # dense grid: O(rows) counting sort
+        counts = np.bincount(key, minlength=n_cells)
+        dup_keys = np.flatnonzero(counts > 1)
+        n_dup_rows = int(counts[dup_keys].sum())
+        if not dup_keys.size:
+            slot = np.empty(n_cells, dtype=np.int64)
+            slot[key] = np.arange(key.size, dtype=np.int64)
+            order = slot[counts > 0]
+    else:
+        order = np.argsort(key, kind="stable")
+        key_sorted = key[order]
+        repeated = key_sorted[1:] == key_sorted[:-1]
+        if repeated.any():
+            dup_keys = np.unique(key_sorted[1:][repeated])
+            n_dup_rows = int(np.isin(key_sorted, dup_keys).sum())
+    if dup_keys.size:
+        ex = ", ".join(
+            f"(unit={_py(unit_ids[k // n_steps])!r}, step={int(step_uniques[k % n_steps])})"
+            for k in dup_keys[:5]
+        )
+        more = ", ..." if dup_keys.size > 5 else ""
+        raise DuplicateKeyError(
+            f"{dup_keys.size} (unit, step) keys of ({idname!r}, {tname!r}) occur more than "
+            f"once ({n_dup_rows} rows), e.g. [{ex}{more}]. Keep one row per unit and step, "
+            f"e.g. df.drop_duplicates([{idname!r}, {tname!r}]) or aggregate them."
+        )
+
+    def _sorted(a: np.ndarray) -> np.ndarray:
+        return a if order is None else a[order]
+
+    uc = _sorted(ucodes)
+    sc = _sorted(scodes)
+    steps_s = step_uniques[sc]
+    units_s = unit_ids[uc]
+
+    # --- cohort --------------------------------------------------------------------------
+    cohort = normalise_cohort(data[gname], gname)
+    g_all = cohort.to_numpy(dtype=np.int64, na_value=_NEVER)
+    g = _sorted(g_all)
+    bad_units = _varies_within(uc, g)
+    if bad_units.size:
+        raise CohortError(
+            f"Cohort column {gname!r} varies within units {_show(unit_ids[bad_units])}; a "
+            "unit's treatment step is fixed (absorbing treatment). Give each unit one cohort."
+        )
+    starts = np.flatnonzero(np.r_[True, uc[1:] != uc[:-1]])
+    unit_g = g[starts]  # one per unit code, in code order
+    first_step = int(step_uniques[0])
+    always = (unit_g != _NEVER) & (unit_g <= first_step)
+    dropped = unit_ids[:0]
+    keep: np.ndarray | None = None
+    if always.any():
+        ids = unit_ids[always]
+        if not drop_always_treated:
+            raise AlwaysTreatedError(
+                f"Cohort column {gname!r}: {ids.size} units are treated at or before the first "
+                f"observed step {first_step} (cohorts {_show(np.unique(unit_g[always]))}), so "
+                f"they have no pre-period: units {_show(ids)}. If 0 is meant as never-treated "
+                "(R did's convention), recode it to NA, e.g. "
+                f"df[{gname!r}] = df[{gname!r}].replace(0, pd.NA); otherwise pass "
+                "drop_always_treated=True to drop those units (R did drops them with a warning)."
+            )
+        dropped = ids
+        warnings.warn(
+            f"Dropped {ids.size} always-treated units (cohort <= first step {first_step} in "
+            f"{gname!r}): {_show(ids)}.",
+            CausalmemWarning,
+            stacklevel=2,
+        )
+        keep = ~always[uc]
+        if not keep.any():
+            raise EmptyPanelError(
+                f"Every unit is always treated (cohort <= first step {first_step}); nothing "
+                "is left after dropping them."
+            )
+
+    treated_g = np.unique(unit_g[(unit_g != _NEVER) & ~always])
+    off_grid = treated_g[~np.isin(treated_g, step_uniques)]
+    if off_grid.size:
+        n_units = int(np.isin(unit_g, off_grid).sum())
+        raise CohortError(
+            f"Cohort column {gname!r} has values {_show(off_grid)} that are not observed "
+            f"steps of {tname!r} ({n_units} units); R did requires this too. Map each cohort "
+            "to the first observed step at which the unit is treated. Units treated after "
+            "the last step: drop them, or recode them to NA only if they may serve as "
+            "never-treated controls (not for data re-seen in a second epoch)."
+        )
+
+    # From here on all per-row arrays are sorted and restricted to kept rows.
+    def _rows(a: np.ndarray) -> np.ndarray:
+        a = a if order is None else a[order]
+        return a if keep is None else a[keep]
+
+    if keep is not None:
+        uc, sc, g, steps_s, units_s = uc[keep], sc[keep], g[keep], steps_s[keep], units_s[keep]
+        present = np.bincount(sc, minlength=n_steps) > 0
+        steps_final = step_uniques[present]
+        if steps_final.size < 2:
+            raise StepError(
+                f"After dropping always-treated units, step column {tname!r} has "
+                f"{steps_final.size} distinct value(s); at least 2 are needed."
+            )
+    else:
+        steps_final = step_uniques
+
+    # --- outcomes ------------------------------------------------------------------------
+    outcomes: dict[str, np.ndarray] = {}
+    for y in y_t:
+        values = _real_values(data[y], y, OutcomeError, "Outcome", _rows)
+        _check_finite(
+            values,
+            y,
+            OutcomeError,
+            "Outcome",
+            units_s,
+            steps_s,
+            "If those observations are truly missing, drop those rows and pass "
+            "allow_unbalanced_panel=True; otherwise recompute them.",
+        )
+        outcomes[y] = values
+
+    # --- balance -------------------------------------------------------------------------
+    counts = np.bincount(uc, minlength=unit_ids.size)
+    n_missing = np.where(counts > 0, steps_final.size - counts, 0)
+    balanced = not bool(n_missing.any())
+    if not balanced and not allow_unbalanced_panel:
+        short = np.flatnonzero(n_missing)
+        ex = ", ".join(f"{_py(unit_ids[i])!r}: {int(n_missing[i])} missing" for i in short[:5])
+        more = ", ..." if short.size > 5 else ""
+        raise UnbalancedPanelError(
+            f"Unit column {idname!r}: {short.size} units are not observed at all "
+            f"{steps_final.size} steps of {tname!r} ({int(n_missing.sum())} (unit, step) rows "
+            f"missing), e.g. {{{ex}{more}}}. Pass allow_unbalanced_panel=True or complete the "
+            "panel (one row per unit and step)."
+        )
+
+    # --- weights -------------------------------------------------------------------------
+    weights: np.ndarray | None = None
+    if weightsname is not None:
+        w = _real_values(data[weightsname], weightsname, WeightsError, "Weights", _rows)
+        _check_finite(
+            w,
+            weightsname,
+            WeightsError,
+            "Weights",
+            units_s,
+            steps_s,
+            "Every unit needs a weight; fill them or drop those units.",
+        )
+        negative = w < 0
+        if negative.any():
+            raise WeightsError(
+                f"Weights column {weightsname!r} has negative values at "
+                f"{_key_examples(units_s, steps_s, negative)}. Sampling weights must be >= 0."
+            )
+        if not (w > 0).any():
+            raise WeightsError(
+                f"Weights column {weightsname!r} is zero in all {w.size} rows; at least one "
+                "unit needs a positive weight."
+            )
+        varying = _varies_within(uc, w)
+        if varying.size:
+            raise WeightsError(
+                f"Weights column {weightsname!r} varies within {varying.size} units "
+                f"{_show(unit_ids[varying])}; panel weights must be time-invariant. Use one "
+                "weight per unit (e.g. its weight at the first step)."
+            )
+        weights = w
+
+    # --- clusters ------------------------------------------------------------------------
+    for c in c_t:
+        codes = _rows(pd.factorize(data[c], use_na_sentinel=True)[0])
+        na = codes < 0
+        if na.any():
+            raise ClusterError(
+                f"Cluster column {c!r} has missing values at "
+                f"{_key_examples(units_s, steps_s, na)}. Every unit needs a cluster; fill them "
+                "or drop those units."
+            )
+        varying = _varies_within(uc, codes)
+        if varying.size:
+            raise ClusterError(
+                f"Cluster column {c!r} varies within {varying.size} units "
+                f"{_show(unit_ids[varying])}; clusters must be constant within a unit "
+                "(units are nested in clusters)."
+            )
+
+    # --- covariates ----------------------------------------------------------------------
+    covariates: dict[str, np.ndarray] = {}
+    for x in x_t:
+        values = _real_values(data[x], x, CovariateError, "Covariate", _rows)
+        _check_finite(
+            values,
+            x,
+            CovariateError,
+            "Covariate",
+            units_s,
+            steps_s,
+            "Covariates must be observed; drop those units or impute the values.",
+        )
+        covariates[x] = values
+
+    # --- assemble ------------------------------------------------------------------------
+    def _col(s: pd.Series) -> Any:
+        arr = s.array
+        if order is not None:
+            arr = arr.take(order)
+        if keep is not None:
+            arr = arr[keep]
+        return arr
+
+    out: dict[str, Any] = {idname: _col(unit_s), tname: steps_s}
+    g_out = np.where(g == _NEVER, 0, g)
+    out[gname] = pd.arrays.IntegerArray(g_out, g == _NEVER)
+    out.update(outcomes)
+    if weightsname is not None:
+        out[weightsname] = weights
+    for c in c_t:
+        out[c] = _col(data[c])
+    out.update(covariates)
+    frame = pd.DataFrame(out, copy=True)
+
+    return CheckedPanel(
+        frame=frame,
+        idname=idname,
+        tname=tname,
+        gname=gname,
+        ynames=y_t,
+        weightsname=weightsname,
+        clustervars=c_t,
+        xnames=x_t,
+        steps=np.asarray(steps_final, dtype=np.int64),
+        balanced=balanced,
+        dropped_always_treated=np.asarray(dropped),
+    )
