@@ -68,7 +68,7 @@ def covariate_matrix(frame: pd.DataFrame, xformla: str | None) -> tuple[np.ndarr
     return arr, names
 
 
-def to_wide(checked: CheckedPanel, yname: str, xformla: str | None) -> WideData:
+def to_wide(checked: CheckedPanel, yname: str) -> WideData:
     """Pivot the checked long frame into unit x period arrays without a Python loop over units."""
     f = checked.frame
     uid, units = pd.factorize(f[checked.idname], sort=False)
@@ -91,11 +91,11 @@ def to_wide(checked: CheckedPanel, yname: str, xformla: str | None) -> WideData:
         cluster, n_cl = cl.astype(np.int64), int(uniq.size)
     else:
         cluster, n_cl = np.arange(n, dtype=np.int64), n
-    xmat, xnames = covariate_matrix(f, xformla)
     x = None
-    if xmat is not None:
-        x = np.full((n, t_len, xmat.shape[1]), np.nan)
-        x[uid, tpos] = xmat
+    xnames = tuple(c.removeprefix("x:") for c in checked.xnames)
+    if checked.xnames:
+        x = np.full((n, t_len, len(checked.xnames)), np.nan)
+        x[uid, tpos] = f[list(checked.xnames)].to_numpy(np.float64)
     return WideData(
         y=y,
         cohort=coh,

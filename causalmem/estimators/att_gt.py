@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,7 @@ from causalmem._numerics.inference import pointwise_crit, summarise_draws
 from causalmem._numerics.structured import CohortRows, StructuredIF
 from causalmem._types import BasePeriod, ControlGroup, EstMethod, as_name_tuple, check_literal
 from causalmem.errors import CausalmemWarning, IdentificationError
-from causalmem.estimators._prepare import WideData, to_wide
+from causalmem.estimators._prepare import WideData, covariate_matrix, to_wide
 from causalmem.panel.validate import validate_long
 from causalmem.results.attgt import AttGtResult, AttGtSpec, Draws
 from causalmem.results.base import provenance
@@ -104,7 +105,7 @@ def att_gt(
     return _att_gt(**locals())
 
 
-def _att_gt(*, _engine: str = "auto", **kw: object) -> AttGtResult:
+def _att_gt(*, _engine: str = "auto", **kw: Any) -> AttGtResult:
     spec = AttGtSpec.from_kwargs(kw)
     data = kw["data"]
     if not isinstance(data, pd.DataFrame):
@@ -124,6 +125,20 @@ def _att_gt(*, _engine: str = "auto", **kw: object) -> AttGtResult:
             f"clustervars={list(spec.clustervars)!r}: at most one cluster variable besides "
             f"idname={spec.idname!r} is supported (as in R did)."
         )
+    xnames: tuple[str, ...] = ()
+    if spec.xformla is not None:
+        # Evaluate the formula on the caller's rows, then carry the design columns (named
+        # "x:<term>") through validation with the other roles. The caller's frame is untouched.
+        xmat, xterms = covariate_matrix(data, spec.xformla)
+        if xmat is not None:
+            roles = [spec.idname, spec.tname, spec.gname, spec.yname, *clustervars]
+            roles += [spec.weightsname] if spec.weightsname else []
+            missing = [c for c in dict.fromkeys(roles) if c not in data.columns]
+            if not missing:
+                xnames = tuple(f"x:{t}" for t in xterms)
+                data = data.loc[:, list(dict.fromkeys(roles))].assign(
+                    **{n: xmat[:, i] for i, n in enumerate(xnames)}
+                )
     checked = validate_long(
         data,
         idname=spec.idname,
@@ -132,11 +147,11 @@ def _att_gt(*, _engine: str = "auto", **kw: object) -> AttGtResult:
         ynames=(spec.yname,),
         weightsname=spec.weightsname,
         clustervars=clustervars,
-        xnames=(),
+        xnames=xnames,
         allow_unbalanced_panel=spec.allow_unbalanced_panel,
         drop_always_treated=spec.drop_always_treated,
     )
-    wide = to_wide(checked, spec.yname, spec.xformla)
+    wide = to_wide(checked, spec.yname)
     return _estimate(spec, wide, _engine)
 
 

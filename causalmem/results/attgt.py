@@ -189,7 +189,9 @@ class AttGtResult:
         sup = np.max(np.abs(zb[ok]) / self.se[ok, None], axis=0)
         sup.sort()
         tstat = np.abs(self.att[ok] / self.se[ok])
-        pv[ok] = 1.0 - np.searchsorted(sup, tstat, side="left") / sup.size
+        # (1 + #{sup >= |t|}) / (B + 1): never below the bootstrap's resolution 1 / (B + 1).
+        exceed = sup.size - np.searchsorted(sup, tstat, side="left")
+        pv[ok] = (1.0 + exceed) / (sup.size + 1.0)
         return pv
 
     def tidy(self) -> pd.DataFrame:

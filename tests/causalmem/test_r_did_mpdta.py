@@ -148,3 +148,14 @@ def test_est_methods_coincide_without_covariates(mpdta: pd.DataFrame) -> None:
     for f in fits[1:]:
         np.testing.assert_array_equal(f.att, fits[0].att)
         np.testing.assert_array_equal(f.se, fits[0].se)
+
+
+@pytest.mark.network
+def test_r_did_readme_example_with_covariates(mpdta: pd.DataFrame) -> None:
+    """R did's README/vignette: ``att_gt(yname="lemp", gname="first.treat", idname="countyreal",
+    tname="year", xformla=~lpop, data=mpdta, est_method="dr")``, printed to 4 decimals."""
+    res = cm.att_gt(mpdta, "lemp", "year", "countyreal", "cohort", xformla="~ lpop",
+                    bstrap=False)
+    printed = [-0.0145, -0.0764, -0.1404, -0.1069, -0.0005, -0.0062, 0.0010, -0.0413,
+               0.0267, -0.0046, -0.0284, -0.0288]
+    np.testing.assert_allclose(res.att, printed, atol=5e-5 + 1e-12)
