@@ -31,30 +31,48 @@ def demo(
     cfg = DemoConfig.from_toml(config) if config else DemoConfig()
     with console.status("running the demo ..."):
         res = run_demo(out, cfg, log=lambda m: console.print(f"[green]-[/green] {m}"))
-    console.print(f"[bold]wrote {len(res.files)} files to {res.out_dir}/[/bold] "
-                  f"(see {res.out_dir / 'report.md'})")
+    console.print(
+        f"[bold]wrote {len(res.files)} files to {res.out_dir}/[/bold] "
+        f"(see {res.out_dir / 'report.md'})"
+    )
 
 
 @app.command()
 def fit(
     panel: Annotated[Path, typer.Argument(help="Panel parquet written by causalmem.")],
     out: Annotated[Path, typer.Option(help="Output folder.")],
-    outcome: Annotated[str | None, typer.Option(help="Outcome column (default: the first).")] = None,
-    control_group: Annotated[str, typer.Option(help="nevertreated | notyettreated")] = "nevertreated",
+    outcome: Annotated[
+        str | None, typer.Option(help="Outcome column (default: the first).")
+    ] = None,
+    control_group: Annotated[
+        str, typer.Option(help="nevertreated | notyettreated")
+    ] = "nevertreated",
     base_period: Annotated[str, typer.Option(help="varying | universal")] = "varying",
     biters: Annotated[int, typer.Option(help="Bootstrap draws (0: analytic SEs).")] = 1000,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 1234,
 ) -> None:
     """Fit ATT(g,t) and the four aggregations on a stored panel; write tidy parquet and tables."""
     _threads()
+    from causalmem._types import BasePeriod, ControlGroup, check_literal
     from causalmem.estimators import aggte, att_gt
     from causalmem.panel.io import read_panel
 
+    cg: ControlGroup = check_literal("control_group", control_group, ControlGroup)
+    bp: BasePeriod = check_literal("base_period", base_period, BasePeriod)
     p = read_panel(panel)
     y = outcome or p.schema.outcomes[0]
-    res = att_gt(p.frame, y, p.schema.step, p.schema.unit, p.schema.cohort,
-                 control_group=control_group, base_period=base_period,  # type: ignore[arg-type]
-                 bstrap=biters > 0, biters=max(biters, 1), seed=seed)
+    res = att_gt(
+        p.frame,
+        y,
+        p.schema.step,
+        p.schema.unit,
+        p.schema.cohort,
+        control_group=cg,
+        base_period=bp,
+        bstrap=biters > 0,
+        biters=max(biters, 1),
+        seed=seed,
+    )
     out.mkdir(parents=True, exist_ok=True)
     res.tidy().to_parquet(out / "att_gt.parquet", index=False)
     for k in ("simple", "dynamic", "group", "calendar"):

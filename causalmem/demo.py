@@ -104,7 +104,7 @@ def run_demo(
     files: list[Path] = []
 
     t0 = time.perf_counter()
-    steps = pythia.pythia_checkpoint_steps(include_log_spaced=True)
+    steps = [int(s) for s in pythia.pythia_checkpoint_steps(include_log_spaced=True)]
     cohorts = list(range(cfg.cohort_every, cfg.last_cohort + 1, cfg.cohort_every))
     sim = simulate_panel(
         cohorts=cohorts,
@@ -118,12 +118,18 @@ def run_demo(
         seed=cfg.seed,
     )
     panel = Panel.from_frame(
-        sim.frame, unit="unit", step="step", cohort="cohort", outcomes=("sup_seq",),
+        sim.frame,
+        unit="unit",
+        step="step",
+        cohort="cohort",
+        outcomes=("sup_seq",),
         meta={"source": "causalmem demo: simulated Pythia-shaped panel", "config": asdict(cfg)},
     )
     timings["simulate"] = time.perf_counter() - t0
-    log(f"simulated {panel.n_units:,} instances x {len(steps)} checkpoints "
-        f"({len(panel.frame):,} rows, {len(cohorts)} cohorts + {cfg.n_never:,} never trained)")
+    log(
+        f"simulated {panel.n_units:,} instances x {len(steps)} checkpoints "
+        f"({len(panel.frame):,} rows, {len(cohorts)} cohorts + {cfg.n_never:,} never trained)"
+    )
 
     t0 = time.perf_counter()
     path = write_panel(panel, out / "panel.parquet")
@@ -132,18 +138,31 @@ def run_demo(
     timings["write_read_panel"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    res = att_gt(panel.frame, "sup_seq", "step", "unit", "cohort", biters=cfg.biters,
-                 alp=cfg.alp, seed=cfg.seed)
+    res = att_gt(
+        panel.frame,
+        "sup_seq",
+        "step",
+        "unit",
+        "cohort",
+        biters=cfg.biters,
+        alp=cfg.alp,
+        seed=cfg.seed,
+    )
     timings["att_gt"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     aggs = {k: aggte(res, k) for k in ("simple", "dynamic", "group", "calendar")}
     timings["aggte_all_four"] = time.perf_counter() - t0
-    log(f"att_gt: {res.cells.n_cells:,} cells in {timings['att_gt']:.2f} s "
+    log(
+        f"att_gt: {res.cells.n_cells:,} cells in {timings['att_gt']:.2f} s "
         f"({res.se_method} SEs, {res.band} band, critical value {res.crit_val:.2f}); "
-        f"four aggregations in {timings['aggte_all_four']:.2f} s")
+        f"four aggregations in {timings['aggte_all_four']:.2f} s"
+    )
 
-    cells = res.tidy().merge(sim.truth[["group", "time", "att"]].rename(columns={"att": "truth"}),
-                             on=["group", "time"], how="left")
+    cells = res.tidy().merge(
+        sim.truth[["group", "time", "att"]].rename(columns={"att": "truth"}),
+        on=["group", "time"],
+        how="left",
+    )
     cells_path = out / "att_gt.parquet"
     _atomic_parquet(cells, cells_path)
     files.append(cells_path)
@@ -160,8 +179,9 @@ def run_demo(
         "rmse": float(np.sqrt(((post["estimate"] - post["truth"]) ** 2).mean())),
         "uniform_band_coverage_post": float(inside.mean()),
         "all_cells_inside_band": float(
-            ((cells["conf_low"] <= cells["truth"]) & (cells["truth"] <= cells["conf_high"]))
-            [~cells["reference"]].all()
+            ((cells["conf_low"] <= cells["truth"]) & (cells["truth"] <= cells["conf_high"]))[
+                ~cells["reference"]
+            ].all()
         ),
     }
 
@@ -173,10 +193,14 @@ def run_demo(
         "persistent": aggs["dynamic"].tidy(),
     }
     tables = {
-        "att_gt_instantaneous": (inst[["group", "estimate", "std_error", "conf_low", "conf_high"]],
-                                 "Instantaneous memorisation cells ATT(g, g)"),
-        "att_gt_residual": (resid[["group", "estimate", "std_error", "conf_low", "conf_high"]],
-                            f"Residual memorisation ATT(g, {cfg.residual_at})"),
+        "att_gt_instantaneous": (
+            inst[["group", "estimate", "std_error", "conf_low", "conf_high"]],
+            "Instantaneous memorisation cells ATT(g, g)",
+        ),
+        "att_gt_residual": (
+            resid[["group", "estimate", "std_error", "conf_low", "conf_high"]],
+            f"Residual memorisation ATT(g, {cfg.residual_at})",
+        ),
     }
     from causalmem.results.base import render_frame
 
@@ -193,20 +217,38 @@ def run_demo(
             files.append(p)
 
     summary = out / "summary.txt"
-    _atomic_text(res.summary().split("\n---")[0][:4000] + "\n...\n\n"
-                 + "\n\n".join(a.summary() for k, a in aggs.items() if k != "dynamic"), summary)
+    _atomic_text(
+        res.summary().split("\n---")[0][:4000]
+        + "\n...\n\n"
+        + "\n\n".join(a.summary() for k, a in aggs.items() if k != "dynamic"),
+        summary,
+    )
     files.append(summary)
 
     report = out / "report.md"
     _atomic_text(_report(cfg, res, aggs, views, recovery, timings), report)
     files.append(report)
     meta = out / "run.json"
-    _atomic_text(json.dumps({"config": asdict(cfg), "timings_s": timings, "recovery": recovery,
-                             "provenance": dict(res.provenance), "files": [str(f.name) for f in files]},
-                            indent=1, default=str), meta)
+    _atomic_text(
+        json.dumps(
+            {
+                "config": asdict(cfg),
+                "timings_s": timings,
+                "recovery": recovery,
+                "provenance": dict(res.provenance),
+                "files": [str(f.name) for f in files],
+            },
+            indent=1,
+            default=str,
+        ),
+        meta,
+    )
     files.append(meta)
-    log(f"recovery vs the simulated truth: bias {recovery['bias']:+.4f}, RMSE "
-        f"{recovery['rmse']:.4f}, uniform-band coverage {recovery['uniform_band_coverage_post']:.3f}")
+    log(
+        f"recovery vs the simulated truth: bias {recovery['bias']:+.4f}, RMSE "
+        f"{recovery['rmse']:.4f}, uniform-band coverage "
+        f"{recovery['uniform_band_coverage_post']:.3f}"
+    )
     return DemoOutput(out_dir=out, files=tuple(files), timings=timings, recovery=recovery)
 
 
@@ -236,7 +278,7 @@ def _report(
         "",
         f"- Instantaneous memorisation (mean of -ATT(g,g) over cohorts): "
         f"{-inst['estimate'].mean():.4f} (truth {cfg.instantaneous:.4f}); significant in "
-        f"{int(((inst['conf_high'] < 0)).sum())} of {len(inst)} cohorts (uniform band).",
+        f"{int((inst['conf_high'] < 0).sum())} of {len(inst)} cohorts (uniform band).",
         f"- Residual memorisation at step {cfg.residual_at:,}: mean -ATT "
         f"{-views['residual']['estimate'].mean():.4f} over {len(views['residual'])} cohorts.",
         f"- Overall (simple) ATT: {aggs['simple'].overall_estimate:.4f} "
@@ -246,8 +288,10 @@ def _report(
         "",
         "| steps after training | memorisation | std. error |",
         "|---:|---:|---:|",
-        *[f"| {int(e):,} | {-dyn.loc[e, 'estimate']:.4f} | {dyn.loc[e, 'std_error']:.4f} |"
-          for e in picks],
+        *[
+            f"| {int(e):,} | {-dyn.loc[e, 'estimate']:.4f} | {dyn.loc[e, 'std_error']:.4f} |"
+            for e in picks
+        ],
         "",
         "## Recovery of the simulated truth",
         "",

@@ -1,6 +1,7 @@
 """Analysis 01: estimate and report the memorisation profile of a simulated Pythia-shaped panel.
 
-Usage: ``python analyses/01_simulated_profile/run.py [--out DIR]`` (default: ``out/01_simulated_profile``).
+Usage: ``python analyses/01_simulated_profile/run.py [--out DIR] [--config TOML]``
+(default output: ``out/01_simulated_profile``).
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 Each aggregated parameter ``p`` is ``theta_p = sum_j A[j, p] att_j`` with a sparse weight matrix
 ``A`` over cells; its influence function is ``sum_j A[j, p] psi_j + wif_p``. With group shares
 ``pg_j = mean_i w_i 1{G_i = g_j}`` over a keeper set ``S_p``, R's ``wif`` simplifies to a per-unit
-term ``w_i h[G_i, p]`` with ``h[k, p] = (sum_{j in S_p, g_j = k} att_j - theta_p |{j in S_p: g_j = k}|)
-/ sum_{j in S_p} pg_j`` (the constants cancel), which is what :class:`AggSpec` stores.
+term ``w_i h[G_i, p]`` with
+``h[k, p] = (sum_{j in S_p: g_j = k} att_j - theta_p n_kp) / sum_{j in S_p} pg_j`` with
+``n_kp = |{j in S_p: g_j = k}|`` (the constants cancel), which is what :class:`AggSpec` stores.
 """
 
 from __future__ import annotations
@@ -66,8 +67,9 @@ class _Builder:
         return mat, np.stack(self.h, axis=1) if self.h else np.zeros((self.n_blocks, 0))
 
 
-def _wif(idx: Int64Array, g_idx: Int64Array, pg: Float64Array, att: Float64Array,
-         n_blocks: int) -> Float64Array:
+def _wif(
+    idx: Int64Array, g_idx: Int64Array, pg: Float64Array, att: Float64Array, n_blocks: int
+) -> Float64Array:
     s = pg[idx].sum()
     theta = np.sum(pg[idx] * att[idx]) / s
     h = np.zeros(n_blocks)

@@ -119,8 +119,8 @@ def build_cells(
     gbase = np.searchsorted(tlist + anticipation, glist, side="left") - 1
     dropped = tuple(float(g) for g in glist[gbase < 0])
 
-    gi, ti = np.meshgrid(np.arange(n_g), t_out, indexing="ij")
-    gi, ti = gi.ravel(), ti.ravel()
+    gg, tt = np.meshgrid(np.arange(n_g), t_out, indexing="ij")
+    gi, ti = gg.ravel(), tt.ravel()
     keep = gbase[gi] >= 0
     gi, ti = gi[keep], ti[keep]
     post = glist[gi] <= tlist[ti]

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from causalmem._numerics.cells import CellLayout
 from causalmem._numerics.drdid import ESTIMATORS, FitError, mean_did
 from causalmem._numerics.structured import CellEstimates
-from causalmem._types import BoolArray, Float64Array, Int64Array
+from causalmem._types import BoolArray, Float32Array, Float64Array, Int64Array
 
 
 class DenseIF:
@@ -118,7 +118,7 @@ class DenseIF:
 
     def bootstrap(
         self, biters: int, rng: np.random.Generator, chunk: int = 250
-    ) -> tuple[Float64Array, Float64Array]:
+    ) -> tuple[Float32Array, Float32Array]:
         """Rademacher multiplier draws ``[J, B]`` and per-cohort weight sums ``[K + 1, B]``."""
         out = np.empty((self.cells.n_cells, biters), dtype=np.float32)
         om = np.empty((self.omega_c.shape[1], biters), dtype=np.float32)

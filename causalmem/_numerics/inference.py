@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
-from causalmem._types import BoolArray, Float64Array
+from causalmem._types import BoolArray, Float64Array, FloatArray
 
 _IQR_TO_SD = float(norm.ppf(0.75) - norm.ppf(0.25))
 _DEGENERATE = float(np.sqrt(np.finfo(float).eps) * 10)
@@ -34,7 +34,7 @@ def _type1_index(p: float, n: int) -> int:
 
 
 def summarise_draws(
-    zb: Float64Array, *, n_units: int, n_clusters: int, alp: float
+    zb: FloatArray, *, n_units: int, n_clusters: int, alp: float
 ) -> BootstrapSummary:
     """Bootstrap SE per row and the uniform critical value from r-scale draws.
 

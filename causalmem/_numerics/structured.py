@@ -12,9 +12,10 @@ with ``W_g`` / ``W_C`` the weight totals of the treated cohort / comparison unit
 
 Because ``r`` is linear in a row's weighted outcomes ``Z_c = sum_{i in c} w_i Y_i`` and its weight
 ``omega_c = sum_{i in c} w_i``, everything follows from per-cohort sufficient statistics
-(``sum Z``, ``sum Z Z'``, ``sum omega Z``, ``sum omega``, ``sum omega^2``) and, for the bootstrap, from
-per-cohort multiplier sums ``R_bk = sum_{c in k} v_bc Z_c``. The ``n x J`` influence matrix is
-never formed: memory is O(K T^2 + B K T + B J) and the bootstrap costs one ``B x n x T`` product.
+(``sum Z``, ``sum Z Z'``, ``sum omega Z``, ``sum omega``, ``sum omega^2``) and, for the
+bootstrap, from per-cohort multiplier sums ``R_bk = sum_{c in k} v_bc Z_c``. The ``n x J``
+influence matrix is never formed: memory is O(K T^2 + B K T + B J) and the bootstrap costs
+one ``B x n x T`` product.
 This requires every row (cluster) to lie within one cohort; :mod:`dense` handles the rest.
 """
 
@@ -26,7 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from causalmem._numerics.cells import CellLayout
-from causalmem._types import Float64Array, Int64Array
+from causalmem._types import Float32Array, Float64Array, FloatArray, Int64Array
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,9 +114,9 @@ def _moments(rows: CohortRows) -> _Moments:
     return _Moments(s1=s1, w=w, mm=mm, s2=s2, w2=w2, cnt=cnt)
 
 
-def _suffix(x: Float64Array) -> Float64Array:
+def _suffix(x: FloatArray) -> FloatArray:
     """``out[k] = sum_{k' >= k} x[k']`` with an extra all-zero slot at the end."""
-    out = np.zeros((x.shape[0] + 1, *x.shape[1:]))
+    out = np.zeros((x.shape[0] + 1, *x.shape[1:]), dtype=x.dtype)
     out[:-1] = np.flip(np.cumsum(np.flip(x, axis=0), axis=0), axis=0)
     return out
 
@@ -190,7 +191,7 @@ class StructuredIF:
 
     def bootstrap(
         self, biters: int, rng: np.random.Generator, chunk: int = 250
-    ) -> tuple[Float64Array, Float64Array]:
+    ) -> tuple[Float32Array, Float32Array]:
         """Rademacher multiplier-bootstrap draws on the r scale.
 
         Returns
@@ -205,18 +206,15 @@ class StructuredIF:
         out = np.empty((c.n_cells, biters), dtype=_DRAW_DTYPE)
         om_out = np.empty((kb, biters), dtype=_DRAW_DTYPE)
         valid = ~(c.reference | np.isnan(e.att))
-        inv_t = np.where(valid, 1.0 / e.w_treat, 0.0)[:, None]
         with np.errstate(divide="ignore"):
-            inv_c = np.where(valid, 1.0 / e.w_ctrl, 0.0)[:, None]
-        m_t = np.where(valid, e.m_treat, 0.0)[:, None]
-        m_c = np.where(valid, e.m_ctrl, 0.0)[:, None]
-        own = c.exclude_own[:, None].astype(np.float64)
+            inv_t = np.where(valid, 1.0 / e.w_treat, 0.0)[:, None].astype(_DRAW_DTYPE)
+            inv_c = np.where(valid, 1.0 / e.w_ctrl, 0.0)[:, None].astype(_DRAW_DTYPE)
+        m_t = np.where(valid, e.m_treat, 0.0)[:, None].astype(_DRAW_DTYPE)
+        m_c = np.where(valid, e.m_ctrl, 0.0)[:, None].astype(_DRAW_DTYPE)
+        own = c.exclude_own[:, None].astype(_DRAW_DTYPE)
         never = self.never_only
         zt = np.ascontiguousarray(rows.Z.T, dtype=_DRAW_DTYPE)  # [T, n_rows]
         om_rows = rows.omega.astype(_DRAW_DTYPE)
-        inv_t, inv_c, m_t, m_c, own = (
-            a.astype(_DRAW_DTYPE) for a in (inv_t, inv_c, m_t, m_c, own)
-        )
         for start in range(0, biters, chunk):
             bsz = min(chunk, biters - start)
             v = rng.integers(0, 2, size=(n_rows, bsz), dtype=np.int8).astype(_DRAW_DTYPE)
@@ -274,8 +272,10 @@ class StructuredIF:
         def pair(k: Int64Array, scale: Float64Array, nblk: int) -> Float64Array:
             """sum_j W[j] scale_j (e_{k_j, t_j} - e_{k_j, b_j}) as [nblk, T, P]."""
             m = sp.csr_matrix(
-                (np.concatenate([scale, -scale]),
-                 (r2, np.concatenate([k * t_len + t, k * t_len + b]))),
+                (
+                    np.concatenate([scale, -scale]),
+                    (r2, np.concatenate([k * t_len + t, k * t_len + b])),
+                ),
                 shape=(n_j, nblk * t_len),
             )
             return (m.T @ wt).toarray().reshape(nblk, t_len, p)

@@ -33,7 +33,9 @@ class WideData:
     balanced: bool
 
 
-def covariate_matrix(frame: pd.DataFrame, xformla: str | None) -> tuple[np.ndarray | None, tuple[str, ...]]:
+def covariate_matrix(
+    frame: pd.DataFrame, xformla: str | None
+) -> tuple[np.ndarray | None, tuple[str, ...]]:
     """Evaluate an R-style covariate formula ``"~ x1 + x2"`` with formulaic (intercept included).
 
     Returns the row-aligned design (float64[N, k]) and its column names, or ``(None, ())``
@@ -46,7 +48,8 @@ def covariate_matrix(frame: pd.DataFrame, xformla: str | None) -> tuple[np.ndarr
     text = xformla.strip()
     if not text.startswith("~"):
         raise CovariateError(
-            f"xformla={xformla!r} must be a one-sided formula such as '~ x1 + x2' (R did's xformla)."
+            f"xformla={xformla!r} must be a one-sided formula such as '~ x1 + x2' "
+            "(R did's xformla)."
         )
     try:
         mm = formulaic.model_matrix(text, frame, na_action="raise")
@@ -80,11 +83,7 @@ def to_wide(checked: CheckedPanel, yname: str) -> WideData:
     first = np.zeros(n, dtype=np.int64)
     first[uid[::-1]] = np.arange(uid.size)[::-1]
     coh = f[checked.gname].to_numpy(dtype=np.float64, na_value=np.inf)[first]
-    w = (
-        f[checked.weightsname].to_numpy(np.float64)[first]
-        if checked.weightsname
-        else np.ones(n)
-    )
+    w = f[checked.weightsname].to_numpy(np.float64)[first] if checked.weightsname else np.ones(n)
     extra = [c for c in checked.clustervars if c != checked.idname]
     if extra:
         cl, uniq = pd.factorize(f[extra[0]].to_numpy()[first], sort=True)

@@ -59,7 +59,8 @@ def aggte(
     Examples
     --------
     >>> from causalmem import att_gt, simulate_panel
-    >>> res = att_gt(simulate_panel(seed=1).frame, "y", "step", "unit", "cohort", seed=0, biters=200)
+    >>> df = simulate_panel(seed=1).frame
+    >>> res = att_gt(df, "y", "step", "unit", "cohort", seed=0, biters=200)
     >>> aggte(res, "dynamic").tidy()["type"].iloc[0]
     'dynamic'
     """
@@ -120,9 +121,7 @@ def aggte(
             w = agg.weights[keep] if not keep.all() else agg.weights
             zb = np.asarray(w.T @ zc) + agg.h.T @ d.omega / result.n_units
             if bstrap:
-                summ = summarise_draws(
-                    zb, n_units=result.n_units, n_clusters=d.n_clusters, alp=alp
-                )
+                summ = summarise_draws(zb, n_units=result.n_units, n_clusters=d.n_clusters, alp=alp)
                 se = np.where(np.isnan(se), np.nan, summ.se)
             if cband and n_lab > 0:
                 summ_e = summarise_draws(
@@ -139,8 +138,15 @@ def aggte(
                 else:
                     crit, band = summ_e.crit_val, "uniform"
     return AggteResult(
-        spec=AggteSpec(type=type, min_e=min_e, max_e=max_e, balance_e=balance_e,
-                       bstrap=bstrap, cband=cband, alp=alp),
+        spec=AggteSpec(
+            type=type,
+            min_e=min_e,
+            max_e=max_e,
+            balance_e=balance_e,
+            bstrap=bstrap,
+            cband=cband,
+            alp=alp,
+        ),
         yname=spec0.yname,
         labels=agg.labels[:-1] if type != "simple" else np.zeros(0),
         estimate=agg.estimate[:-1] if type != "simple" else np.zeros(0),

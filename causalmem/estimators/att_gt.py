@@ -19,7 +19,7 @@ from causalmem._numerics.cells import build_cells
 from causalmem._numerics.dense import DenseIF
 from causalmem._numerics.inference import pointwise_crit, summarise_draws
 from causalmem._numerics.structured import CohortRows, StructuredIF
-from causalmem._types import BasePeriod, ControlGroup, EstMethod, as_name_tuple, check_literal
+from causalmem._types import BasePeriod, ControlGroup, EstMethod, check_literal
 from causalmem.errors import CausalmemWarning, IdentificationError
 from causalmem.estimators._prepare import WideData, covariate_matrix, to_wide
 from causalmem.panel.validate import validate_long
@@ -205,7 +205,10 @@ def _estimate(spec: AttGtSpec, wide: WideData, engine: str) -> AttGtResult:
                 f"No cohort has a pre-treatment period with anticipation={spec.anticipation}."
             )
     cells = build_cells(
-        tlist, glist, base_period=spec.base_period, anticipation=spec.anticipation,
+        tlist,
+        glist,
+        base_period=spec.base_period,
+        anticipation=spec.anticipation,
         notyettreated=nyt,
     )
     if cells.n_cells == 0:
@@ -215,9 +218,8 @@ def _estimate(spec: AttGtSpec, wide: WideData, engine: str) -> AttGtResult:
     # Units of dropped cohorts (no base period) are neither treated nor comparison units.
     in_sample = np.isinf(cohort) | np.isin(cohort, glist)
     nested = _clusters_nested(wide.cluster[in_sample], k_idx[in_sample])
-    use_structured = (
-        engine == "structured"
-        or (engine == "auto" and x is None and wide.balanced and nested)
+    use_structured = engine == "structured" or (
+        engine == "auto" and x is None and wide.balanced and nested
     )
     failures: list[tuple[int, str]] = []
     sel = np.flatnonzero(in_sample)
@@ -228,8 +230,13 @@ def _estimate(spec: AttGtSpec, wide: WideData, engine: str) -> AttGtResult:
     else:
         cl = pd.factorize(wide.cluster[sel])[0].astype(np.int64)
         engine_obj = DenseIF(
-            y[sel], k_idx[sel], wide.w[sel], cl, cells,
-            x[sel] if x is not None else None, spec.est_method,
+            y[sel],
+            k_idx[sel],
+            wide.w[sel],
+            cl,
+            cells,
+            x[sel] if x is not None else None,
+            spec.est_method,
             on_fail=lambda j, msg: failures.append((j, msg)),
         )
         n_clusters = engine_obj.n_clusters

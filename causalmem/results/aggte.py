@@ -126,13 +126,17 @@ class AggteResult:
             _TITLES[self.spec.type] + f" of {self.yname}",
             "",
             f"{'ATT':>10} {'Std. Error':>11}   [{lvl}% Conf. Int.]",
-            f"{ov.estimate:>10.4f} {ov.std_error:>11.4f}   [{ov.conf_low:>8.4f}, {ov.conf_high:>8.4f}] "
+            f"{ov.estimate:>10.4f} {ov.std_error:>11.4f}   "
+            f"[{ov.conf_low:>8.4f}, {ov.conf_high:>8.4f}] "
             + significance_mark(t["conf_low"], t["conf_high"]).iloc[-1],
         ]
         if self.estimate.size:
             band = "Simult." if self.band == "uniform" else "Pointwise"
             lab = _LABEL_COLUMN[self.spec.type] or "label"
-            lines += ["", f"{lab:>12} {'Estimate':>10} {'Std. Error':>11}   [{lvl}% {band} Conf. Band]"]
+            lines += [
+                "",
+                f"{lab:>12} {'Estimate':>10} {'Std. Error':>11}   [{lvl}% {band} Conf. Band]",
+            ]
             body = t.iloc[:-1]
             marks = significance_mark(body["conf_low"], body["conf_high"])
             for row, m in zip(body.itertuples(index=False), marks, strict=True):

@@ -13,7 +13,7 @@ import pandas as pd
 from scipy.stats import chi2
 
 from causalmem._numerics.cells import CellLayout
-from causalmem._types import Float64Array
+from causalmem._types import Float32Array, Float64Array
 from causalmem.results.base import inference_columns, render_frame, significance_mark
 
 if TYPE_CHECKING:
@@ -21,7 +21,12 @@ if TYPE_CHECKING:
     from causalmem._numerics.structured import StructuredIF
     from causalmem.results.aggte import AggteResult
 
-_METHOD_NAMES = {"dr": "Doubly Robust", "reg": "Outcome Regression", "ipw": "Inverse Probability Weighting"}
+_CONTROL_NAMES = {"nevertreated": "Never Treated", "notyettreated": "Not Yet Treated"}
+_METHOD_NAMES = {
+    "dr": "Doubly Robust",
+    "reg": "Outcome Regression",
+    "ipw": "Inverse Probability Weighting",
+}
 
 
 @dataclass(frozen=True)
@@ -54,11 +59,12 @@ class AttGtSpec:
         """Build the spec from :func:`att_gt`'s keyword arguments; draws a seed when None."""
         from causalmem._types import as_name_tuple
 
-        seed = kw.get("seed")
+        seed: Any = kw.get("seed")
         gen = seed if isinstance(seed, np.random.Generator) else None
         if seed is None:
             # Record fresh entropy so that an unseeded result is still reproducible.
-            seed = int(np.random.SeedSequence().entropy % (2**63))
+            entropy: Any = np.random.SeedSequence().entropy
+            seed = int(entropy) % (2**63)
         elif gen is not None:
             seed = None
         elif not isinstance(seed, int | np.integer) or isinstance(seed, bool):
@@ -88,7 +94,7 @@ class AttGtSpec:
         )
 
     def rng(self) -> np.random.Generator:
-        """The bootstrap generator: the caller's, or one built from the recorded seed."""
+        """Return the bootstrap generator: the caller's, or one built from the recorded seed."""
         return self._generator if self._generator is not None else np.random.default_rng(self.seed)
 
     def seed_repr(self) -> str:
@@ -106,8 +112,8 @@ class AttGtSpec:
 class Draws:
     """Multiplier-bootstrap draws kept for aggregations (r scale, see ``_numerics``)."""
 
-    cells: Float64Array  # [J, B]
-    omega: Float64Array  # [K + 1, B]
+    cells: Float32Array  # [J, B]
+    omega: Float32Array  # [K + 1, B]
     n_clusters: int
 
 
@@ -235,7 +241,9 @@ class AttGtResult:
     @cached_property
     def _pretest(self) -> tuple[float, float, int]:
         pre = np.flatnonzero(
-            ~self.cells.post & ~self.cells.reference & np.isfinite(self.se_analytic)
+            ~self.cells.post
+            & ~self.cells.reference
+            & np.isfinite(self.se_analytic)
             & (self.se_analytic > 0)
         )
         if pre.size == 0 or pre.size > 4000:
@@ -287,7 +295,7 @@ class AttGtResult:
         return t[(t["time"] == at) & t["post"]].reset_index(drop=True)
 
     def persistent(self, **kwargs: Any) -> AggteResult:
-        """Persistent memorisation by event time: ``aggte(self, "dynamic", min_e=0, ...)``."""
+        """Aggregate persistent memorisation by event time: ``aggte(self, "dynamic", min_e=0)``."""
         from causalmem.estimators.aggte import aggte
 
         kwargs.setdefault("min_e", 0)
@@ -319,18 +327,17 @@ class AttGtResult:
             f"P-value for pre-test of parallel trends assumption: {p:.5g} (W = {w:.4g}, df = {df})"
             if np.isfinite(p)
             else "Pre-test of parallel trends: not available",
-            f"Control Group: {'Never Treated' if self.spec.control_group == 'nevertreated' else 'Not Yet Treated'}"
+            f"Control Group: {_CONTROL_NAMES[self.spec.control_group]}"
             f",  Anticipation Periods: {self.spec.anticipation}",
             f"Estimation Method: {_METHOD_NAMES[self.spec.est_method]}"
             + ("" if self.spec.xformla else " (no covariates: all methods coincide)"),
-            f"Inference: {self.se_method} SEs, {self.band} band (critical value {self.crit_val:.3f})",
+            f"Inference: {self.se_method} SEs, {self.band} band "
+            f"(critical value {self.crit_val:.3f})",
         ]
         return "\n".join(lines)
 
     def _table(self) -> pd.DataFrame:
-        return self.tidy()[
-            ["group", "time", "estimate", "std_error", "conf_low", "conf_high"]
-        ]
+        return self.tidy()[["group", "time", "estimate", "std_error", "conf_low", "conf_high"]]
 
     def to_latex(self, digits: int = 4) -> str:
         """LaTeX (booktabs) table of the cells."""

@@ -95,9 +95,7 @@ def render_frame(frame: pd.DataFrame, fmt: str, digits: int = 4, caption: str | 
     shown = frame.rename(columns={c: DISPLAY_LABELS.get(c, c) for c in frame.columns})
     if fmt == "latex":
         sty = shown.style.format(precision=digits, na_rep="").hide(axis="index")
-        return str(
-            sty.to_latex(hrules=True, caption=caption, position_float="centering")
-        )
+        return str(sty.to_latex(hrules=True, caption=caption, position_float="centering"))
     if fmt == "markdown":
         text = shown.to_markdown(index=False, floatfmt=f".{digits}f")
         return f"{caption}\n\n{text}" if caption else text

@@ -39,8 +39,9 @@ def _fit(df: pd.DataFrame, engine: str = "auto", **kw: object) -> cm.AttGtResult
     kw.setdefault("bstrap", False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CausalmemWarning)
-        return _att_gt(_engine=engine, data=df, yname="y", tname="step", idname="unit",
-                       gname="cohort", **kw)
+        return _att_gt(
+            _engine=engine, data=df, yname="y", tname="step", idname="unit", gname="cohort", **kw
+        )
 
 
 def _with_weights_clusters(df: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
@@ -65,8 +66,13 @@ def test_structured_engine_equals_dense_engine(
     control_group: str, base_period: str, anticipation: int, weighted: bool, cluster: str | None
 ) -> None:
     df = _with_weights_clusters(_panel(seed=3))
-    kw = dict(control_group=control_group, base_period=base_period, anticipation=anticipation,
-              weightsname="w" if weighted else None, clustervars=cluster)
+    kw = dict(
+        control_group=control_group,
+        base_period=base_period,
+        anticipation=anticipation,
+        weightsname="w" if weighted else None,
+        clustervars=cluster,
+    )
     a = _fit(df, "structured", **kw)
     b = _fit(df, "dense", **kw)
     np.testing.assert_allclose(a.att, b.att, atol=TIGHT)
@@ -95,8 +101,14 @@ def test_clusters_spanning_cohorts_use_cluster_sums_of_the_unit_influence_functi
 
 
 def test_covariates_fix_conditional_parallel_trends_for_dr_reg_ipw() -> None:
-    sim = cm.simulate_panel(cohorts=(3, 5), units_per_cohort=150, n_never=250, steps=range(1, 7),
-                            covariate_effect=0.3, seed=11)
+    sim = cm.simulate_panel(
+        cohorts=(3, 5),
+        units_per_cohort=150,
+        n_never=250,
+        steps=range(1, 7),
+        covariate_effect=0.3,
+        seed=11,
+    )
     truth = sim.truth.set_index(["group", "time"])["att"]
     no_cov = _fit(sim.frame)
     post = no_cov.cells.post
@@ -127,12 +139,14 @@ def test_did_estimand_is_exact_under_parallel_trends_and_no_anticipation() -> No
     g = np.nan_to_num(cohorts, nan=np.inf)
     tau = np.where(steps[None, :] >= g[:, None], 1.0 + 0.3 * (steps[None, :] - g[:, None]), 0.0)
     y = a[:, None] + lam[None, :] + tau
-    df = pd.DataFrame({
-        "unit": np.repeat(np.arange(cohorts.size), steps.size),
-        "step": np.tile(steps, cohorts.size),
-        "cohort": pd.array(np.repeat(cohorts, steps.size)).astype("Int64"),
-        "y": y.ravel(),
-    })
+    df = pd.DataFrame(
+        {
+            "unit": np.repeat(np.arange(cohorts.size), steps.size),
+            "step": np.tile(steps, cohorts.size),
+            "cohort": pd.array(np.repeat(cohorts, steps.size)).astype("Int64"),
+            "y": y.ravel(),
+        }
+    )
     res = _fit(df)
     true = np.where(res.cells.post, 1.0 + 0.3 * (res.time - res.group), 0.0)
     np.testing.assert_allclose(res.att, true, atol=1e-12)
@@ -142,8 +156,9 @@ def test_did_estimand_is_exact_under_parallel_trends_and_no_anticipation() -> No
 
 
 def test_recovers_simulated_effects_within_uniform_bands() -> None:
-    sim = cm.simulate_panel(cohorts=(3, 4, 5, 6), units_per_cohort=150, n_never=300,
-                            steps=range(1, 9), seed=2)
+    sim = cm.simulate_panel(
+        cohorts=(3, 4, 5, 6), units_per_cohort=150, n_never=300, steps=range(1, 9), seed=2
+    )
     res = cm.att_gt(sim.frame, "y", "step", "unit", "cohort", biters=999, seed=4)
     assert res.band == "uniform" and res.se_method == "bootstrap"
     t = res.tidy().merge(sim.truth, on=["group", "time"])
@@ -182,8 +197,7 @@ def test_seeded_bootstrap_is_reproducible_and_unseeded_records_its_seed() -> Non
     assert isinstance(d.spec.seed, int)
     e = cm.att_gt(df, "y", "step", "unit", "cohort", biters=200, seed=d.spec.seed)
     np.testing.assert_array_equal(d.se, e.se)
-    g = cm.att_gt(df, "y", "step", "unit", "cohort", biters=200,
-                  seed=np.random.default_rng(7))
+    g = cm.att_gt(df, "y", "step", "unit", "cohort", biters=200, seed=np.random.default_rng(7))
     assert g.spec.seed is None and g.provenance["seed"] == "caller Generator"
 
 
@@ -195,16 +209,17 @@ def test_seed_zero_is_a_seed() -> None:  # differences treats random_state=0 as 
 
 
 # --------------------------------------------------------------- hypothesis invariances
-_SETTINGS = settings(max_examples=15, deadline=None,
-                     suppress_health_check=[HealthCheck.too_slow])
+_SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @_SETTINGS
 @given(seed=st.integers(0, 10_000), nyt=st.booleans(), universal=st.booleans())
 def test_invariant_to_row_order_and_unit_relabelling(seed: int, nyt: bool, universal: bool) -> None:
     df = _panel(seed=seed % 50, units_per_cohort=8, n_never=10)
-    kw = dict(control_group="notyettreated" if nyt else "nevertreated",
-              base_period="universal" if universal else "varying")
+    kw = dict(
+        control_group="notyettreated" if nyt else "nevertreated",
+        base_period="universal" if universal else "varying",
+    )
     ref = _fit(df, **kw)
     rng = np.random.default_rng(seed)
     shuffled = df.sample(frac=1.0, random_state=seed).reset_index(drop=True)
@@ -216,7 +231,8 @@ def test_invariant_to_row_order_and_unit_relabelling(seed: int, nyt: bool, unive
         np.testing.assert_allclose(res.se, ref.se, atol=TIGHT, equal_nan=True)
         for typ in AGG_TYPES:
             assert cm.aggte(res, typ).overall_std_error == pytest.approx(
-                cm.aggte(ref, typ).overall_std_error, abs=TIGHT)
+                cm.aggte(ref, typ).overall_std_error, abs=TIGHT
+            )
 
 
 @_SETTINGS
@@ -239,13 +255,15 @@ def test_always_treated_units_do_not_change_the_result(seed: int, n_always: int)
     df = _panel(seed=seed % 50, units_per_cohort=8, n_never=10)
     rng = np.random.default_rng(seed)
     steps = np.sort(df["step"].unique())
-    extra = pd.DataFrame({
-        "unit": np.repeat(np.arange(10_000, 10_000 + n_always), steps.size),
-        "step": np.tile(steps, n_always),
-        "cohort": pd.array(np.full(n_always * steps.size, steps[0])).astype("Int64"),
-        "y": rng.normal(size=n_always * steps.size),
-        "x": 0.0,
-    })
+    extra = pd.DataFrame(
+        {
+            "unit": np.repeat(np.arange(10_000, 10_000 + n_always), steps.size),
+            "step": np.tile(steps, n_always),
+            "cohort": pd.array(np.full(n_always * steps.size, steps[0])).astype("Int64"),
+            "y": rng.normal(size=n_always * steps.size),
+            "x": 0.0,
+        }
+    )
     both = pd.concat([df, extra[df.columns]], ignore_index=True)
     with pytest.raises(AlwaysTreatedError):
         _fit(both)
@@ -258,8 +276,18 @@ def test_callers_frame_is_never_mutated() -> None:
     df = _with_weights_clusters(_panel())
     df["cohort"] = df["cohort"].astype("Float64").astype(float)  # NaN-coded never treated
     before = df.copy(deep=True)
-    res = cm.att_gt(df, "y", "step", "unit", "cohort", xformla="~ x", weightsname="w",
-                    clustervars="cl_nested", biters=50, seed=0)
+    res = cm.att_gt(
+        df,
+        "y",
+        "step",
+        "unit",
+        "cohort",
+        xformla="~ x",
+        weightsname="w",
+        clustervars="cl_nested",
+        biters=50,
+        seed=0,
+    )
     cm.aggte(res, "dynamic")
     pd.testing.assert_frame_equal(df, before)
 
@@ -301,8 +329,9 @@ def test_results_are_immutable_and_tidy_follows_the_contract() -> None:
 
 
 def test_memorisation_views() -> None:
-    sim = cm.simulate_panel(cohorts=(3, 4, 5), units_per_cohort=60, n_never=100,
-                            steps=range(1, 8), seed=3)
+    sim = cm.simulate_panel(
+        cohorts=(3, 4, 5), units_per_cohort=60, n_never=100, steps=range(1, 8), seed=3
+    )
     res = cm.att_gt(sim.frame, "y", "step", "unit", "cohort", biters=200, seed=1)
     inst = res.instantaneous()
     assert inst["group"].tolist() == [3.0, 4.0, 5.0]
@@ -376,8 +405,9 @@ def test_notyettreated_without_never_treated_uses_last_cohort_like_r() -> None:
     df = _panel()
     treated_only = df[df["cohort"].notna()]
     with pytest.warns(CausalmemWarning, match="comparison group"):
-        res = cm.att_gt(treated_only, "y", "step", "unit", "cohort",
-                        control_group="notyettreated", bstrap=False)
+        res = cm.att_gt(
+            treated_only, "y", "step", "unit", "cohort", control_group="notyettreated", bstrap=False
+        )
     assert res.cells.glist.tolist() == [3.0, 4.0]
     assert res.time.max() < 6
 
@@ -389,8 +419,14 @@ def test_bad_covariate_formula() -> None:
     with pytest.raises(CovariateError, match="one-sided"):
         cm.att_gt(df, "y", "step", "unit", "cohort", xformla="y ~ x")
     with pytest.raises(CovariateError, match="non-finite|Could not"):
-        cm.att_gt(df.assign(x=np.where(df["unit"] == 0, np.nan, df["x"])),
-                  "y", "step", "unit", "cohort", xformla="~ x")
+        cm.att_gt(
+            df.assign(x=np.where(df["unit"] == 0, np.nan, df["x"])),
+            "y",
+            "step",
+            "unit",
+            "cohort",
+            xformla="~ x",
+        )
 
 
 def test_anticipation_drops_cohorts_without_base_period_with_warning() -> None:
@@ -399,3 +435,33 @@ def test_anticipation_drops_cohorts_without_base_period_with_warning() -> None:
         res = cm.att_gt(df, "y", "step", "unit", "cohort", anticipation=2, bstrap=False)
     assert res.cells.glist.tolist() == [4.0, 6.0]
     assert res.n_units == 130 - 30
+
+
+def test_unbalanced_panel_uses_units_observed_in_both_periods() -> None:
+    sim = cm.simulate_panel(
+        cohorts=(3, 5),
+        units_per_cohort=40,
+        n_never=60,
+        steps=range(1, 7),
+        unbalanced_fraction=0.15,
+        seed=8,
+    )
+    df = sim.frame
+    from causalmem.errors import UnbalancedPanelError
+
+    with pytest.raises(UnbalancedPanelError):
+        cm.att_gt(df, "y", "step", "unit", "cohort")
+    res = _fit(df, allow_unbalanced_panel=True)
+    wide = df.pivot(index="unit", columns="step", values="y")
+    coh = df.groupby("unit")["cohort"].first()
+    for j in range(res.cells.n_cells):
+        g, t, b = res.group[j], res.time[j], res.cells.base[j]
+        dy = (wide[int(t)] - wide[int(b)]).dropna()
+        treated = dy[coh.loc[dy.index] == g]
+        control = dy[coh.loc[dy.index].isna()]
+        assert res.att[j] == pytest.approx(treated.mean() - control.mean(), abs=TIGHT)
+        n = len(coh)  # R did's n: all units; psi = n * (...) and se = sqrt(sum psi^2) / n
+        psi_t = (treated - treated.mean()) / len(treated)
+        psi_c = (control - control.mean()) / len(control)
+        assert res.se[j] == pytest.approx(np.sqrt((psi_t**2).sum() + (psi_c**2).sum()), rel=1e-10)
+        assert n == res.n_units

@@ -11,8 +11,15 @@ import causalmem as cm
 from causalmem.cli import app
 from causalmem.demo import DemoConfig, run_demo
 
-SMALL = DemoConfig(units_per_cohort=20, n_never=200, cohort_every=4000, last_cohort=40_000,
-                   residual_at=40_000, biters=200, seed=3)
+SMALL = DemoConfig(
+    units_per_cohort=20,
+    n_never=200,
+    cohort_every=4000,
+    last_cohort=40_000,
+    residual_at=40_000,
+    biters=200,
+    seed=3,
+)
 
 
 def test_demo_writes_report_tables_and_recovers_truth(tmp_path: Path) -> None:
@@ -42,13 +49,24 @@ def test_demo_config_from_toml_rejects_unknown_keys(tmp_path: Path) -> None:
 
 def test_cli_demo_and_fit(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
-    cfg.write_text("[demo]\nunits_per_cohort = 10\nn_never = 100\ncohort_every = 20000\n"
-                   "last_cohort = 40000\nresidual_at = 40000\nbiters = 50\n")
+    cfg.write_text(
+        "[demo]\nunits_per_cohort = 10\nn_never = 100\ncohort_every = 20000\n"
+        "last_cohort = 40000\nresidual_at = 40000\nbiters = 50\n"
+    )
     runner = CliRunner()
     r = runner.invoke(app, ["demo", "--out", str(tmp_path / "d"), "--config", str(cfg)])
     assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["fit", str(tmp_path / "d" / "panel.parquet"), "--out",
-                            str(tmp_path / "f"), "--biters", "0"])
+    r = runner.invoke(
+        app,
+        [
+            "fit",
+            str(tmp_path / "d" / "panel.parquet"),
+            "--out",
+            str(tmp_path / "f"),
+            "--biters",
+            "0",
+        ],
+    )
     assert r.exit_code == 0, r.output
     t = pd.read_parquet(tmp_path / "f" / "att_gt.parquet")
     assert set(t["se_method"]) == {"analytic"}
@@ -60,8 +78,10 @@ def test_analysis_script_runs(tmp_path: Path) -> None:
     import sys
 
     cfg = tmp_path / "c.toml"
-    cfg.write_text("[demo]\nunits_per_cohort = 10\nn_never = 100\ncohort_every = 20000\n"
-                   "last_cohort = 40000\nresidual_at = 40000\nbiters = 50\n")
+    cfg.write_text(
+        "[demo]\nunits_per_cohort = 10\nn_never = 100\ncohort_every = 20000\n"
+        "last_cohort = 40000\nresidual_at = 40000\nbiters = 50\n"
+    )
     script = Path(__file__).parents[2] / "analyses" / "01_simulated_profile" / "run.py"
     argv = sys.argv
     sys.argv = [str(script), "--out", str(tmp_path / "a"), "--config", str(cfg)]

