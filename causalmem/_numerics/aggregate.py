@@ -36,45 +36,40 @@ class AggSpec:
     estimate: Float64Array
 
 
-class _Builder:
-    def __init__(self, n_cells: int, n_blocks: int) -> None:
-        self.cols: list[tuple[Int64Array, Float64Array]] = []
-        self.h: list[Float64Array] = []
-        self.n_cells = n_cells
-        self.n_blocks = n_blocks
+def _segments(
+    cells: Int64Array,
+    seg: Int64Array,
+    n_seg: int,
+    *,
+    pg: Float64Array,
+    att: Float64Array,
+    g_idx: Int64Array,
+    n_cells: int,
+    n_blocks: int,
+    wif: bool,
+) -> tuple[sp.csr_matrix, Float64Array, Float64Array]:
+    """Columns ``p`` averaging cells ``cells[seg == p]`` with weights ``pg / sum(pg)``.
 
-    def add(self, idx: Int64Array, w: Float64Array, h: Float64Array | None = None) -> None:
-        self.cols.append((idx, w))
-        self.h.append(np.zeros(self.n_blocks) if h is None else h)
-
-    def add_combo(self, cols: list[int], coef: Float64Array, h: Float64Array | None = None) -> None:
-        idx = np.concatenate([self.cols[c][0] for c in cols]) if cols else np.zeros(0, np.int64)
-        w = (
-            np.concatenate([self.cols[c][1] * a for c, a in zip(cols, coef, strict=True)])
-            if cols
-            else np.zeros(0)
-        )
-        hh = sum((self.h[c] * a for c, a in zip(cols, coef, strict=True)), np.zeros(self.n_blocks))
-        if h is not None:
-            hh = hh + h
-        self.add(idx, w, hh)
-
-    def matrix(self) -> tuple[sp.csr_matrix, Float64Array]:
-        rows = np.concatenate([c[0] for c in self.cols]) if self.cols else np.zeros(0, np.int64)
-        vals = np.concatenate([c[1] for c in self.cols]) if self.cols else np.zeros(0)
-        colid = np.concatenate([np.full(c[0].size, i) for i, c in enumerate(self.cols)])
-        mat = sp.csr_matrix((vals, (rows, colid)), shape=(self.n_cells, len(self.cols)))
-        return mat, np.stack(self.h, axis=1) if self.h else np.zeros((self.n_blocks, 0))
+    Returns the sparse weights ``[J, n_seg]``, the weight-estimation term ``[K + 1, n_seg]``
+    (zero unless ``wif``) and the estimates (NaN for empty segments).
+    """
+    pgc = pg[cells]
+    tot = np.bincount(seg, weights=pgc, minlength=n_seg)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = pgc / tot[seg]
+    mat = sp.csr_matrix((w, (cells, seg)), shape=(n_cells, n_seg))
+    est = np.bincount(seg, weights=w * att[cells], minlength=n_seg)
+    est[np.bincount(seg, minlength=n_seg) == 0] = np.nan
+    h = np.zeros(n_blocks * n_seg)
+    if wif and cells.size:
+        vals = (att[cells] - est[seg]) / tot[seg]
+        h += np.bincount(g_idx[cells] * n_seg + seg, weights=vals, minlength=n_blocks * n_seg)
+    return mat, h.reshape(n_blocks, n_seg), est
 
 
-def _wif(
-    idx: Int64Array, g_idx: Int64Array, pg: Float64Array, att: Float64Array, n_blocks: int
-) -> Float64Array:
-    s = pg[idx].sum()
-    theta = np.sum(pg[idx] * att[idx]) / s
-    h = np.zeros(n_blocks)
-    np.add.at(h, g_idx[idx], att[idx] - theta)
-    return h / s
+def _grouped(keys: Float64Array, cand: Int64Array, labels: Float64Array) -> Int64Array:
+    """Segment id (position in ``labels``) of each candidate cell's key."""
+    return np.searchsorted(labels, keys[cand]).astype(np.int64)
 
 
 def build_aggregation(
@@ -98,7 +93,8 @@ def build_aggregation(
     kind
         ``"simple"``, ``"dynamic"``, ``"group"`` or ``"calendar"``.
     group, time, g_idx, att, post
-        Per-cell cohort, period, cohort index, estimate and post-treatment flag.
+        Per-cell cohort, period, cohort index, estimate and post-treatment flag (cells to leave
+        out have NaN ``group``/``time`` and ``post`` False).
     pg_cohort : float64[K]
         ``mean_i w_i 1{G_i = g}`` per cohort.
     glist
@@ -115,69 +111,52 @@ def build_aggregation(
     kb = glist.size + 1
     pg = pg_cohort[g_idx]
     e = time - group
-    b = _Builder(n_cells, kb)
-    labels: list[float] = []
-
-    def weighted(idx: Int64Array, with_wif: bool = True) -> None:
-        wts = pg[idx] / pg[idx].sum()
-        b.add(idx, wts, _wif(idx, g_idx, pg, att, kb) if with_wif else None)
+    common = dict(pg=pg, att=att, g_idx=g_idx, n_cells=n_cells, n_blocks=kb)
 
     if kind == "simple":
-        idx = np.flatnonzero(post & (e <= max_e))
-        weighted(idx)
-        labels.append(np.nan)
-    elif kind == "group":
         cand = np.flatnonzero(post & (e <= max_e))
-        cand = cand[np.argsort(g_idx[cand], kind="stable")]
-        bounds = np.append(np.searchsorted(g_idx[cand], np.arange(glist.size)), cand.size)
-        for k, _ in enumerate(glist):
-            idx = cand[bounds[k] : bounds[k + 1]]
-            b.add(idx, np.full(idx.size, 1.0 / idx.size) if idx.size else np.zeros(0))
-            labels.append(float(glist[k]))
-        pgg = pg_cohort
-        ests = np.array([att[c[0]] @ c[1] if c[0].size else np.nan for c in b.cols])
-        s = pgg.sum()
-        theta = np.sum(pgg * ests) / s
-        h = np.zeros(kb)
-        h[: glist.size] = (ests - theta) / s
-        b.add_combo(list(range(glist.size)), pgg / s, h)
-        labels.append(np.nan)
+        mat, h, est = _segments(cand, np.zeros(cand.size, np.int64), 1, wif=True, **common)
+        return AggSpec(labels=np.array([np.nan]), weights=mat, h=h, estimate=est)
+
+    if kind == "group":
+        labels = glist.astype(np.float64)
+        cand = np.flatnonzero(post & (e <= max_e))
+        seg = g_idx[cand].astype(np.int64)
+        # Within a cohort pg is constant, so pg-weights are R's equal weights.
+        mat, h, est = _segments(cand, seg, labels.size, wif=False, **common)
+        s = pg_cohort.sum()
+        coef = pg_cohort / s
+        theta = np.nansum(coef * est)
+        h_over = np.zeros(kb)
+        h_over[: glist.size] = (est - theta) / s  # correct wif over cohorts (R indexes cells)
     elif kind == "dynamic":
         include = np.ones(n_cells, dtype=bool)
-        eseq = np.unique(e[~np.isnan(e)])
+        labels = np.unique(e[~np.isnan(e)])
         if balance_e is not None:
             tmax, tmin = np.nanmax(time), np.nanmin(time)
-            eseq = eseq[(eseq <= balance_e) & (eseq >= balance_e - tmax + tmin)]
+            labels = labels[(labels <= balance_e) & (labels >= balance_e - tmax + tmin)]
             include = (tmax - group) >= balance_e
-        eseq = eseq[(eseq >= min_e) & (eseq <= max_e)]
-        cand = np.flatnonzero(include & np.isin(e, eseq))
-        cand = cand[np.argsort(e[cand], kind="stable")]
-        bounds = np.searchsorted(e[cand], eseq, side="left")
-        bounds = np.append(bounds, cand.size)
-        for i, ev in enumerate(eseq):
-            weighted(cand[bounds[i] : bounds[i + 1]])
-            labels.append(float(ev))
-        pos = [i for i, ev in enumerate(eseq) if ev >= 0]
-        b.add_combo(pos, np.full(len(pos), 1.0 / len(pos)) if pos else np.zeros(0))
-        labels.append(np.nan)
+        labels = labels[(labels >= min_e) & (labels <= max_e)]
+        cand = np.flatnonzero(include & np.isin(e, labels))
+        mat, h, est = _segments(cand, _grouped(e, cand, labels), labels.size, wif=True, **common)
+        pos = labels >= 0
+        coef = np.where(pos, 1.0 / max(int(pos.sum()), 1), 0.0)
+        h_over = np.zeros(kb)
     elif kind == "calendar":
-        periods = np.unique(time[~np.isnan(time)])
-        periods = periods[periods >= np.nanmin(group)]
-        cand = np.flatnonzero(group <= time)
-        cand = cand[np.argsort(time[cand], kind="stable")]
-        bounds = np.append(np.searchsorted(time[cand], periods, side="left"), cand.size)
-        for i, t1 in enumerate(periods):
-            weighted(cand[bounds[i] : bounds[i + 1]])
-            labels.append(float(t1))
-        m = len(periods)
-        b.add_combo(list(range(m)), np.full(m, 1.0 / m))
-        labels.append(np.nan)
+        labels = np.unique(time[~np.isnan(time)])
+        labels = labels[labels >= np.nanmin(group)]
+        cand = np.flatnonzero((group <= time) & np.isin(time, labels))
+        mat, h, est = _segments(cand, _grouped(time, cand, labels), labels.size, wif=True, **common)
+        coef = np.full(labels.size, 1.0 / max(labels.size, 1))
+        h_over = np.zeros(kb)
     else:  # pragma: no cover - validated upstream
         raise ValueError(kind)
-    mat, h = b.matrix()
-    est = np.asarray(mat.T @ np.nan_to_num(att)).ravel()
-    # A column touching a NaN cell is NaN (R errors unless na.rm).
-    bad = np.asarray(mat.T @ np.isnan(att).astype(float)).ravel() != 0
-    empty = np.diff(mat.tocsc().indptr) == 0
-    est[bad | empty] = np.nan
-    return AggSpec(labels=np.array(labels), weights=mat, h=h, estimate=est)
+    over_w = sp.csr_matrix(mat @ coef[:, None])
+    over_h = h @ coef + h_over
+    over_est = float(np.sum(coef * est)) if coef.any() else np.nan
+    return AggSpec(
+        labels=np.append(labels, np.nan),
+        weights=sp.hstack([mat, over_w], format="csr"),
+        h=np.column_stack([h, over_h]),
+        estimate=np.append(est, over_est),
+    )

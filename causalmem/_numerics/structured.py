@@ -342,15 +342,23 @@ class StructuredIF:
             coef, const = self._coefficients(wt[:, cols], np.asarray(h)[:, cols])
             acc = np.zeros(coef.shape[2])
             nz = np.any(coef != 0, axis=1) | (const != 0)  # [K+1, P_chunk]
+            m = self._mom
             for k in range(rows.n_blocks):
                 a, bb = rows.block[k], rows.block[k + 1]
                 active = np.flatnonzero(nz[k])
                 if a == bb or active.size == 0:
                     continue
-                r = rows.Z[a:bb] @ coef[k][:, active]
-                r -= rows.omega[a:bb, None] * const[k][active]
-                acc[active] += np.einsum("ij,ij->j", r, r)
-            out[cols] = acc
+                ck, kk = coef[k][:, active], const[k][active]
+                if bb - a > ck.shape[0]:
+                    # More rows than periods: sum_r (Z_r c - omega_r k)^2 from the block's moments
+                    # = c'(Z'Z)c - 2 k (omega'Z) c + k^2 omega'omega, O(T^2 P) instead of O(n T P).
+                    quad = np.einsum("tp,tp->p", m.mm[k] @ ck, ck)
+                    acc[active] += quad - 2.0 * kk * (m.s2[k] @ ck) + kk**2 * m.w2[k]
+                else:
+                    r = rows.Z[a:bb] @ ck
+                    r -= rows.omega[a:bb, None] * kk
+                    acc[active] += np.einsum("ij,ij->j", r, r)
+            out[cols] = np.maximum(acc, 0.0)
         return out
 
 
