@@ -138,16 +138,7 @@ def run_demo(
     timings["write_read_panel"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    res = att_gt(
-        panel.frame,
-        "sup_seq",
-        "step",
-        "unit",
-        "cohort",
-        biters=cfg.biters,
-        alp=cfg.alp,
-        seed=cfg.seed,
-    )
+    res = att_gt(panel, biters=cfg.biters, alp=cfg.alp, seed=cfg.seed)
     timings["att_gt"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     aggs = {k: aggte(res, k) for k in ("simple", "dynamic", "group", "calendar")}

@@ -10,6 +10,7 @@ term ``w_i h[G_i, p]`` with
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,7 +59,7 @@ def _segments(
     with np.errstate(invalid="ignore", divide="ignore"):
         w = pgc / tot[seg]
     mat = sp.csr_matrix((w, (cells, seg)), shape=(n_cells, n_seg))
-    est = np.bincount(seg, weights=w * att[cells], minlength=n_seg)
+    est = np.bincount(seg, weights=w * att[cells], minlength=n_seg).astype(np.float64)
     est[np.bincount(seg, minlength=n_seg) == 0] = np.nan
     h = np.zeros(n_blocks * n_seg)
     if wif and cells.size:
@@ -111,11 +112,13 @@ def build_aggregation(
     kb = glist.size + 1
     pg = pg_cohort[g_idx]
     e = time - group
-    common = dict(pg=pg, att=att, g_idx=g_idx, n_cells=n_cells, n_blocks=kb)
+    segments = functools.partial(
+        _segments, pg=pg, att=att, g_idx=g_idx, n_cells=n_cells, n_blocks=kb
+    )
 
     if kind == "simple":
         cand = np.flatnonzero(post & (e <= max_e))
-        mat, h, est = _segments(cand, np.zeros(cand.size, np.int64), 1, wif=True, **common)
+        mat, h, est = segments(cand, np.zeros(cand.size, np.int64), 1, wif=True)
         return AggSpec(labels=np.array([np.nan]), weights=mat, h=h, estimate=est)
 
     if kind == "group":
@@ -123,7 +126,7 @@ def build_aggregation(
         cand = np.flatnonzero(post & (e <= max_e))
         seg = g_idx[cand].astype(np.int64)
         # Within a cohort pg is constant, so pg-weights are R's equal weights.
-        mat, h, est = _segments(cand, seg, labels.size, wif=False, **common)
+        mat, h, est = segments(cand, seg, labels.size, wif=False)
         s = pg_cohort.sum()
         coef = pg_cohort / s
         theta = np.nansum(coef * est)
@@ -138,7 +141,7 @@ def build_aggregation(
             include = (tmax - group) >= balance_e
         labels = labels[(labels >= min_e) & (labels <= max_e)]
         cand = np.flatnonzero(include & np.isin(e, labels))
-        mat, h, est = _segments(cand, _grouped(e, cand, labels), labels.size, wif=True, **common)
+        mat, h, est = segments(cand, _grouped(e, cand, labels), labels.size, wif=True)
         pos = labels >= 0
         coef = np.where(pos, 1.0 / max(int(pos.sum()), 1), 0.0)
         h_over = np.zeros(kb)
@@ -146,7 +149,7 @@ def build_aggregation(
         labels = np.unique(time[~np.isnan(time)])
         labels = labels[labels >= np.nanmin(group)]
         cand = np.flatnonzero((group <= time) & np.isin(time, labels))
-        mat, h, est = _segments(cand, _grouped(time, cand, labels), labels.size, wif=True, **common)
+        mat, h, est = segments(cand, _grouped(time, cand, labels), labels.size, wif=True)
         coef = np.full(labels.size, 1.0 / max(labels.size, 1))
         h_over = np.zeros(kb)
     else:  # pragma: no cover - validated upstream

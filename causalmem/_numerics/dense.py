@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from causalmem._numerics.cells import CellLayout
-from causalmem._numerics.drdid import ESTIMATORS, FitError, mean_did
+from causalmem._numerics.drdid import ESTIMATORS, OVERLAP_LIMIT, FitError, logit_fit, mean_did
 from causalmem._numerics.structured import CellEstimates
 from causalmem._types import BoolArray, Float32Array, Float64Array, Int64Array
 
@@ -95,7 +95,19 @@ class DenseIF:
                     res = mean_did(dy, d, ws)
                 else:
                     assert x is not None
-                    res = est(dy, d, x[sub, b], ws)
+                    xb = x[sub, b]
+                    if est_method in ("dr", "ipw"):
+                        # R did (compute.att_gt): an unweighted preliminary logit; a cell whose
+                        # largest propensity score reaches 0.999 violates overlap and is NA.
+                        pre = logit_fit(d, xb, np.ones_like(d))
+                        if pre.p.max() >= OVERLAP_LIMIT:
+                            on_fail(
+                                j,
+                                f"overlap condition violated (max p-score "
+                                f"{pre.p.max():.4f} >= {OVERLAP_LIMIT})",
+                            )
+                            continue
+                    res = est(dy, d, xb, ws)
             except (FitError, np.linalg.LinAlgError) as exc:
                 on_fail(j, str(exc))
                 continue

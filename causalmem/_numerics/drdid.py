@@ -20,6 +20,8 @@ import numpy as np
 from causalmem._types import Float64Array
 
 TRIM_LEVEL = 0.995
+# R did marks a dr/ipw cell NA when an unweighted preliminary logit reaches this p-score.
+OVERLAP_LIMIT = 0.999
 
 
 @dataclass(frozen=True, slots=True)

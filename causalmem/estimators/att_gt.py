@@ -22,17 +22,18 @@ from causalmem._numerics.structured import CohortRows, StructuredIF
 from causalmem._types import BasePeriod, ControlGroup, EstMethod, check_literal
 from causalmem.errors import CausalmemWarning, IdentificationError
 from causalmem.estimators._prepare import WideData, covariate_matrix, to_wide
+from causalmem.panel.panel import Panel
 from causalmem.panel.validate import validate_long
 from causalmem.results.attgt import AttGtResult, AttGtSpec, Draws
 from causalmem.results.base import provenance
 
 
 def att_gt(
-    data: pd.DataFrame,
-    yname: str,
-    tname: str,
-    idname: str,
-    gname: str,
+    data: pd.DataFrame | Panel,
+    yname: str | None = None,
+    tname: str | None = None,
+    idname: str | None = None,
+    gname: str | None = None,
     xformla: str | None = None,
     control_group: ControlGroup = "nevertreated",
     anticipation: int = 0,
@@ -58,10 +59,11 @@ def att_gt(
     Parameters
     ----------
     data
-        Long panel: one row per (unit, step). It is never modified.
+        Long panel: one row per (unit, step), or a :class:`~causalmem.Panel`. Never modified.
     yname, tname, idname, gname
         Outcome, step (time), unit and cohort columns. The cohort is the first step at which the
-        unit is treated; never-treated units have a missing cohort (NA/NaN) or ``inf``.
+        unit is treated; never-treated units have a missing cohort (NA/NaN) or ``inf``. With a
+        ``Panel`` they default to its schema (``yname`` to its first outcome).
     xformla
         One-sided covariate formula, e.g. ``"~ x1 + x2"`` (formulaic); base-period values are used.
     control_group
@@ -106,8 +108,24 @@ def att_gt(
 
 
 def _att_gt(*, _engine: str = "auto", **kw: Any) -> AttGtResult:
-    spec = AttGtSpec.from_kwargs(kw)
     data = kw["data"]
+    if isinstance(data, Panel):
+        sch = data.schema
+        defaults = {
+            "yname": sch.outcomes[0],
+            "tname": sch.step,
+            "idname": sch.unit,
+            "gname": sch.cohort,
+            "weightsname": sch.weights,
+        }
+        kw = {**kw, **{k: v for k, v in defaults.items() if kw.get(k) is None}}
+        kw["data"] = data = data.frame
+    missing = [k for k in ("yname", "tname", "idname", "gname") if kw.get(k) is None]
+    if missing:
+        raise TypeError(
+            f"att_gt() needs {', '.join(missing)} (column names) when data is a DataFrame."
+        )
+    spec = AttGtSpec.from_kwargs(kw)
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}.")
     check_literal("control_group", spec.control_group, ControlGroup)

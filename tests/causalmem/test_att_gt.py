@@ -465,3 +465,33 @@ def test_unbalanced_panel_uses_units_observed_in_both_periods() -> None:
         psi_c = (control - control.mean()) / len(control)
         assert res.se[j] == pytest.approx(np.sqrt((psi_t**2).sum() + (psi_c**2).sum()), rel=1e-10)
         assert n == res.n_units
+
+
+def test_overlap_violations_are_na_with_a_warning_as_in_r_did() -> None:
+    df = cm.simulate_panel(cohorts=(3, 5), units_per_cohort=(60, 40), n_never=60,
+                           steps=range(1, 7), seed=7).frame
+    coh = df.groupby("unit")["cohort"].first().fillna(0).to_numpy()
+    x = np.random.default_rng(7).normal(0.0, 1.0, coh.size) + np.where(coh == 3, 3.0, 0.0)
+    df = df.assign(x=x[df["unit"].to_numpy()])  # x nearly separates cohort 3 from the never treated
+    for m in ("dr", "ipw"):
+        with pytest.warns(CausalmemWarning, match="overlap condition violated"):
+            res = cm.att_gt(df, "y", "step", "unit", "cohort", xformla="~ x", est_method=m,
+                            bstrap=False)
+        assert np.isnan(res.att[res.group == 3]).all()
+        assert np.isfinite(res.att[res.group == 5]).all()
+        with pytest.raises(ValueError, match="na_rm=True"):
+            cm.aggte(res, "simple")
+        assert np.isfinite(cm.aggte(res, "simple", na_rm=True).overall_estimate)
+    reg = cm.att_gt(df, "y", "step", "unit", "cohort", xformla="~ x", est_method="reg",
+                    bstrap=False)
+    assert np.isfinite(reg.att).all()  # outcome regression needs no overlap check in R did
+
+
+def test_panel_input_defaults_to_its_schema() -> None:
+    sim = cm.simulate_panel(seed=2)
+    panel = sim.to_panel()
+    a = cm.att_gt(panel, bstrap=False)
+    b = cm.att_gt(sim.frame, "y", "step", "unit", "cohort", bstrap=False)
+    np.testing.assert_array_equal(a.att, b.att)
+    with pytest.raises(TypeError, match="idname"):
+        cm.att_gt(sim.frame, "y", "step")
