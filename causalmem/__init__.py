@@ -7,7 +7,7 @@ R ``did`` vocabulary: ``att_gt`` -> ``AttGtResult`` -> ``aggte``. Nothing runs a
 from __future__ import annotations
 
 from causalmem import errors
-from causalmem.estimators import aggte, att_gt
+from causalmem.estimators import aggte, att_gt, event_study, twfe
 from causalmem.panel import (
     Panel,
     PanelSchema,
@@ -17,19 +17,25 @@ from causalmem.panel import (
     validate_long,
     write_panel,
 )
-from causalmem.results import AggteResult, AttGtResult
+from causalmem.results import AggteResult, AttGtResult, TwfeResult
+from causalmem.tables import Table, etable
 
 __all__ = [
     "AggteResult",
     "AttGtResult",
+    "Table",
+    "TwfeResult",
     "Panel",
     "PanelSchema",
     "SimulatedPanel",
     "aggte",
     "att_gt",
     "errors",
+    "etable",
+    "event_study",
     "read_panel",
     "simulate_panel",
+    "twfe",
     "validate_long",
     "write_panel",
 ]

@@ -16,10 +16,12 @@ __all__ = [
     "CovariateError",
     "DuplicateKeyError",
     "EmptyPanelError",
+    "FormulaError",
     "IdentificationError",
     "MissingColumnError",
     "OutcomeError",
     "PanelSchemaError",
+    "SingularDesignError",
     "StepError",
     "UnbalancedPanelError",
     "UnitError",
@@ -84,6 +86,14 @@ class ClusterError(PanelSchemaError):
 
 class CovariateError(PanelSchemaError):
     """A covariate formula names unknown columns or yields non-finite values."""
+
+
+class FormulaError(CausalmemError, ValueError):
+    """A model formula is malformed or names unknown columns."""
+
+
+class SingularDesignError(CausalmemError, ValueError):
+    """Regressors are collinear (e.g. absorbed by the fixed effects)."""
 
 
 class IdentificationError(CausalmemError, ValueError):

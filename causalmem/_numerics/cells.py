@@ -41,6 +41,9 @@ class CellLayout:
         Whether cohort ``g_idx`` lies in the range ``k >= k0`` and must be taken out.
     dropped_groups : tuple
         Cohorts with no valid base period (``g - delta`` at or before the first period).
+    difference : bool
+        Cells of the difference estimator: ``b_idx`` points at an all-zero column appended to
+        the outcomes, so a cell is ``Ybar_t(g) - Ybar_t(C)`` (Lesci et al., Estimator 1).
     """
 
     tlist: Float64Array
@@ -53,6 +56,7 @@ class CellLayout:
     k0: Int64Array
     exclude_own: BoolArray
     dropped_groups: tuple[float, ...]
+    difference: bool = False
 
     @property
     def n_cells(self) -> int:
@@ -71,7 +75,9 @@ class CellLayout:
 
     @property
     def base(self) -> Float64Array:
-        """Base period of each cell."""
+        """Base period of each cell (NaN for the difference estimator, which has none)."""
+        if self.difference:
+            return np.full(self.n_cells, np.nan)
         return self.tlist[self.b_idx]
 
 

@@ -2,5 +2,7 @@
 
 from causalmem.estimators.aggte import aggte
 from causalmem.estimators.att_gt import att_gt
+from causalmem.estimators.event_study import event_study
+from causalmem.estimators.twfe import twfe
 
-__all__ = ["aggte", "att_gt"]
+__all__ = ["aggte", "att_gt", "event_study", "twfe"]

@@ -25,6 +25,7 @@ def aggte(
     bstrap: bool | None = None,
     cband: bool | None = None,
     alp: float | None = None,
+    event_time: str = "steps",
 ) -> AggteResult:
     """Aggregate group-time ATTs (R ``did::aggte``), with the estimated-weights IF term.
 
@@ -47,6 +48,10 @@ def aggte(
         Keep only cohorts observed for at least ``balance_e`` steps after treatment (dynamic).
     na_rm
         Drop cells whose ATT could not be estimated (otherwise their presence is an error).
+    event_time
+        ``"steps"`` (R ``did``: ``e = t - g`` in the units of ``tname``) or ``"periods"``
+        (positions on the observed step grid; ``-1`` is the checkpoint before treatment, which
+        matters on Pythia's uneven grid). Also applies to ``min_e``/``max_e``/``balance_e``.
     bstrap, cband, alp
         Default to the att_gt call's settings. A uniform band needs the bootstrap; it falls back
         to a pointwise one (with a warning) when the sup-t critical value is undefined or smaller
@@ -65,6 +70,8 @@ def aggte(
     'dynamic'
     """
     check_literal("type", type, AggType)
+    if event_time not in ("steps", "periods"):
+        raise ValueError(f"event_time={event_time!r}; use 'steps' or 'periods'.")
     spec0 = result.spec
     bstrap = spec0.bstrap if bstrap is None else bool(bstrap)
     cband_explicit = cband is not None
@@ -87,10 +94,14 @@ def aggte(
                 "aggregate the remaining ones."
             )
         keep = ~np.isnan(att)
+    group, time = cells.group, cells.time
+    if event_time == "periods":
+        group = np.searchsorted(cells.tlist, group).astype(np.float64)
+        time = cells.t_idx.astype(np.float64)
     agg = build_aggregation(
         type,
-        group=np.where(keep, cells.group, np.nan),
-        time=np.where(keep, cells.time, np.nan),
+        group=np.where(keep, group, np.nan),
+        time=np.where(keep, time, np.nan),
         g_idx=cells.g_idx,
         att=np.where(keep, att, 0.0),
         post=cells.post & keep,
@@ -100,6 +111,11 @@ def aggte(
         max_e=max_e,
         balance_e=balance_e,
     )
+    labels = agg.labels
+    if event_time == "periods" and type in ("group", "calendar"):
+        ok = np.isfinite(labels)
+        labels = labels.copy()
+        labels[ok] = cells.tlist[labels[ok].astype(np.int64)]
     se = np.sqrt(result.engine.sum_squares(agg.weights, agg.h))
     se[se <= np.sqrt(np.finfo(float).eps) * 10] = np.nan
     se[np.isnan(agg.estimate)] = np.nan
@@ -146,9 +162,10 @@ def aggte(
             bstrap=bstrap,
             cband=cband,
             alp=alp,
+            event_time=event_time,
         ),
         yname=spec0.yname,
-        labels=agg.labels[:-1] if type != "simple" else np.zeros(0),
+        labels=labels[:-1] if type != "simple" else np.zeros(0),
         estimate=agg.estimate[:-1] if type != "simple" else np.zeros(0),
         std_error=se[:-1] if type != "simple" else np.zeros(0),
         crit_val=float(crit),

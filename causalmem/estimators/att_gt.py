@@ -8,6 +8,7 @@ units observed in both periods of each cell (R switches to a repeated-cross-sect
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -107,7 +108,7 @@ def att_gt(
     return _att_gt(**locals())
 
 
-def _att_gt(*, _engine: str = "auto", **kw: Any) -> AttGtResult:
+def _att_gt(*, _engine: str = "auto", _difference: bool = False, **kw: Any) -> AttGtResult:
     data = kw["data"]
     if isinstance(data, Panel):
         sch = data.schema
@@ -170,10 +171,12 @@ def _att_gt(*, _engine: str = "auto", **kw: Any) -> AttGtResult:
         drop_always_treated=spec.drop_always_treated,
     )
     wide = to_wide(checked, spec.yname)
-    return _estimate(spec, wide, _engine)
+    return _estimate(spec, wide, _engine, difference=_difference)
 
 
-def _estimate(spec: AttGtSpec, wide: WideData, engine: str) -> AttGtResult:
+def _estimate(
+    spec: AttGtSpec, wide: WideData, engine: str, difference: bool = False
+) -> AttGtResult:
     nyt = spec.control_group == "notyettreated"
     glist = np.unique(wide.cohort[np.isfinite(wide.cohort)])
     cohort = wide.cohort
@@ -225,10 +228,21 @@ def _estimate(spec: AttGtSpec, wide: WideData, engine: str) -> AttGtResult:
     cells = build_cells(
         tlist,
         glist,
-        base_period=spec.base_period,
+        base_period="universal" if difference else spec.base_period,
         anticipation=spec.anticipation,
         notyettreated=nyt,
     )
+    if difference:
+        # Estimator 1: no base period. Point every cell at an all-zero outcome column.
+        cells = dataclasses.replace(
+            cells,
+            b_idx=np.full(cells.n_cells, tlist.size, dtype=np.int64),
+            reference=np.zeros(cells.n_cells, dtype=bool),
+            difference=True,
+        )
+        y = np.column_stack([y, np.zeros(y.shape[0])])
+        if x is not None:
+            raise ValueError("The difference estimator takes no covariates.")
     if cells.n_cells == 0:
         raise IdentificationError("No ATT(g, t) cell is identified with these settings.")
     k_idx = np.searchsorted(glist, cohort)  # never treated (inf) -> K

@@ -3,5 +3,6 @@
 from causalmem.results.aggte import AggteResult
 from causalmem.results.attgt import AttGtResult
 from causalmem.results.base import TIDY_COLUMNS
+from causalmem.results.twfe import TwfeResult
 
-__all__ = ["TIDY_COLUMNS", "AggteResult", "AttGtResult"]
+__all__ = ["TIDY_COLUMNS", "AggteResult", "AttGtResult", "TwfeResult"]

@@ -33,6 +33,7 @@ class AggteSpec:
     bstrap: bool
     cband: bool
     alp: float
+    event_time: str = "steps"
 
 
 @dataclass(frozen=True, eq=False)
