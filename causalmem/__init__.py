@@ -17,12 +17,14 @@ from causalmem.panel import (
     validate_long,
     write_panel,
 )
+from causalmem.profile import MemorisationProfile
 from causalmem.results import AggteResult, AttGtResult, TwfeResult
 from causalmem.tables import Table, etable
 
 __all__ = [
     "AggteResult",
     "AttGtResult",
+    "MemorisationProfile",
     "Table",
     "TwfeResult",
     "Panel",
