@@ -220,7 +220,7 @@ class MemorisationProfile:
         return out
 
     def matrix(self, post_only: bool = False) -> pd.DataFrame:
-X
+        """Return the profile as a cohort x checkpoint matrix (the heat-map's data)."""
         c = self._need_cells()
         if post_only:
             c = c[c["post"]]
