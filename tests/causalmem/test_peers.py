@@ -27,7 +27,7 @@ Documented peer differences, tested as differences (see each test): R did's ``gr
 bug (both peers agree with us), propensity-score trimming at 0.995 (differences does not trim),
 clustered SEs (differences averages the influence function within clusters, R did >= 2.5 and we
 sum it; differences 0.3.0 cannot cluster through ``fit`` at all), csdid's old ddof=1 SE (fixed
-in 0.4.3). A known *causalmem* deviation from R did is an ``xfail(strict=True)`` test at the end.
+in 0.4.3). R did's overlap refusal (max preliminary p >= 0.999 -> NA) is tested at the end.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from functools import cache
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 from unittest import mock
 
 import numpy as np
@@ -46,6 +46,7 @@ import pandas as pd
 import pytest
 
 import causalmem as cm
+from causalmem._types import AggType
 
 pytestmark = pytest.mark.peers
 
@@ -335,7 +336,7 @@ def test_aggte_matches_peers(cfg: Cfg, agg: str) -> None:
     compute the correct value, i.e. ours.
     """
     c_type, d_type = AGG_TYPES[agg]
-    ours = cm.aggte(_ours_cached(cfg), agg, bstrap=False, cband=False)
+    ours = cm.aggte(_ours_cached(cfg), cast(AggType, agg), bstrap=False, cband=False)
 
     cs = _csdid_agg(_csdid_cached(cfg), c_type)
     assert ours.overall_estimate == pytest.approx(cs["overall_att"], abs=ATOL_ATT)
@@ -563,7 +564,7 @@ def test_differences_cluster_formula_is_mean_not_sum(kind: str) -> None:
     assert np.median(boot["se"] / mean_form) == pytest.approx(1.0, abs=0.15)
 
 
-# ------------------------------------------------------ known causalmem deviation (xfail)
+# --------------------------------------------------------------- R did's overlap rule
 def _overlap_frame() -> pd.DataFrame:
     """Cohort 3 is nearly separated by ``x`` from the never treated (max p > 0.999)."""
     df = cm.simulate_panel(cohorts=(3, 5), units_per_cohort=(60, 40), n_never=60,
@@ -574,17 +575,15 @@ def _overlap_frame() -> pd.DataFrame:
     return df
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="causalmem deviates from R did: R (compute.att_gt, all versions incl. faster_mode) "
-    "fits a preliminary unweighted logit per dr/ipw cell and returns NA with 'overlap condition "
-    "violated' when max p >= 0.999; causalmem estimates these cells (with trimming)",
-)
-@pytest.mark.parametrize("est_method", ["dr", "ipw"])
+@pytest.mark.parametrize("est_method", ["dr", "ipw", "reg"])
 def test_overlap_violation_cells_are_na_as_in_r_did(est_method: str) -> None:
+    # R did (compute.att_gt, every version incl. faster_mode) fits a preliminary unweighted logit
+    # per dr/ipw cell and returns NA ("overlap condition violated") when its max p >= 0.999;
+    # "reg" has no propensity score and is estimated. csdid 0.4.3 does the same. causalmem
+    # follows since b8a1807 (before, it estimated these cells with trimming: this was an xfail).
     cfg = Cfg("O", est_method=est_method, xformla="~ x")
     df = _overlap_frame()
     peer = _csdid_cells(_csdid_fit(cfg, df))
-    assert peer["estimate"].isna().any()  # the precondition: R / csdid refuse cohort 3's cells
-    ours = _ours_cells(_ours(cfg, df))
-    np.testing.assert_array_equal(ours["estimate"].isna(), peer["estimate"].isna())
+    refused = peer["estimate"].isna()
+    assert refused.any() == (est_method != "reg")  # precondition: cohort 3's cells are refused
+    _assert_cells(_ours_cells(_ours(cfg, df)), peer)  # same NaN cells, same other cells
