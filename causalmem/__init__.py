@@ -7,6 +7,7 @@ R ``did`` vocabulary: ``att_gt`` -> ``AttGtResult`` -> ``aggte``. Nothing runs a
 from __future__ import annotations
 
 from causalmem import errors
+from causalmem.compare import ProfileComparison, compare_profiles
 from causalmem.estimators import aggte, att_gt, event_study, twfe
 from causalmem.panel import (
     Panel,
@@ -25,6 +26,7 @@ __all__ = [
     "AggteResult",
     "AttGtResult",
     "MemorisationProfile",
+    "ProfileComparison",
     "Table",
     "TwfeResult",
     "Panel",
@@ -32,6 +34,7 @@ __all__ = [
     "SimulatedPanel",
     "aggte",
     "att_gt",
+    "compare_profiles",
     "errors",
     "etable",
     "event_study",

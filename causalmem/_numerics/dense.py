@@ -10,13 +10,14 @@ Cost is O(n J) memory, so this path is for moderate panels; the structured path
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import scipy.sparse as sp
 
 from causalmem._numerics.cells import CellLayout
 from causalmem._numerics.drdid import ESTIMATORS, OVERLAP_LIMIT, FitError, logit_fit, mean_did
+from causalmem._numerics.inference import rademacher_chunks
 from causalmem._numerics.structured import CellEstimates
 from causalmem._types import BoolArray, Float32Array, Float64Array, Int64Array
 
@@ -53,8 +54,10 @@ class DenseIF:
         x: Float64Array | None,
         est_method: str,
         on_fail: Callable[[int, str], None],
+        keys: np.ndarray | None = None,
     ) -> None:
         n = y.shape[0]
+        self.keys = keys
         self.n_units = n
         self.cells = cells
         n_c = int(cluster.max()) + 1 if n else 0
@@ -132,15 +135,22 @@ class DenseIF:
         self, biters: int, rng: np.random.Generator, chunk: int = 250
     ) -> tuple[Float32Array, Float32Array]:
         """Rademacher multiplier draws ``[J, B]`` and per-cohort weight sums ``[K + 1, B]``."""
+        return self.draws(rademacher_chunks(self.n_clusters, biters, rng, chunk), biters)
+
+    def draws(
+        self, multipliers: Iterable[Float32Array], biters: int
+    ) -> tuple[Float32Array, Float32Array]:
+        """Draws for given multipliers (``[n_clusters, bsz]`` blocks)."""
         out = np.empty((self.cells.n_cells, biters), dtype=np.float32)
         om = np.empty((self.omega_c.shape[1], biters), dtype=np.float32)
-        for start in range(0, biters, chunk):
-            bsz = min(chunk, biters - start)
-            v = rng.integers(0, 2, size=(self.n_clusters, bsz), dtype=np.int8).astype(np.float64)
-            v *= 2.0
-            v -= 1.0
+        start = 0
+        for v in multipliers:
+            bsz = v.shape[1]
             out[:, start : start + bsz] = self.rc.T @ v
             om[:, start : start + bsz] = self.omega_c.T @ v
+            start += bsz
+        if start != biters:
+            raise ValueError(f"multipliers gave {start} draws, expected {biters}.")
         out[np.isnan(self.est.att)] = np.nan
         return out, om
 

@@ -21,12 +21,14 @@ This requires every row (cluster) to lie within one cohort; :mod:`dense` handles
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
 from causalmem._numerics.cells import CellLayout
+from causalmem._numerics.inference import rademacher_chunks
 from causalmem._types import Float32Array, Float64Array, FloatArray, Int64Array
 
 
@@ -69,6 +71,8 @@ class CohortRows:
         Rows of cohort ``k`` are ``block[k]:block[k + 1]``; block ``K`` is the never treated.
     n_units : int
         Number of units ``n`` (R ``did``'s ``n``).
+    keys : object[n_rows] or None
+        Unit (or cluster) identifiers of the rows, for aligning joint bootstraps across models.
     """
 
     Z: Float64Array
@@ -76,6 +80,7 @@ class CohortRows:
     counts: Float64Array
     block: Int64Array
     n_units: int
+    keys: np.ndarray | None = None
 
     @property
     def n_blocks(self) -> int:
@@ -192,7 +197,13 @@ class StructuredIF:
     def bootstrap(
         self, biters: int, rng: np.random.Generator, chunk: int = 250
     ) -> tuple[Float32Array, Float32Array]:
-        """Rademacher multiplier-bootstrap draws on the r scale.
+        """Rademacher multiplier-bootstrap draws on the r scale (see :meth:`draws`)."""
+        return self.draws(rademacher_chunks(self.rows.Z.shape[0], biters, rng, chunk), biters)
+
+    def draws(
+        self, multipliers: Iterable[Float32Array], biters: int
+    ) -> tuple[Float32Array, Float32Array]:
+        """Multiplier draws ``sum_c v_bc r_cj`` for given multipliers (rows x draws blocks).
 
         Returns
         -------
@@ -215,11 +226,11 @@ class StructuredIF:
         never = self.never_only
         zt = np.ascontiguousarray(rows.Z.T, dtype=_DRAW_DTYPE)  # [T, n_rows]
         om_rows = rows.omega.astype(_DRAW_DTYPE)
-        for start in range(0, biters, chunk):
-            bsz = min(chunk, biters - start)
-            v = rng.integers(0, 2, size=(n_rows, bsz), dtype=np.int8).astype(_DRAW_DTYPE)
-            v *= 2
-            v -= 1
+        start = 0
+        for v in multipliers:
+            bsz = v.shape[1]
+            if v.shape[0] != n_rows:
+                raise ValueError(f"multipliers have {v.shape[0]} rows, the engine {n_rows}.")
             rk = np.empty((kb, t_len, bsz), dtype=_DRAW_DTYPE)  # per-cohort sums of v * Z
             ok = np.empty((kb, bsz), dtype=_DRAW_DTYPE)
             for k in range(kb):
@@ -246,6 +257,9 @@ class StructuredIF:
                     ctrl -= (os_[k0] - own[sl] * ok[g]) * m_c[sl]
                 out[sl, start : start + bsz] = treat * inv_t[sl] - ctrl * inv_c[sl]
             om_out[:, start : start + bsz] = ok
+            start += bsz
+        if start != biters:
+            raise ValueError(f"multipliers gave {start} draws, expected {biters}.")
         out[np.isnan(e.att)] = np.nan
         return out, om_out
 

@@ -256,11 +256,15 @@ def _estimate(
     failures: list[tuple[int, str]] = []
     sel = np.flatnonzero(in_sample)
     if use_structured:
-        rows = _cohort_rows(y[sel], wide.w[sel], k_idx[sel], wide.cluster[sel], glist.size)
+        rows = _cohort_rows(
+            y[sel], wide.w[sel], k_idx[sel], wide.cluster[sel], glist.size, wide.units[sel]
+        )
         engine_obj: StructuredIF | DenseIF = StructuredIF(rows, cells)
         n_clusters = rows.Z.shape[0]
     else:
-        cl = pd.factorize(wide.cluster[sel])[0].astype(np.int64)
+        cl_codes, cl_keys = pd.factorize(wide.cluster[sel])
+        cl = cl_codes.astype(np.int64)
+        row_keys = wide.units[sel] if wide.n_clusters == wide.y.shape[0] else np.asarray(cl_keys)
         engine_obj = DenseIF(
             y[sel],
             k_idx[sel],
@@ -270,6 +274,7 @@ def _estimate(
             x[sel] if x is not None else None,
             spec.est_method,
             on_fail=lambda j, msg: failures.append((j, msg)),
+            keys=row_keys,
         )
         n_clusters = engine_obj.n_clusters
     n_units = int(sel.size)
@@ -327,7 +332,12 @@ def _clusters_nested(cluster: np.ndarray, k_idx: np.ndarray) -> bool:
 
 
 def _cohort_rows(
-    y: np.ndarray, w: np.ndarray, k_idx: np.ndarray, cluster: np.ndarray, n_g: int
+    y: np.ndarray,
+    w: np.ndarray,
+    k_idx: np.ndarray,
+    cluster: np.ndarray,
+    n_g: int,
+    units: np.ndarray,
 ) -> CohortRows:
     """Rows = clusters (nested in cohorts), sorted by cohort block, globally centred."""
     cl_codes, cl_first = np.unique(cluster, return_index=True)
@@ -335,16 +345,17 @@ def _cohort_rows(
     n_rows = cl_codes.size
     wy = w[:, None] * y
     if n_rows == y.shape[0] and np.array_equal(inv, np.arange(n_rows)):
-        z, om, cnt, rk = wy, w.copy(), np.ones(n_rows), k_idx
+        z, om, cnt, rk, keys = wy, w.copy(), np.ones(n_rows), k_idx, units
     else:
         z = np.zeros((n_rows, y.shape[1]))
         np.add.at(z, inv, wy)
         om = np.bincount(inv, weights=w, minlength=n_rows)
         cnt = np.bincount(inv, minlength=n_rows).astype(np.float64)
         rk = k_idx[cl_first]
+        keys = cl_codes
     order = np.argsort(rk, kind="stable")
-    z, om, cnt, rk = z[order], om[order], cnt[order], rk[order]
+    z, om, cnt, rk, keys = z[order], om[order], cnt[order], rk[order], np.asarray(keys)[order]
     mu = z.sum(axis=0) / om.sum()
     z = z - om[:, None] * mu[None, :]
     block = np.searchsorted(rk, np.arange(n_g + 2)).astype(np.int64)
-    return CohortRows(Z=z, omega=om, counts=cnt, block=block, n_units=int(y.shape[0]))
+    return CohortRows(Z=z, omega=om, counts=cnt, block=block, n_units=int(y.shape[0]), keys=keys)

