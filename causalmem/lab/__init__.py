@@ -1,0 +1,72 @@
+"""The mini-Pythia lab: a tiny GPT-NeoX trained on real English text with a recorded data order.
+
+The embedded default data of causalmem: corpus (:mod:`~causalmem.lab.corpus`, VADER snippets
+from PyPI or any text file), byte-level BPE (:mod:`~causalmem.lab.tokenizer`), packing,
+Pythia-style instance sampling and token indexes (:mod:`~causalmem.lab.instances`), and
+training with AdamW, warm-up + cosine LR and a Pythia-like checkpoint schedule
+(:mod:`~causalmem.lab.train`). torch is imported only by the training functions.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = [
+    "Corpus",
+    "Instances",
+    "LabData",
+    "MMapIndexedDataset",
+    "NumpyTokenIndex",
+    "TrainConfig",
+    "TrainedRun",
+    "lab_checkpoint_steps",
+    "load_corpus",
+    "load_text_file",
+    "load_vader",
+    "lr_schedule",
+    "macro_batches",
+    "pack_documents",
+    "prepare_data",
+    "sample_macro_batches",
+    "train",
+    "train_bpe",
+    "training_instances",
+    "validation_instances",
+    "write_indexed_dataset",
+]
+
+_WHERE = {
+    "Corpus": "corpus",
+    "load_corpus": "corpus",
+    "load_text_file": "corpus",
+    "load_vader": "corpus",
+    "train_bpe": "tokenizer",
+    "Instances": "instances",
+    "MMapIndexedDataset": "instances",
+    "NumpyTokenIndex": "instances",
+    "macro_batches": "instances",
+    "pack_documents": "instances",
+    "sample_macro_batches": "instances",
+    "training_instances": "instances",
+    "validation_instances": "instances",
+    "write_indexed_dataset": "instances",
+    "LabData": "train",
+    "TrainConfig": "train",
+    "TrainedRun": "train",
+    "lab_checkpoint_steps": "train",
+    "lr_schedule": "train",
+    "prepare_data": "train",
+    "train": "train",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        module = importlib.import_module(f"causalmem.lab.{_WHERE[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module 'causalmem.lab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

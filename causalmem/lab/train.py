@@ -1,0 +1,623 @@
+"""Train the mini-Pythia: a tiny GPT-NeoX with a recorded data order and Pythia-like checkpoints.
+
+Design (the prototype measured in memorisation.md):
+
+* Data: tokenised documents packed without end-of-text tokens into ``seq_len`` chunks, exact
+  duplicate chunks removed, one seeded permutation. The first ``n_validation`` chunks are the
+  held-out split (never trained on), the next ``steps × batch_size`` are the training order,
+  the rest is a reserve (for counterfactual swaps). The training order is written in Pythia's
+  ``.bin``/``.idx`` format and training reads its batches from that file, so the recorded
+  order *is* the order trained: position ``i`` is consumed by step ``i // batch_size + 1``.
+* Model: ``GPTNeoXForCausalLM`` (no dropout), initialised under a scoped
+  ``torch.random.fork_rng`` with ``seed`` (global RNG state is restored afterwards).
+* Optimiser: AdamW (β = 0.9, 0.95; weight decay on matrices only), gradient clipping at 1.0,
+  linear warm-up over ``warmup_frac`` of the steps, then cosine decay to ``min_lr_ratio`` of
+  the peak (Pythia: 1% warm-up, floor 0.1 × max).
+* Checkpoints (``save_pretrained``, safetensors) at 0, 1, 2, 4, …, ``log_spaced_until`` and every
+  ``checkpoint_every`` steps, plus the last step. Cohort ``c_k`` = instances trained in
+  ``(c_{k-1}, c_k]``; its base period is ``c_{k-1}``.
+* Resumable: after each checkpoint the optimiser state is saved; rerunning :func:`train` on
+  the same folder continues from the last checkpoint and gives bit-identical weights
+  (deterministic CPU kernels, fixed order, no dropout). Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from causalmem.lab.instances import MMapIndexedDataset, pack_documents, write_indexed_dataset
+from causalmem.scoring.checkpoints import Checkpoint
+
+__all__ = [
+    "LabData",
+    "TrainConfig",
+    "TrainedRun",
+    "cohort_lr",
+    "lab_checkpoint_steps",
+    "lr_at",
+    "lr_schedule",
+    "prepare_data",
+    "train",
+]
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Model, optimiser and schedule of a lab run (defaults: the prototype's 0.92M model).
+
+    Attributes
+    ----------
+    n_layer, d_model, n_head, d_ff
+        GPT-NeoX shape (``d_ff`` defaults to ``4 * d_model``).
+    seq_len
+        Tokens per training sequence (the model's context).
+    batch_size, steps
+        Sequences per optimizer step; optimizer steps (one epoch: no sequence is repeated).
+    lr, warmup_frac, min_lr_ratio
+        Peak learning rate, warm-up share of the steps, cosine floor as a share of the peak.
+    weight_decay, beta1, beta2, eps, grad_clip
+        AdamW and clipping settings.
+    checkpoint_every, log_spaced_until
+        Checkpoint grid: 0, 1, 2, 4, … ``log_spaced_until``, then every ``checkpoint_every``.
+    seed
+        Initialisation seed.
+    num_threads
+        torch threads while training (restored afterwards); on a busy 2-core machine one
+        thread trained several times faster than two. None: leave torch's setting.
+    """
+
+    n_layer: int = 2
+    d_model: int = 128
+    n_head: int = 4
+    d_ff: int | None = None
+    seq_len: int = 64
+    batch_size: int = 16
+    steps: int = 600
+    lr: float = 3e-3
+    warmup_frac: float = 0.01
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+    checkpoint_every: int = 50
+    log_spaced_until: int = 32
+    seed: int = 0
+    num_threads: int | None = 1
+
+    def __post_init__(self) -> None:
+        for name in ("n_layer", "d_model", "n_head", "seq_len", "batch_size", "steps"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be positive.")
+        if self.d_model % self.n_head:
+            raise ValueError("d_model must be a multiple of n_head.")
+        if self.seq_len < 2:
+            raise ValueError("seq_len must be >= 2.")
+        if not 0 <= self.warmup_frac < 1 or not 0 <= self.min_lr_ratio <= 1 or self.lr <= 0:
+            raise ValueError("need lr > 0, 0 <= warmup_frac < 1 and 0 <= min_lr_ratio <= 1.")
+        if self.checkpoint_every < 1:
+            raise ValueError("checkpoint_every must be positive.")
+
+    @property
+    def warmup_steps(self) -> int:
+        """Warm-up steps (at least 1)."""
+        return max(1, int(round(self.warmup_frac * self.steps)))
+
+    @property
+    def n_train_sequences(self) -> int:
+        """Sequences consumed by the run (``steps × batch_size``)."""
+        return self.steps * self.batch_size
+
+
+# ----------------------------------------------------------------------------- schedules
+def lab_checkpoint_steps(
+    steps: int, every: int = 50, log_spaced_until: int = 32
+) -> npt.NDArray[np.int64]:
+    """Pythia-like checkpoint grid: 0, 1, 2, 4, …, ``log_spaced_until``, then every ``every``.
+
+    Examples
+    --------
+    >>> lab_checkpoint_steps(120, every=50).tolist()
+    [0, 1, 2, 4, 8, 16, 32, 50, 100, 120]
+    """
+    pts = {0, int(steps)}
+    p = 1
+    while p <= min(log_spaced_until, steps):
+        pts.add(p)
+        p *= 2
+    pts.update(range(every, steps + 1, every))
+    return np.array(sorted(pts), dtype=np.int64)
+
+
+def lr_at(step: int | npt.ArrayLike, cfg: TrainConfig) -> Any:
+    """Learning rate used by optimizer step ``step`` (1-indexed): linear warm-up, then cosine.
+
+    Examples
+    --------
+    >>> cfg = TrainConfig(steps=100, lr=1.0, warmup_frac=0.1, min_lr_ratio=0.1)
+    >>> [round(float(lr_at(s, cfg)), 3) for s in (1, 10, 55, 100)]
+    [0.1, 1.0, 0.55, 0.1]
+    """
+    s = np.asarray(step, dtype=np.float64)
+    w = cfg.warmup_steps
+    warm = cfg.lr * s / w
+    prog = np.clip((s - w) / max(1, cfg.steps - w), 0.0, 1.0)
+    cos = cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + np.cos(math.pi * prog)))
+    out = np.where(s <= w, warm, cos)
+    return float(out) if out.ndim == 0 else out
+
+
+def lr_schedule(cfg: TrainConfig) -> pd.DataFrame:
+    """Return the learning rate of every optimizer step: columns ``step`` (1 … steps) and ``lr``."""
+    steps = np.arange(1, cfg.steps + 1, dtype=np.int64)
+    return pd.DataFrame({"step": steps, "lr": lr_at(steps, cfg)})
+
+
+def cohort_lr(cfg: TrainConfig, checkpoint_steps: npt.ArrayLike) -> pd.DataFrame:
+    """Mean (and last) learning rate over each macro-batch ``(c_{k-1}, c_k]``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``group`` (= ``c_k``), ``base`` (``c_{k-1}``), ``lr_mean``, ``lr_end``.
+    """
+    grid = np.unique(np.append(np.asarray(checkpoint_steps, dtype=np.int64), 0))
+    rows = []
+    for lo, hi in zip(grid[:-1], grid[1:], strict=True):
+        lrs = lr_at(np.arange(lo + 1, hi + 1), cfg)
+        rows.append(
+            {
+                "group": int(hi),
+                "base": int(lo),
+                "lr_mean": float(np.mean(lrs)),
+                "lr_end": float(np.atleast_1d(lrs)[-1]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- data
+@dataclass(frozen=True, eq=False)
+class LabData:
+    """Packed chunks split into validation / training order / reserve (read-only arrays)."""
+
+    validation: npt.NDArray[np.int64]
+    train: npt.NDArray[np.int64]
+    reserve: npt.NDArray[np.int64]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the training order and the validation chunks."""
+        h = hashlib.sha256()
+        h.update(np.ascontiguousarray(self.train, dtype=np.int64).tobytes())
+        h.update(np.ascontiguousarray(self.validation, dtype=np.int64).tobytes())
+        return h.hexdigest()
+
+
+def prepare_data(
+    documents: Sequence[npt.ArrayLike],
+    cfg: TrainConfig,
+    *,
+    n_validation: int,
+    seed: int = 0,
+) -> LabData:
+    """Pack, deduplicate, shuffle and split tokenised documents.
+
+    Parameters
+    ----------
+    documents
+        Token-id arrays (e.g. :func:`~causalmem.lab.tokenizer.encode_documents`).
+    cfg
+        Training config (``seq_len``, ``steps``, ``batch_size``).
+    n_validation
+        Held-out chunks, never trained on.
+    seed
+        Seed of the permutation (the recorded order).
+
+    Returns
+    -------
+    LabData
+
+    Raises
+    ------
+    ValueError
+        If there are fewer unique chunks than ``n_validation + steps × batch_size`` (one
+        epoch only: a repeated sequence would make the treatment non-absorbing).
+    """
+    chunks = pack_documents(documents, cfg.seq_len)
+    n_raw = chunks.shape[0]
+    _, first = np.unique(chunks, axis=0, return_index=True)
+    chunks = chunks[np.sort(first)]
+    need = n_validation + cfg.n_train_sequences
+    if chunks.shape[0] < need:
+        raise ValueError(
+            f"the corpus gives {chunks.shape[0]:,} unique {cfg.seq_len}-token chunks but the run "
+            f"needs {need:,} ({n_validation:,} held out + {cfg.steps} steps × "
+            f"{cfg.batch_size}); use more text, fewer steps or a smaller batch."
+        )
+    perm = np.random.default_rng(seed).permutation(chunks.shape[0])
+    val = chunks[perm[:n_validation]]
+    tr = chunks[perm[n_validation:need]]
+    res = chunks[perm[need:]]
+    for a in (val, tr, res):
+        a.setflags(write=False)
+    prov = {
+        "chunks": int(n_raw),
+        "unique_chunks": int(chunks.shape[0]),
+        "tokens": int(chunks.size),
+        "seq_len": cfg.seq_len,
+        "n_validation": int(n_validation),
+        "n_train": int(tr.shape[0]),
+        "n_reserve": int(res.shape[0]),
+        "seed": int(seed),
+        "packing": "documents concatenated without EOS, fixed-length chunks, remainder dropped",
+    }
+    return LabData(validation=val, train=tr, reserve=res, provenance=prov)
+
+
+# ----------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class TrainedRun:
+    """A finished lab run: where its checkpoints and recorded order are."""
+
+    run_dir: Path
+    config: TrainConfig
+    vocab_size: int
+    checkpoint_steps: tuple[int, ...]
+    history: pd.DataFrame = field(repr=False)
+    seconds: float = 0.0
+    resumed_from: int | None = None
+
+    @property
+    def checkpoints(self) -> tuple[Checkpoint, ...]:
+        """The saved checkpoints as :class:`~causalmem.scoring.Checkpoint` values."""
+        root = self.run_dir / "checkpoints"
+        return tuple(Checkpoint(str(root / f"step{s}"), None, s) for s in self.checkpoint_steps)
+
+    @property
+    def order_path(self) -> Path:
+        """Prefix of the training order (``train.bin`` / ``train.idx``)."""
+        return self.run_dir / "data" / "train"
+
+    @property
+    def validation_path(self) -> Path:
+        """The held-out chunks (``validation.npy``)."""
+        return self.run_dir / "data" / "validation.npy"
+
+    def order(self) -> MMapIndexedDataset:
+        """Open the recorded training order (memory-mapped)."""
+        return MMapIndexedDataset(self.order_path)
+
+
+# ----------------------------------------------------------------------------- io helpers
+def _atomic_bytes(data: bytes, target: Path) -> None:
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o644)
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(name, target)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+
+
+def _atomic_npy(arr: np.ndarray, target: Path) -> None:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    _atomic_bytes(buf.getvalue(), target)
+
+
+def _atomic_dir(target: Path, write: Callable[[Path], None]) -> None:
+    """Fill a temporary sibling folder with ``write`` and rename it to ``target``."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        write(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_data(data: LabData, run_dir: str | os.PathLike[str]) -> Path:
+    """Store the recorded order (``train.bin/.idx``), ``validation.npy`` and ``reserve.npy``."""
+    d = Path(run_dir) / "data"
+    d.mkdir(parents=True, exist_ok=True)
+    vmax = int(max(data.train.max(initial=0), data.validation.max(initial=0)))
+    dtype = np.uint16 if vmax < 2**16 else np.int32
+    write_indexed_dataset(d / "train", data.train, dtype=dtype)
+    _atomic_npy(np.asarray(data.validation), d / "validation.npy")
+    _atomic_npy(np.asarray(data.reserve), d / "reserve.npy")
+    meta = {**data.provenance, "fingerprint": data.fingerprint()}
+    _atomic_bytes(json.dumps(meta, indent=1).encode(), d / "data.json")
+    return d
+
+
+# ----------------------------------------------------------------------------- training
+def _model_config(cfg: TrainConfig, vocab_size: int) -> Any:
+    from transformers import GPTNeoXConfig
+
+    return GPTNeoXConfig(
+        vocab_size=int(vocab_size),
+        hidden_size=cfg.d_model,
+        num_hidden_layers=cfg.n_layer,
+        num_attention_heads=cfg.n_head,
+        intermediate_size=cfg.d_ff or 4 * cfg.d_model,
+        max_position_embeddings=cfg.seq_len,
+        tie_word_embeddings=False,
+        use_parallel_residual=True,
+        attention_dropout=0.0,
+        hidden_dropout=0.0,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
+
+
+def init_model(cfg: TrainConfig, vocab_size: int) -> Any:
+    """Build a freshly initialised ``GPTNeoXForCausalLM`` (seeded; global RNG state is restored)."""
+    import torch
+    from transformers import GPTNeoXForCausalLM
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = GPTNeoXForCausalLM(_model_config(cfg, vocab_size))
+    return model
+
+
+def _optimizer(model: Any, cfg: TrainConfig) -> Any:
+    import torch
+
+    decay = [p for _, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for _, p in model.named_parameters() if p.ndim < 2]
+    return torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=cfg.lr,
+        betas=(cfg.beta1, cfg.beta2),
+        eps=cfg.eps,
+        foreach=False,
+    )
+
+
+def _save_optimizer(opt: Any, step: int, history: list[dict[str, float]], fp: str, d: Path) -> None:
+    from safetensors.torch import save_file
+
+    sd = opt.state_dict()
+    tensors = {
+        f"{pid}.{key}": val.detach().clone().contiguous()
+        for pid, st in sd["state"].items()
+        for key, val in st.items()
+    }
+
+    def write(tmp: Path) -> None:
+        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        (tmp / "state.json").write_text(
+            json.dumps(
+                {
+                    "step": step,
+                    "fingerprint": fp,
+                    "param_groups": sd["param_groups"],
+                    "history": history,
+                }
+            )
+        )
+
+    _atomic_dir(d, write)
+
+
+def _load_optimizer(opt: Any, d: Path) -> tuple[int, list[dict[str, float]]]:
+    from safetensors.torch import load_file
+
+    meta = json.loads((d / "state.json").read_text())
+    flat = load_file(str(d / "optimizer.safetensors"))
+    state: dict[int, dict[str, Any]] = {}
+    for key, val in flat.items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = val
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    return int(meta["step"]), list(meta["history"])
+
+
+def _fingerprint(cfg: TrainConfig, vocab_size: int, data_fp: str) -> str:
+    body = json.dumps({"config": asdict(cfg), "vocab": vocab_size, "data": data_fp}, sort_keys=True)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def train(
+    data: LabData,
+    cfg: TrainConfig,
+    run_dir: str | os.PathLike[str],
+    *,
+    vocab_size: int,
+    resume: bool = True,
+    stop_after: int | None = None,
+    progress: bool = True,
+    log: Log | None = None,
+) -> TrainedRun:
+    """Train the lab model on the recorded order, saving Pythia-like checkpoints.
+
+    Parameters
+    ----------
+    data
+        Output of :func:`prepare_data` (stored under ``run_dir/data``).
+    cfg
+        Model / optimiser / schedule.
+    run_dir
+        Output folder: ``data/``, ``checkpoints/step<N>/`` (``save_pretrained``),
+        ``trainer_state/`` (latest optimiser state) and ``run.json``.
+    vocab_size
+        Tokenizer vocabulary size.
+    resume
+        Continue an interrupted run in ``run_dir`` (same config and data); a finished run is
+        returned without training. With False an existing run is an error.
+    stop_after
+        Stop (as if interrupted) after this step's checkpoint; for tests and staged runs.
+    progress
+        Show a rich progress bar.
+    log
+        Message callback.
+
+    Returns
+    -------
+    TrainedRun
+    """
+    import torch
+
+    from causalmem.scoring.runner import torch_settings
+
+    root = Path(run_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "checkpoints").mkdir(exist_ok=True)
+    fp = _fingerprint(cfg, vocab_size, data.fingerprint())
+    grid = lab_checkpoint_steps(cfg.steps, cfg.checkpoint_every, cfg.log_spaced_until)
+    run_json = root / "run.json"
+    state_dir = root / "trainer_state"
+    if run_json.exists():
+        done = json.loads(run_json.read_text())
+        if done.get("fingerprint") != fp:
+            raise ValueError(
+                f"{root} holds a different lab run (config or data changed); use a new folder."
+            )
+        if not resume:
+            raise FileExistsError(f"{root} already holds a finished run (resume=False).")
+        return TrainedRun(
+            root,
+            cfg,
+            vocab_size,
+            tuple(int(s) for s in grid),
+            pd.DataFrame(done["history"]),
+            float(done.get("seconds", 0.0)),
+            resumed_from=cfg.steps,
+        )
+    for stale in [*(root / "checkpoints").glob(".*.tmp"), *root.glob(".trainer_state.*.tmp")]:
+        shutil.rmtree(stale, ignore_errors=True)  # left by a run killed mid-write
+    write_data(data, root)
+    order = MMapIndexedDataset(root / "data" / "train")
+    if len(order) != cfg.n_train_sequences:
+        raise ValueError("the stored order does not match the config (steps × batch_size).")
+
+    t0 = time.perf_counter()
+    with torch_settings(cfg.num_threads):
+        model = init_model(cfg, vocab_size)
+        opt = _optimizer(model, cfg)
+        start = 0
+        history: list[dict[str, float]] = []
+        resumed_from: int | None = None
+        if resume and (state_dir / "state.json").exists():
+            meta = json.loads((state_dir / "state.json").read_text())
+            if meta.get("fingerprint") != fp:
+                raise ValueError(f"{state_dir} belongs to a different run; use a new folder.")
+            from transformers import GPTNeoXForCausalLM
+
+            from causalmem.scoring.checkpoints import quiet_transformers
+
+            s = int(meta["step"])
+            with quiet_transformers():
+                saved = GPTNeoXForCausalLM.from_pretrained(
+                    root / "checkpoints" / f"step{s}", dtype=torch.float32
+                )
+            # from_pretrained maps the stored names (e.g. embed_out -> lm_head); copy exactly.
+            model.load_state_dict(saved.state_dict(), strict=True)
+            del saved
+            start, history = _load_optimizer(opt, state_dir)
+            resumed_from = start
+            if log:
+                log(f"resuming training from step {start}")
+        elif not resume and any((root / "checkpoints").iterdir()):
+            raise FileExistsError(f"{root} already holds checkpoints (resume=False).")
+        model.train()
+        if start == 0:
+            _save_checkpoint(model, root, 0)
+            _save_optimizer(opt, 0, history, fp, state_dir)
+        ckpt_set = {int(s) for s in grid}
+        bs = cfg.batch_size
+        from rich.progress import Progress
+
+        with Progress(disable=not progress, transient=True) as bar:
+            task = bar.add_task("training", total=cfg.steps, completed=start)
+            for step in range(start + 1, cfg.steps + 1):
+                rows = np.stack([order[i] for i in range((step - 1) * bs, step * bs)])
+                batch = torch.from_numpy(rows.astype(np.int64))
+                lr = float(lr_at(step, cfg))
+                for group in opt.param_groups:
+                    group["lr"] = lr
+                logits = model(input_ids=batch).logits
+                loss = torch.nn.functional.cross_entropy(
+                    logits[:, :-1].reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1)
+                )
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                history.append({"step": step, "loss": float(loss.detach()), "lr": lr})
+                bar.advance(task)
+                if step in ckpt_set:
+                    _save_checkpoint(model, root, step)
+                    _save_optimizer(opt, step, history, fp, state_dir)
+                    if log and (step == cfg.steps or step % (cfg.checkpoint_every * 4) == 0):
+                        log(f"step {step}: loss {history[-1]['loss']:.3f}, lr {lr:.2e}")
+                    if stop_after is not None and step >= stop_after and step < cfg.steps:
+                        return TrainedRun(
+                            root,
+                            cfg,
+                            vocab_size,
+                            tuple(int(s) for s in grid if s <= step),
+                            pd.DataFrame(history),
+                            time.perf_counter() - t0,
+                            resumed_from,
+                        )
+    seconds = time.perf_counter() - t0
+    body = {
+        "fingerprint": fp,
+        "config": asdict(cfg),
+        "vocab_size": vocab_size,
+        "checkpoint_steps": [int(s) for s in grid],
+        "data": data.provenance,
+        "seconds": seconds,
+        "resumed_from": resumed_from,
+        "history": history,
+    }
+    _atomic_bytes(json.dumps(body, indent=1).encode(), run_json)
+    shutil.rmtree(state_dir, ignore_errors=True)
+    return TrainedRun(
+        root,
+        cfg,
+        vocab_size,
+        tuple(int(s) for s in grid),
+        pd.DataFrame(history),
+        seconds,
+        resumed_from,
+    )
+
+
+def _save_checkpoint(model: Any, root: Path, step: int) -> None:
+    from causalmem.scoring.checkpoints import quiet_transformers
+
+    target = root / "checkpoints" / f"step{step}"
+    with quiet_transformers():
+        _atomic_dir(target, lambda tmp: model.save_pretrained(tmp))

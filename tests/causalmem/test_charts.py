@@ -1,0 +1,79 @@
+"""Charts are built only from tidy frames, never mutate them, and encode what they claim."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+alt = pytest.importorskip("altair")
+
+from causalmem import aggte, att_gt, simulate_panel  # noqa: E402
+from causalmem.charts import (  # noqa: E402
+    event_path,
+    instantaneous_vs_lr,
+    profile_heatmap,
+    significant,
+)
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    sim = simulate_panel(seed=3)
+    res = att_gt(sim.frame, "y", "step", "unit", "cohort", biters=100, seed=1)
+    return res.tidy(), res.instantaneous(), aggte(res, "dynamic").tidy()
+
+
+def test_profile_heatmap(fitted: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]) -> None:
+    cells, _, _ = fitted
+    before = cells.copy()
+    cells_nan = cells.copy()
+    cells_nan.loc[0, "estimate"] = np.nan
+    chart = profile_heatmap(cells_nan, title="t")
+    pd.testing.assert_frame_equal(cells, before)  # not mutated
+    spec = chart.to_dict()
+    assert spec["mark"]["type"] == "rect"
+    enc = spec["encoding"]
+    assert enc["x"]["field"] == "time" and enc["y"]["field"] == "group"
+    assert enc["color"]["field"] == "estimate" and enc["opacity"]["field"] == "significant"
+    data = chart.data
+    assert len(data) == len(cells) - 1  # the NaN cell is left out
+    sig = significant(cells.iloc[1:]).to_numpy()
+    assert (data["significant"].eq("significant").to_numpy() == sig).all()
+    post = profile_heatmap(cells, post_only=True).data
+    assert (post["time"] >= post["group"]).all()
+
+
+def test_instantaneous_vs_lr(fitted: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]) -> None:
+    _, inst, _ = fitted
+    lr = pd.DataFrame({"step": np.arange(1, 11), "lr": np.linspace(1e-3, 1e-4, 10)})
+    chart = instantaneous_vs_lr(inst, lr)
+    spec = chart.to_dict()
+    assert spec["resolve"]["scale"]["y"] == "independent"
+    assert len(spec["layer"]) == 2
+    with pytest.raises(KeyError, match="lr"):
+        instantaneous_vs_lr(inst, lr.rename(columns={"lr": "rate"}))
+
+
+def test_event_path(fitted: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]) -> None:
+    _, _, dyn = fitted
+    chart = event_path(dyn)
+    spec = chart.to_dict()
+    marks = [layer["mark"]["type"] for layer in spec["layer"]]
+    assert marks[:3] == ["area", "line", "point"] and marks.count("rule") == 2
+    assert len(chart.layer[0].data) == dyn["event_time"].notna().sum()  # 'overall' dropped
+    with pytest.raises(KeyError, match="event_time"):
+        event_path(dyn.drop(columns=["event_time"]))
+
+
+def test_png_and_html_render(fitted: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]) -> None:
+    pytest.importorskip("vl_convert")
+    import io
+
+    cells, _, dyn = fitted
+    buf = io.BytesIO()
+    event_path(dyn).save(buf, format="png")
+    assert buf.getvalue()[:4] == b"\x89PNG"
+    html = io.StringIO()
+    profile_heatmap(cells).save(html, format="html", inline=True)
+    assert "vega" in html.getvalue().lower()
