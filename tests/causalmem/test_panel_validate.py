@@ -541,7 +541,7 @@ def test_normalise_cohort_does_not_mutate() -> None:
     pd.testing.assert_series_equal(s, before)
 
 
-# --- scale (speed is measured in bench/, not asserted here) ------------------------------------------------------------------------------
+# --- scale (speed is measured in bench/, not asserted here) -------------------------------
 
 
 @pytest.mark.slow
