@@ -1,0 +1,246 @@
+"""Command line: ``steer train``, ``steer generate`` and ``steer demo``.
+
+Threads: the commands run torch on one thread by default. On this project's shared 2-core
+machines two threads made generation 3-5x slower in every run and training 1.3-3x slower
+whenever another job held the second core (1.7x faster when it was free; see
+``bench/steer.py --threads 2``); pass ``--threads`` to change it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, help="LM-Steer: output-embedding steers for causal LMs.")
+console = Console()
+
+ModelOpt = Annotated[
+    str,
+    typer.Option(help="'smollm2-135m-instruct' (embedded, offline), a local folder or a hub id."),
+]
+ThreadsOpt = Annotated[int, typer.Option(help="torch threads (1 is fastest on 2 shared cores).")]
+CacheOpt = Annotated[
+    Path | None, typer.Option(help="Cache root (default $STEER_CACHE or ~/.cache/causalmem/steer).")
+]
+
+
+def _threads(n: int) -> None:
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(n))
+    import torch
+
+    torch.set_num_threads(max(1, n))
+
+
+def _log(msg: str) -> None:
+    console.print(f"[green]-[/green] {msg}")
+
+
+def _read_labelled(path: Path) -> tuple[list[str], list[Any]]:
+    import pandas as pd
+
+    if path.suffix == ".jsonl":
+        df = pd.read_json(path, lines=True)
+    elif path.suffix == ".csv":
+        df = pd.read_csv(path)
+    elif path.suffix == ".parquet":
+        df = pd.read_parquet(path)
+    else:
+        raise typer.BadParameter(f"{path}: use .jsonl, .csv or .parquet with text,label columns.")
+    missing = {"text", "label"} - set(df.columns)
+    if missing:
+        raise typer.BadParameter(f"{path} lacks column(s) {sorted(missing)}.")
+    return df["text"].astype(str).tolist(), df["label"].tolist()
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option(help="Folder for the steer and its loss history.")],
+    model: ModelOpt = "smollm2-135m-instruct",
+    data: Annotated[
+        str, typer.Option(help="'vader' (human-rated snippets) or a .jsonl/.csv with text,label.")
+    ] = "vader",
+    source: Annotated[str, typer.Option(help="VADER collection: movie|tweets|amazon|nyt.")] = (
+        "movie"
+    ),
+    n_per_class: Annotated[int, typer.Option(help="VADER snippets per sign.")] = 300,
+    min_abs_rating: Annotated[float, typer.Option(help="VADER: keep |rating| >= this.")] = 1.5,
+    label_mode: Annotated[str, typer.Option(help="VADER labels: graded|binary.")] = "graded",
+    steps: Annotated[int, typer.Option(help="Adam steps.")] = 40,
+    batch_size: Annotated[int, typer.Option(help="Texts per step.")] = 32,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-2,
+    rank: Annotated[int, typer.Option(help="Rank r of P1, P2 (0: the model's d).")] = 0,
+    epsilon: Annotated[float, typer.Option(help="Base strength eps_0.")] = 1e-3,
+    regularization: Annotated[float, typer.Option(help="lambda on |P1|^2 + |P2|^2.")] = 1e-6,
+    max_length: Annotated[int, typer.Option(help="Tokens kept per text.")] = 48,
+    dummy: Annotated[bool, typer.Option(help="Add the dummy slot (held at 1).")] = True,
+    hidden_cache: Annotated[str, typer.Option(help="auto|always|never")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of initialisation and batch order.")] = 0,
+    threads: ThreadsOpt = 1,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Train a steer on labelled texts with the LM frozen; write it as safetensors + JSON."""
+    _threads(threads)
+    from steer._types import HiddenCache, LabelMode, VaderSource, check_literal
+    from steer.config import SteerConfig, TrainConfig
+    from steer.data import sentiment_corpus, vader_snippets
+    from steer.hooks import head_hidden_size
+    from steer.io import save_steer
+    from steer.models import load_model
+    from steer.train import fit_steer
+
+    check_literal("hidden_cache", hidden_cache, HiddenCache)
+    lm = load_model(model, cache_dir=cache_dir, log=_log)
+    if data == "vader":
+        check_literal("source", source, VaderSource)
+        check_literal("label_mode", label_mode, LabelMode)
+        corpus = sentiment_corpus(
+            vader_snippets((source,), cache_dir=cache_dir),  # type: ignore[arg-type]
+            n_per_class=n_per_class,
+            min_abs_rating=min_abs_rating,
+            max_words=30,
+            label_mode=label_mode,  # type: ignore[arg-type]
+            seed=seed,
+        )
+        texts, labels = list(corpus.texts), corpus.labels.tolist()
+        names: tuple[str, ...] = ("sentiment",)
+    else:
+        texts, labels = _read_labelled(Path(data))
+        names = ()
+    d = head_hidden_size(lm.model)
+    sc = SteerConfig(num_steers=1, dummy_steer=dummy, rank=rank or d, epsilon=epsilon,
+                     slot_names=names)  # fmt: skip
+    tc = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, regularization=regularization,
+                     max_length=max_length, seed=seed, hidden_cache=hidden_cache)  # type: ignore[arg-type]  # fmt: skip
+    _log(f"training on {len(texts)} texts")
+    fit = fit_steer(lm.model, lm.tokenizer, texts, labels, sc, tc, base_model=lm.model_id)
+    save_steer(fit.transform, out)
+    fit.history_frame().to_csv(out / "loss_history.csv", index=False)
+    h = fit.history_frame()
+    _log(
+        f"loss {h['loss'].iloc[:5].mean():.4f} -> {h['loss'].iloc[-5:].mean():.4f} "
+        f"(first/last 5 steps); caching {fit.cache_seconds:.1f} s, steps {fit.train_seconds:.1f} s"
+    )
+    console.print(f"[bold]wrote {out}/[/bold] (steer, steer_config.json, loss_history.csv)")
+
+
+def _parse_values(raw: str, transform: Any) -> tuple[float, ...]:
+    from steer.errors import SteerValuesError
+
+    try:
+        nums = [float(x) for x in raw.replace(",", " ").split()]
+    except ValueError as exc:
+        raise typer.BadParameter(f"--value {raw!r}: use numbers like 5 or '5,1'.") from exc
+    if len(nums) == transform.num_steers and len(nums) != len(transform.labelled_slots):
+        return tuple(nums)
+    try:
+        return tuple(transform.values(nums))
+    except SteerValuesError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+@app.command()
+def generate(
+    steer_dir: Annotated[Path, typer.Option("--steer", help="Folder written by 'steer train'.")],
+    prompt: Annotated[list[str], typer.Option(help="Prompt (repeat for several).")],
+    value: Annotated[
+        list[str],
+        typer.Option(
+            help="Strength s of the labelled slot(s), eps = s * eps_0; dummy slots get 1. "
+            "Repeat for a sweep; write negative values as --value=-5; '5,1' gives all k slots."
+        ),
+    ] = ["0"],  # noqa: B006
+    model: Annotated[
+        str | None, typer.Option(help="Model (default: the steer's base model).")
+    ] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="New tokens at most.")] = 20,
+    min_new_tokens: Annotated[int, typer.Option(help="New tokens at least (EOS banned).")] = 0,
+    sample: Annotated[bool, typer.Option(help="Sample instead of greedy decoding.")] = False,
+    top_p: Annotated[float, typer.Option(help="Nucleus mass when sampling.")] = 0.9,
+    temperature: Annotated[float, typer.Option(help="Temperature when sampling.")] = 1.0,
+    num_samples: Annotated[int, typer.Option(help="Continuations per prompt and value.")] = 1,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Also write the generations as CSV.")] = None,
+    threads: ThreadsOpt = 1,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Generate continuations with a trained steer at one or more strengths."""
+    _threads(threads)
+    from steer.generate import generate as run_generate
+    from steer.generate import generations_frame
+    from steer.io import load_steer
+    from steer.models import SMOLLM2, SMOLLM2_HUB_ID, load_model
+
+    tr = load_steer(steer_dir)
+    name = model or (SMOLLM2 if tr.base_model == SMOLLM2_HUB_ID else tr.base_model)
+    lm = load_model(name, cache_dir=cache_dir, log=_log)
+    settings = [_parse_values(v, tr) for v in value]
+    rows_p = [p for p in prompt for _ in settings]
+    rows_v = [s for _ in prompt for s in settings]
+    gens = run_generate(
+        lm.model,
+        lm.tokenizer,
+        rows_p,
+        transform=tr,
+        values=rows_v,
+        max_new_tokens=max_new_tokens,
+        min_new_tokens=min_new_tokens,
+        do_sample=sample,
+        top_p=top_p,
+        temperature=temperature,
+        num_samples=num_samples,
+        seed=seed,
+    )
+    table = Table("prompt", "values", "continuation", show_lines=True)
+    for g in gens:
+        table.add_row(g.prompt, ", ".join(f"{x:g}" for x in g.values or ()), g.text)
+    console.print(table)
+    if out is not None:
+        generations_frame(gens).to_csv(out, index=False)
+        console.print(f"[bold]wrote {out}[/bold]")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("out/steer-demo"),
+    config: Annotated[Path | None, typer.Option(help="TOML file with a [demo] table.")] = None,
+    threads: ThreadsOpt = 1,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Train a sentiment steer on SmolLM2 offline and show generations and VADER per epsilon."""
+    _threads(threads)
+    from steer.demo import DemoConfig, run_demo
+
+    cfg = DemoConfig.from_toml(config) if config else DemoConfig()
+    res = run_demo(out, cfg, log=_log, cache_dir=cache_dir)
+    gens = res.generations
+    for p in cfg.display_prompts:
+        table = Table("s", "eps", "VADER", "continuation", title=repr(p), show_lines=False)
+        for r in gens[gens["prompt"] == p].itertuples():
+            table.add_row(f"{r.value:+g}", f"{r.epsilon:+.2g}", f"{r.vader:+.2f}", r.continuation)
+        console.print(table)
+    t = Table("s", "eps", "n", "mean VADER", "se", "positive", "dist-2", "ppl (median)",
+              title="mean VADER compound per epsilon (all prompts)")  # fmt: skip
+    for r in res.table.itertuples():
+        t.add_row(f"{r.value:+g}", f"{r.epsilon:+.2g}", str(r.n), f"{r.vader_mean:+.3f}",
+                  f"{r.vader_se:.3f}", f"{r.positive_share:.2f}", f"{r.dist_2:.2f}",
+                  f"{r.perplexity_median:.1f}")  # fmt: skip
+    console.print(t)
+    console.print(f"without any steer: mean VADER {res.unsteered_vader:+.3f}")
+    verdict = "[green]rises[/green]" if res.rises else "[red]does not rise strictly[/red]"
+    console.print(
+        f"mean VADER {verdict} with epsilon (Spearman {res.spearman:+.3f}); "
+        f"total {res.seconds['total']:.0f} s"
+    )
+    console.print(f"[bold]wrote {len(res.files)} files to {res.out_dir}/[/bold]")
+    console.print(json.dumps({k: round(v, 1) for k, v in res.seconds.items()}))
+
+
+if __name__ == "__main__":
+    app()
