@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
+
+# One validator for the whole distribution (re-exported for steer's modules).
+from causalmem._types import check_literal as check_literal
 
 LabelMode = Literal["graded", "binary"]
 VaderSource = Literal["movie", "tweets", "amazon", "nyt"]
@@ -10,31 +13,4 @@ HiddenCache = Literal["auto", "always", "never"]
 
 VADER_SOURCES: tuple[str, ...] = get_args(VaderSource)
 
-
-def check_literal(name: str, value: Any, alias: Any) -> Any:
-    """Return ``value`` if it is one of the ``Literal`` alias's values, else raise ``ValueError``.
-
-    Parameters
-    ----------
-    name
-        Argument name, used in the message.
-    value
-        The value passed by the caller.
-    alias
-        A ``typing.Literal`` alias such as :data:`LabelMode`.
-
-    Returns
-    -------
-    The validated value.
-
-    Examples
-    --------
-    >>> check_literal("label_mode", "graded", LabelMode)
-    'graded'
-    """
-    allowed = get_args(alias)
-    if value not in allowed:
-        raise ValueError(
-            f"{name}={value!r} is not supported; use one of {', '.join(map(repr, allowed))}."
-        )
-    return value
+__all__ = ["VADER_SOURCES", "HiddenCache", "LabelMode", "VaderSource", "check_literal"]
