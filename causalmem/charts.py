@@ -4,7 +4,7 @@ Every function reads columns of a tidy frame (``estimate``, ``conf_low``, ``conf
 ``group`` / ``time`` / ``event_time``) and returns an Altair chart; nothing is saved, themed or
 mutated here (the caller's frame is copied). Put estimates on the memorisation scale *before*
 charting (for surprisal-like outcomes negate ``estimate`` and swap the bounds; see
-:data:`causalmem.scoring.metrics.MEMORISATION_SIGN`). A cell is *significant* when its interval
+:class:`causalmem.MemorisationProfile`, which does it). A cell is *significant* when its interval
 excludes zero (R ``did``'s convention).
 
 Save with ``chart.save("x.png")`` (needs ``vl-convert-python``) or ``chart.save("x.html",
@@ -21,7 +21,15 @@ import pandas as pd
 if TYPE_CHECKING:
     import altair as alt
 
-__all__ = ["event_path", "instantaneous_vs_lr", "profile_heatmap", "significant"]
+__all__ = [
+    "correlation_matrix",
+    "event_path",
+    "instantaneous_vs_lr",
+    "persistent_memorisation",
+    "profile_heatmap",
+    "residual_lollipop",
+    "significant",
+]
 
 
 def _alt() -> Any:
@@ -229,3 +237,152 @@ def event_path(
         .encode(x="x:Q")
     )
     return alt.layer(band, line, pts, zero, start, title=title).properties(width=420, height=260)
+
+
+def persistent_memorisation(
+    path: pd.DataFrame,
+    *,
+    title: str = "Persistent memorisation by steps since training",
+    value_title: str = "memorisation",
+    sqrt_axes: bool = True,
+) -> alt.LayerChart:
+    """Chart persistent memorisation theta(e) for ``e >= 0`` (the paper's Fig. 4).
+
+    Parameters
+    ----------
+    path
+        Tidy event-time rows on the memorisation scale with ``event_time``, ``estimate``,
+        ``conf_low``, ``conf_high`` (e.g. ``MemorisationProfile.persistent()``).
+    title, value_title
+        Titles.
+    sqrt_axes
+        Square-root x axis, as in the paper (the early steps carry most of the change).
+
+    Returns
+    -------
+    altair.LayerChart
+    """
+    alt = _alt()
+    _need(path, ("event_time", "estimate", "conf_low", "conf_high"), "persistent_memorisation")
+    df = path[["event_time", "estimate", "conf_low", "conf_high"]].copy()
+    df = df[np.isfinite(df["event_time"].to_numpy(dtype=float)) & (df["event_time"] >= 0)]
+    df["significant"] = np.where(significant(df), "significant", "not significant")
+    scale = alt.Scale(type="sqrt") if sqrt_axes else alt.Scale()
+    xe = alt.X("event_time:Q", title="steps since training (c − g)", scale=scale)
+    base = alt.Chart(df)
+    band = base.mark_area(opacity=0.2, color="#d95f02").encode(
+        x=xe, y=alt.Y("conf_low:Q", title=value_title), y2="conf_high:Q"
+    )
+    line = base.mark_line(color="#d95f02").encode(x=xe, y="estimate:Q")
+    pts = base.mark_point(filled=True, size=30).encode(
+        x=xe,
+        y="estimate:Q",
+        opacity=alt.Opacity(
+            "significant:N",
+            scale=alt.Scale(domain=["significant", "not significant"], range=[1.0, 0.25]),
+            title="interval",
+        ),
+        tooltip=["event_time:Q", alt.Tooltip("estimate:Q", format=".3f")],
+    )
+    zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="black").encode(y="y:Q")
+    return alt.layer(band, line, pts, zero, title=title).properties(width=420, height=260)
+
+
+def residual_lollipop(
+    residual: pd.DataFrame,
+    *,
+    at: float | None = None,
+    value_title: str = "memorisation",
+) -> alt.LayerChart:
+    """Residual memorisation tau(g, T) per cohort as a lollipop (the paper's Fig. 5).
+
+    Parameters
+    ----------
+    residual
+        Tidy cells on the memorisation scale with ``group``, ``estimate``, ``conf_low``,
+        ``conf_high`` (e.g. ``MemorisationProfile.residual(at=T)``); opacity marks significance.
+    at
+        The checkpoint T, for the title.
+    value_title
+        Y-axis title.
+
+    Returns
+    -------
+    altair.LayerChart
+    """
+    alt = _alt()
+    _need(residual, ("group", "estimate", "conf_low", "conf_high"), "residual_lollipop")
+    df = residual[["group", "estimate", "conf_low", "conf_high"]].copy()
+    df["significant"] = np.where(significant(df), "significant", "not significant")
+    df["zero"] = 0.0
+    opacity = alt.Opacity(
+        "significant:N",
+        scale=alt.Scale(domain=["significant", "not significant"], range=[1.0, 0.3]),
+        title="interval",
+    )
+    xg = alt.X("group:Q", title="treatment step g")
+    stem = (
+        alt.Chart(df)
+        .mark_rule(color="#1b9e77")
+        .encode(x=xg, y=alt.Y("zero:Q", title=value_title), y2="estimate:Q", opacity=opacity)
+    )
+    head = (
+        alt.Chart(df)
+        .mark_point(filled=True, size=40, color="#1b9e77")
+        .encode(
+            x=xg,
+            y="estimate:Q",
+            opacity=opacity,
+            tooltip=["group:Q", alt.Tooltip("estimate:Q", format=".3f")],
+        )
+    )
+    title = "Residual memorisation" + (f" at step {at:,.0f}" if at is not None else "")
+    return alt.layer(stem, head, title=title).properties(width=420, height=240)
+
+
+def correlation_matrix(
+    correlations: pd.DataFrame, *, title: str = "Correlation of memorisation profiles"
+) -> alt.LayerChart:
+    """Pairwise profile correlations with their intervals (the paper's Fig. 6, with uncertainty).
+
+    Parameters
+    ----------
+    correlations
+        ``compare_profiles(...).tidy()``: ``term`` ``"A~B"``, ``estimate``, ``conf_low``,
+        ``conf_high``; the matrix is filled symmetrically with 1 on the diagonal.
+
+    Returns
+    -------
+    altair.LayerChart
+    """
+    alt = _alt()
+    _need(correlations, ("term", "estimate", "conf_low", "conf_high"), "correlation_matrix")
+    rows = []
+    models: list[str] = []
+    for r in correlations.itertuples(index=False):
+        a, b = str(r.term).split("~", 1)
+        for m in (a, b):
+            if m not in models:
+                models.append(m)
+        label = f"{r.estimate:.2f}\n[{r.conf_low:.2f}, {r.conf_high:.2f}]"
+        rows += [(a, b, r.estimate, label), (b, a, r.estimate, label)]
+    rows += [(m, m, 1.0, "1") for m in models]
+    df = pd.DataFrame(rows, columns=["model_a", "model_b", "rho", "label"])
+    enc = {
+        "x": alt.X("model_a:N", sort=models, title=None),
+        "y": alt.Y("model_b:N", sort=models, title=None),
+    }
+    tiles = (
+        alt.Chart(df)
+        .mark_rect()
+        .encode(
+            **enc,
+            color=alt.Color(
+                "rho:Q", scale=alt.Scale(domain=[-1, 1], scheme="redblue", reverse=True), title="ρ"
+            ),
+        )
+    )
+    text = alt.Chart(df).mark_text(fontSize=10, lineBreak="\n").encode(**enc, text="label:N")
+    return alt.layer(tiles, text, title=title).properties(
+        width=60 * len(models) + 120, height=60 * len(models) + 80
+    )

@@ -77,3 +77,32 @@ def test_png_and_html_render(fitted: tuple[pd.DataFrame, pd.DataFrame, pd.DataFr
     html = io.StringIO()
     profile_heatmap(cells).save(html, format="html", inline=True)
     assert "vega" in html.getvalue().lower()
+
+
+def test_issue5_charts_have_the_expected_encodings(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import causalmem as cm
+    from causalmem import charts
+
+    sim = cm.simulate_panel(cohorts=(3, 4, 5), units_per_cohort=40, n_never=80,
+                            steps=range(1, 8), outcome="sup_seq", seed=2)
+    res = cm.att_gt(sim.frame, "sup_seq", "step", "unit", "cohort", biters=100, seed=0)
+    prof = cm.MemorisationProfile.from_result(res)
+    ch = charts.persistent_memorisation(prof.persistent()).to_dict()
+    layers = ch["layer"]
+    assert layers[1]["encoding"]["x"]["field"] == "event_time"
+    assert layers[1]["encoding"]["x"]["scale"]["type"] == "sqrt"
+    assert layers[2]["encoding"]["opacity"]["field"] == "significant"
+    lol = charts.residual_lollipop(prof.residual(at=7), at=7).to_dict()
+    assert lol["layer"][0]["mark"]["type"] == "rule"
+    assert lol["layer"][0]["encoding"]["y2"]["field"] == "estimate"
+    assert lol["title"] == "Residual memorisation at step 7"
+    sim2 = sim.frame.assign(sup_b=sim.frame["sup_seq"] * 1.1)
+    rb = cm.att_gt(sim2, "sup_b", "step", "unit", "cohort", bstrap=False)
+    comp = cm.compare_profiles({"small": res, "large": rb}, biters=100, seed=1)
+    mat = charts.correlation_matrix(comp.tidy())
+    d = mat.to_dict()
+    assert d["layer"][0]["encoding"]["color"]["field"] == "rho"
+    data = pd.DataFrame(list(d["datasets"].values())[0])
+    assert len(data) == 4 and set(data["model_a"]) == {"small", "large"}
+    mat.save(str(tmp_path / "corr.png"))
+    assert (tmp_path / "corr.png").stat().st_size > 1000
