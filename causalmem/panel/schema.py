@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from causalmem._types import as_name_tuple
 from causalmem.errors import CohortError, PanelSchemaError
 
 __all__ = ["SCHEMA_VERSION", "PanelSchema", "normalise_cohort"]
@@ -160,15 +161,7 @@ def normalise_cohort(values: pd.Series, column: str) -> pd.Series:
 
 
 def _name_tuple(role: str, value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return (value,)
-    out = tuple(value)
-    bad = [v for v in out if not isinstance(v, str)]
-    if bad:
-        raise TypeError(f"PanelSchema.{role} must be column names (str); got {bad!r}.")
-    return out
+    return as_name_tuple(f"PanelSchema.{role}", value)
 
 
 @dataclass(frozen=True, slots=True)
