@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import resource
-import tempfile
 import time
 import tomllib
 from collections.abc import Callable
@@ -33,6 +32,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from causalmem._atomic import atomic_path, atomic_write_parquet, atomic_write_text
+from causalmem.profile import to_memorisation
 
 __all__ = ["LabDemoConfig", "LabDemoOutput", "run_lab_demo"]
 
@@ -159,29 +161,11 @@ class LabDemoOutput:
 
 # ----------------------------------------------------------------------------- helpers
 def _atomic_text(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            os.fchmod(fh.fileno(), 0o644)
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, text)
 
 
 def _atomic_parquet(frame: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        frame.to_parquet(tmp, index=False)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_parquet(path, frame)
 
 
 def _save_chart(chart: Any, stem: Path) -> list[Path]:
@@ -190,29 +174,15 @@ def _save_chart(chart: Any, stem: Path) -> list[Path]:
     out = []
     for fmt, kwargs in (("png", {"scale_factor": 2.0}), ("html", {"inline": True})):
         target = stem.with_suffix(f".{fmt}")
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=stem.parent)
-        os.close(fd)
-        try:
-            chart.save(tmp, format=fmt, **kwargs)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(target) as tmp:
+            chart.save(str(tmp), format=fmt, **kwargs)
         out.append(target)
     return out
 
 
 def _memorisation(frame: pd.DataFrame, sign: int) -> pd.DataFrame:
-    """Put tidy estimates on the memorisation scale: negate and swap bounds when sign < 0."""
-    out = frame.copy()
-    if sign < 0:
-        out["estimate"] = -out["estimate"]
-        low, high = -out["conf_high"], -out["conf_low"]
-        out["conf_low"], out["conf_high"] = low, high
-        if "statistic" in out:
-            out["statistic"] = -out["statistic"]
-    return out
+    """Put tidy estimates on the memorisation scale (``profile.to_memorisation``)."""
+    return to_memorisation(frame, 1 if sign >= 0 else -1)
 
 
 def _peak_rss_gb() -> float:

@@ -39,6 +39,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from causalmem._atomic import atomic_write_bytes
 from causalmem.lab.instances import MMapIndexedDataset, pack_documents, write_indexed_dataset
 from causalmem.scoring.checkpoints import Checkpoint
 
@@ -308,17 +309,7 @@ class TrainedRun:
 
 # ----------------------------------------------------------------------------- io helpers
 def _atomic_bytes(data: bytes, target: Path) -> None:
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), 0o644)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(name, target)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(target, data)
 
 
 def _atomic_npy(arr: np.ndarray, target: Path) -> None:

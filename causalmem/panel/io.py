@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from causalmem._atomic import atomic_path
 from causalmem.errors import PanelSchemaError
 from causalmem.panel.panel import Panel
 from causalmem.panel.schema import SCHEMA_VERSION, PanelSchema
@@ -72,20 +72,9 @@ def write_panel(panel: Panel, path: str | os.PathLike[str]) -> Path:
     table = pa.Table.from_pandas(panel.frame, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), METADATA_KEY: blob})
 
-    # mkstemp creates the file 0600; give it the existing file's mode, else rw-r--r--.
-    mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), mode)
-            pq.write_table(table, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    # Keeps the existing file's mode, else rw-r--r--.
+    with atomic_path(target) as tmp:
+        pq.write_table(table, tmp)
     return target
 
 

@@ -30,7 +30,6 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from causalmem._atomic import atomic_write_bytes
 from causalmem.errors import CausalmemError
 from causalmem.lab.instances import Instances
 from causalmem.panel.panel import Panel
@@ -463,33 +463,8 @@ def _torch_dtype(name: str | None, dev: torch.device) -> torch.dtype:
 
 
 # ----------------------------------------------------------------------------- storage
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
 def _atomic_write_bytes(data: bytes, target: Path) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), 0o644)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-        _fsync_dir(target.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(target, data)
 
 
 def write_shard(out_dir: str | os.PathLike[str], record: ShardRecord, frame: pd.DataFrame) -> Path:

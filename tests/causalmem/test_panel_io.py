@@ -234,7 +234,7 @@ def test_atomic_write_leaves_nothing_on_failure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def broken_writer(table: pa.Table, where: object, **kwargs: object) -> None:
-        where.write(b"PAR1 partial garbage")  # type: ignore[attr-defined]
+        Path(str(where)).write_bytes(b"PAR1 partial garbage")
         raise OSError("disk full")
 
     monkeypatch.setattr(panel_io.pq, "write_table", broken_writer)
