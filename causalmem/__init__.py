@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from causalmem import errors
 from causalmem.compare import ProfileComparison, compare_profiles
-from causalmem.estimators import aggte, att_gt, event_study, twfe
+from causalmem.estimators import aggte, att_gt, bayes_did, event_study, twfe
 from causalmem.panel import (
     Panel,
     PanelSchema,
@@ -19,12 +19,13 @@ from causalmem.panel import (
     write_panel,
 )
 from causalmem.profile import MemorisationProfile
-from causalmem.results import AggteResult, AttGtResult, TwfeResult
+from causalmem.results import AggteResult, AttGtResult, BayesDidResult, TwfeResult
 from causalmem.tables import Table, etable
 
 __all__ = [
     "AggteResult",
     "AttGtResult",
+    "BayesDidResult",
     "MemorisationProfile",
     "ProfileComparison",
     "Table",
@@ -34,6 +35,7 @@ __all__ = [
     "SimulatedPanel",
     "aggte",
     "att_gt",
+    "bayes_did",
     "compare_profiles",
     "errors",
     "etable",

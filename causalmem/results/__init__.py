@@ -3,6 +3,7 @@
 from causalmem.results.aggte import AggteResult
 from causalmem.results.attgt import AttGtResult
 from causalmem.results.base import TIDY_COLUMNS
+from causalmem.results.bayes import BayesDidResult
 from causalmem.results.twfe import TwfeResult
 
-__all__ = ["TIDY_COLUMNS", "AggteResult", "AttGtResult", "TwfeResult"]
+__all__ = ["TIDY_COLUMNS", "AggteResult", "AttGtResult", "BayesDidResult", "TwfeResult"]

@@ -1,0 +1,438 @@
+"""The immutable result of :func:`causalmem.bayes_did` (Bayesian memorisation profile)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import special
+
+from causalmem._types import BoolArray, Float64Array
+from causalmem.results.base import TIDY_COLUMNS, render_frame
+
+
+@dataclass(frozen=True)
+class BayesDidSpec:
+    """Every argument of the :func:`~causalmem.bayes_did` call (and the sampler actually used)."""
+
+    model: str
+    pooling: str
+    include_pre: bool
+    draws: int
+    tune: int
+    chains: int
+    target_accept: float
+    seed: int
+    sampler: str
+    sampler_used: str
+    shrinkage: float | None
+    cores: int
+    yname: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain mapping of the recorded arguments."""
+        return dataclasses.asdict(self)
+
+
+# ----------------------------------------------------------------- MCMC diagnostics
+# Vectorised over variables (ArviZ loops in Python per variable, ~20 s for 10k cells). They
+# follow Vehtari, Gelman, Simpson, Carpenter & Buerkner (2021), "Rank-normalization, folding,
+# and localization: an improved R-hat", Bayesian Analysis 16(2), as ArviZ 0.23 implements them
+# (``arviz.rhat(method="rank")``, ``arviz.ess(method="bulk" | "tail")``); tests check equality.
+
+
+def _split_chains(x: Float64Array) -> Float64Array:
+    """``[C, N, P] -> [2C, N // 2, P]``: first and last halves of each chain."""
+    half = x.shape[1] // 2
+    return np.concatenate([x[:, :half], x[:, x.shape[1] - half :]], axis=0)
+
+
+def _rank_average(flat: Float64Array) -> Float64Array:
+    """Ranks (1-based, ties averaged) of each column of ``[S, P]``; ``scipy.stats.rankdata``."""
+    cols = np.ascontiguousarray(flat.T)  # [P, S]: one sort per contiguous row
+    order = np.argsort(cols, axis=1)
+    sv = np.take_along_axis(cols, order, axis=1)
+    n = sv.shape[1]
+    val = np.broadcast_to(np.arange(1.0, n + 1.0), sv.shape).copy()
+    tie = sv[:, 1:] == sv[:, :-1]
+    rows = np.flatnonzero(tie.any(axis=1))
+    if rows.size:
+        # Average the ranks within runs of equal values (only rows that have ties).
+        sub = sv[rows]
+        pos = np.broadcast_to(np.arange(n, dtype=np.float64), sub.shape)
+        new = np.ones(sub.shape, dtype=bool)
+        new[:, 1:] = ~tie[rows]
+        first = np.maximum.accumulate(np.where(new, pos, 0.0), axis=1)
+        end = np.ones(sub.shape, dtype=bool)
+        end[:, :-1] = new[:, 1:]
+        last = np.flip(
+            np.minimum.accumulate(np.flip(np.where(end, pos, float(n)), axis=1), axis=1), axis=1
+        )
+        val[rows] = (first + last) / 2.0 + 1.0
+    ranks = np.empty_like(sv)
+    np.put_along_axis(ranks, order, val, axis=1)
+    return ranks.T
+
+
+def _z_scale(x: Float64Array) -> Float64Array:
+    """Rank-normalise each column over all chains and draws (Blom offset 3/8)."""
+    c, n = x.shape[:2]
+    rank = _rank_average(x.reshape(c * n, -1))
+    return np.asarray(special.ndtri((rank - 0.375) / (c * n + 0.25)).reshape(x.shape))
+
+
+def _rhat_basic(x: Float64Array) -> Float64Array:
+    n = x.shape[1]
+    between = n * x.mean(axis=1).var(axis=0, ddof=1)
+    within = x.var(axis=1, ddof=1).mean(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(np.sqrt((between / within + n - 1) / n))
+
+
+def rhat_rank(draws: Float64Array) -> Float64Array:
+    """Rank-normalised split R-hat (max of bulk and folded), per column of ``[C, N, P]``."""
+    return convergence(draws)[0]
+
+
+def convergence(
+    draws: Float64Array, chunk: int = 256, workers: int | None = None
+) -> tuple[Float64Array, Float64Array]:
+    """``(r_hat, ess_bulk)`` per column of ``[C, N, P]`` draws, sharing the rank transform.
+
+    Columns are processed in chunks (cache-sized) on ``workers`` threads (default: up to 2;
+    NumPy's sorts and FFTs release the GIL).
+    """
+    draws = np.asarray(draws, dtype=np.float64)
+    p = draws.shape[2]
+    if p <= chunk:
+        return _convergence(draws)
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    slices = [slice(i, min(i + chunk, p)) for i in range(0, p, chunk)]
+    n_workers = workers if workers is not None else min(2, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max(n_workers, 1)) as ex:
+        outs = list(ex.map(lambda sl: _convergence(np.ascontiguousarray(draws[:, :, sl])), slices))
+    return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
+
+
+def _convergence(draws: Float64Array) -> tuple[Float64Array, Float64Array]:
+    x = _split_chains(draws)
+    z = _z_scale(x)
+    ess = _ess_raw(z)
+    if x.shape[0] < 2 or x.shape[1] < 2:
+        return np.full(x.shape[2], np.nan), ess
+    bulk = _rhat_basic(z)
+    med = np.median(x.reshape(-1, x.shape[2]), axis=0)
+    tail = _rhat_basic(_z_scale(np.abs(x - med)))
+    return np.maximum(bulk, tail), ess
+
+
+def _ess_raw(x: Float64Array) -> Float64Array:
+    """Geyer initial-monotone-sequence ESS of ``[C, N, P]`` draws (ArviZ's ``_ess``)."""
+    c, n, p = x.shape
+    total = c * n
+    out = np.full(p, np.nan)
+    const = (x.max(axis=(0, 1)) - x.min(axis=(0, 1))) < np.finfo(float).resolution
+    out[const] = total
+    live = ~const & np.isfinite(x).all(axis=(0, 1))
+    if not live.any() or n < 2:
+        return out
+    x = x[:, :, live]
+    m = 1 << (2 * n - 1).bit_length()
+    xc = x - x.mean(axis=1, keepdims=True)
+    f = np.fft.rfft(xc, n=m, axis=1)
+    acov = np.fft.irfft(f * np.conjugate(f), n=m, axis=1)[:, :n] / n  # [C, N, P]
+    mean_var = acov[:, 0].mean(axis=0) * n / (n - 1.0)
+    var_plus = mean_var * (n - 1.0) / n
+    if c > 1:
+        var_plus = var_plus + x.mean(axis=1).var(axis=0, ddof=1)
+    rho = 1.0 - (mean_var[None, :] - acov.mean(axis=0)) / var_plus[None, :]  # [N, P]
+    rho[0] = 1.0
+    n_pairs = n // 2
+    pairs = rho[: 2 * n_pairs].reshape(n_pairs, 2, -1).sum(axis=1)  # S_k = rho_2k + rho_2k+1
+    # Pairs k = 1..k_last are examined (ArviZ's loop over odd t < n - 3, k = (t + 1) / 2).
+    k_last = min(max((n - 3) // 2, 0), n_pairs - 1)
+    nonpos = pairs <= 0.0
+    examined = np.arange(n_pairs)[:, None]
+    stop_mask = nonpos & (examined >= 1) & (examined <= k_last)
+    has_stop = stop_mask.any(axis=0) & (pairs[0] > 0)
+    k_star = np.where(has_stop, np.argmax(stop_mask, axis=0), k_last)
+    # Pairs 0..last enter the double sum (monotone: running minimum of pair sums).
+    last = np.where(pairs[0] > 0, k_star - 1, -1)
+    mono = np.minimum.accumulate(pairs, axis=0)
+    use = examined <= last[None, :]
+    double = np.where(use, mono, 0.0).sum(axis=0)
+    idx_even = np.minimum(2 * np.where(pairs[0] > 0, k_star, 0), n - 1)
+    even = rho[idx_even, np.arange(rho.shape[1])]
+    extra = np.where(has_stop, np.maximum(even, 0.0), even)
+    extra = np.where(pairs[0] > 0, extra, 1.0)
+    tau = -1.0 + 2.0 * double + extra
+    tau = np.maximum(tau, 1.0 / np.log10(total))
+    out[live] = total / tau
+    return out
+
+
+def ess_bulk(draws: Float64Array) -> Float64Array:
+    """Bulk effective sample size (rank-normalised split chains), per column of ``[C, N, P]``."""
+    return _ess_raw(_z_scale(_split_chains(np.asarray(draws, dtype=np.float64))))
+
+
+def ess_tail(draws: Float64Array) -> Float64Array:
+    """Tail ESS: the smaller ESS of the 5% and 95% quantile indicators, per column."""
+    x = np.asarray(draws, dtype=np.float64)
+    flat = x.reshape(-1, x.shape[2])
+    out = np.full(x.shape[2], np.inf)
+    for prob in (0.05, 0.95):
+        q = np.quantile(flat, prob, axis=0)
+        ind = (x <= q[None, None, :]).astype(np.float64)
+        out = np.minimum(out, _ess_raw(_split_chains(ind)))
+    return out
+
+
+def _hdi(draws: Float64Array, prob: float) -> tuple[Float64Array, Float64Array]:
+    """Shortest interval holding ``prob`` of the draws, per column (``draws``: [S, P])."""
+    s = np.sort(draws, axis=0)
+    n = s.shape[0]
+    k = int(np.floor(prob * n))
+    k = min(max(k, 1), n - 1)
+    width = s[k:] - s[: n - k]
+    lo = np.argmin(width, axis=0)
+    cols = np.arange(s.shape[1])
+    return s[lo, cols], s[lo + k, cols]
+
+
+@dataclass(frozen=True, eq=False)
+class BayesDidResult:
+    """Posterior of a hierarchical ATT(g, c) model; immutable.
+
+    ``idata`` is an ArviZ ``InferenceData`` with the groups ``posterior`` (``theta`` per cell,
+    ``mu`` per event time, ``alpha`` per cohort, the scales and the raw sampled variables),
+    ``sample_stats`` and ``constant_data`` (the raw cell estimates). Treat it as read-only: the
+    summaries below are computed from it on demand (R-hat and ESS once, at fit time, in
+    ``convergence``). ``diagnostics`` holds the sampler checks, ``priors`` the priors used (with
+    their data-derived scales), ``timing`` the seconds spent per stage.
+    """
+
+    spec: BayesDidSpec
+    idata: Any = field(repr=False)
+    group: Float64Array = field(repr=False)
+    time: Float64Array = field(repr=False)
+    post: BoolArray = field(repr=False)
+    raw_estimate: Float64Array = field(repr=False)
+    raw_std_error: Float64Array = field(repr=False)
+    e_grid: Float64Array = field(repr=False)
+    cohorts: Float64Array = field(repr=False)
+    diagnostics: Mapping[str, Any] = field(default_factory=dict)
+    convergence: Mapping[str, tuple[Float64Array, Float64Array]] = field(
+        default_factory=dict, repr=False
+    )
+    priors: Mapping[str, str] = field(default_factory=dict, repr=False)
+    covariance: str = "structured"
+    timing: Mapping[str, float] = field(default_factory=dict, repr=False)
+    provenance: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ("group", "time", "post", "raw_estimate", "raw_std_error", "e_grid", "cohorts"):
+            getattr(self, name).setflags(write=False)
+
+    # ------------------------------------------------------------------ draws
+    def _draws(self, name: str) -> Float64Array:
+        arr = np.asarray(self.idata.posterior[name].values, dtype=np.float64)
+        return arr.reshape(arr.shape[0] * arr.shape[1], -1)
+
+    def _conv(self, name: str) -> tuple[Float64Array, Float64Array]:
+        if name in self.convergence:
+            return self.convergence[name]
+        arr = np.asarray(self.idata.posterior[name].values, dtype=np.float64)
+        return convergence(arr.reshape(arr.shape[0], arr.shape[1], -1))
+
+    def _summarise(self, name: str, hdi_prob: float) -> dict[str, Float64Array]:
+        if not 0.0 < hdi_prob < 1.0:
+            raise ValueError(f"hdi_prob must lie in (0, 1), got {hdi_prob!r}.")
+        d = self._draws(name)
+        lo, hi = _hdi(d, hdi_prob)
+        rhat, ess = self._conv(name)
+        return {
+            "estimate": d.mean(axis=0),
+            "std_error": d.std(axis=0, ddof=1),
+            "conf_low": lo,
+            "conf_high": hi,
+            "r_hat": rhat,
+            "ess_bulk": ess,
+        }
+
+    # ------------------------------------------------------------------ tidy
+    def tidy(self, hdi_prob: float = 0.9) -> pd.DataFrame:
+        """One row per modelled cell: posterior mean, SD and highest-density interval.
+
+        Columns: ``term, estimate, std_error, statistic, p_value, conf_low, conf_high, group,
+        time, event_time, post, r_hat, ess_bulk, raw_estimate, raw_std_error, se_method, band,
+        hdi_prob``. ``estimate`` is the posterior mean, ``std_error`` the posterior SD,
+        ``conf_low``/``conf_high`` the HDI bounds; ``statistic`` and ``p_value`` are NaN.
+
+        Parameters
+        ----------
+        hdi_prob
+            Probability mass of the highest-density interval.
+
+        Returns
+        -------
+        pandas.DataFrame
+            A new frame on each call.
+        """
+        s = self._summarise("theta", hdi_prob)
+        out = pd.DataFrame(
+            {
+                "term": [f"ATT({g:g},{t:g})" for g, t in zip(self.group, self.time, strict=True)],
+                "estimate": s["estimate"],
+                "std_error": s["std_error"],
+                "statistic": np.nan,
+                "p_value": np.nan,
+                "conf_low": s["conf_low"],
+                "conf_high": s["conf_high"],
+            }
+        )
+        out["group"] = self.group
+        out["time"] = self.time
+        out["event_time"] = self.time - self.group
+        out["post"] = self.post
+        out["r_hat"] = s["r_hat"]
+        out["ess_bulk"] = s["ess_bulk"]
+        out["raw_estimate"] = self.raw_estimate
+        out["raw_std_error"] = self.raw_std_error
+        out["se_method"] = "posterior"
+        out["band"] = "hdi"
+        out["hdi_prob"] = float(hdi_prob)
+        assert tuple(out.columns[: len(TIDY_COLUMNS)]) == TIDY_COLUMNS
+        return out
+
+    def profile(self, hdi_prob: float = 0.9) -> pd.DataFrame:
+        """Summarise the pooled event-time path ``mu(e)`` (the memorisation path) with its HDI.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The tidy columns plus ``event_time, r_hat, ess_bulk, se_method, band, hdi_prob``;
+            one row per event time.
+        """
+        s = self._summarise("mu", hdi_prob)
+        out = pd.DataFrame(
+            {
+                "term": [f"mu({e:g})" for e in self.e_grid],
+                "estimate": s["estimate"],
+                "std_error": s["std_error"],
+                "statistic": np.nan,
+                "p_value": np.nan,
+                "conf_low": s["conf_low"],
+                "conf_high": s["conf_high"],
+            }
+        )
+        out["event_time"] = self.e_grid
+        out["r_hat"] = s["r_hat"]
+        out["ess_bulk"] = s["ess_bulk"]
+        out["se_method"] = "posterior"
+        out["band"] = "hdi"
+        out["hdi_prob"] = float(hdi_prob)
+        return out
+
+    def hyperparameters(self) -> pd.DataFrame:
+        """Posterior mean and SD of the scale parameters (data units)."""
+        rows = []
+        for name in ("sigma_mu", "sigma_alpha", "sigma_delta", "lengthscale", "sigma_eps"):
+            if name in self.idata.posterior:
+                d = self._draws(name).ravel()
+                rows.append({"term": name, "estimate": d.mean(), "std_error": d.std(ddof=1)})
+        return pd.DataFrame(rows)
+
+    def glance(self) -> pd.DataFrame:
+        """One-row summary: sizes, settings, sampler, timing and diagnostics."""
+        d = self.diagnostics
+        return pd.DataFrame(
+            [
+                {
+                    "model": self.spec.model,
+                    "pooling": self.spec.pooling,
+                    "covariance": self.covariance,
+                    "n_cells": int(self.group.size),
+                    "n_post_cells": int(self.post.sum()),
+                    "n_cohorts": int(self.cohorts.size),
+                    "n_event_times": int(self.e_grid.size),
+                    "sampler": self.spec.sampler_used,
+                    "chains": self.spec.chains,
+                    "draws": self.spec.draws,
+                    "tune": self.spec.tune,
+                    "sample_s": float(self.timing.get("sample_s", np.nan)),
+                    "max_r_hat": d.get("max_r_hat", np.nan),
+                    "min_ess_bulk": d.get("min_ess_bulk", np.nan),
+                    "min_ess_tail": d.get("min_ess_tail", np.nan),
+                    "divergences": d.get("divergences", 0),
+                    "diagnostics_passed": d.get("passed", False),
+                }
+            ]
+        )
+
+    # ------------------------------------------------------------------ rendering
+    def summary(self, hdi_prob: float = 0.9, max_rows: int = 30) -> str:
+        """Text summary: the pooled path ``mu(e)`` with HDIs and the sampler diagnostics."""
+        d = self.diagnostics
+        pct = int(round(100 * hdi_prob))
+        lines = [
+            "Bayesian hierarchical ATT(g, c) "
+            f"(model={self.spec.model!r}, pooling={self.spec.pooling!r}, "
+            f"covariance={self.covariance})",
+            f"{self.group.size} cells ({int(self.post.sum())} post), {self.cohorts.size} cohorts, "
+            f"{self.e_grid.size} event times; {self.spec.chains} chains x {self.spec.draws} draws "
+            f"({self.spec.sampler_used})",
+            "",
+            f"{'Event time':>12} {'mu(e)':>10} {'Post. SD':>10}   [{pct}% HDI]",
+        ]
+        prof = self.profile(hdi_prob)
+        shown = prof if len(prof) <= max_rows else prof.iloc[:max_rows]
+        for row in shown.itertuples(index=False):
+            lines.append(
+                f"{row.event_time:>12g} {row.estimate:>10.4f} {row.std_error:>10.4f}"
+                f"   [{row.conf_low:>8.4f}, {row.conf_high:>8.4f}]"
+            )
+        if len(prof) > max_rows:
+            lines.append(f"{'...':>12} ({len(prof) - max_rows} more event times)")
+        lines += [
+            "---",
+            f"Diagnostics: max r_hat {d.get('max_r_hat', np.nan):.3f}, min ess_bulk "
+            f"{d.get('min_ess_bulk', np.nan):.0f}, divergences {d.get('divergences', 0)} -> "
+            + ("passed" if d.get("passed") else "FAILED (see the warning)"),
+        ]
+        return "\n".join(lines)
+
+    def _table(self, hdi_prob: float) -> pd.DataFrame:
+        return self.profile(hdi_prob)[
+            ["event_time", "estimate", "std_error", "conf_low", "conf_high"]
+        ]
+
+    def _caption(self, hdi_prob: float) -> str:
+        return (
+            f"Posterior event-time profile mu(e) of {self.spec.yname} "
+            f"({self.spec.pooling}, {int(round(100 * hdi_prob))}% HDI)"
+        )
+
+    def to_latex(self, digits: int = 4, hdi_prob: float = 0.9) -> str:
+        """LaTeX (booktabs) table of the pooled path ``mu(e)``."""
+        return render_frame(self._table(hdi_prob), "latex", digits, self._caption(hdi_prob))
+
+    def to_markdown(self, digits: int = 4, hdi_prob: float = 0.9) -> str:
+        """Markdown table of the pooled path ``mu(e)``."""
+        return render_frame(self._table(hdi_prob), "markdown", digits, self._caption(hdi_prob))
+
+    def __repr__(self) -> str:
+        d = self.diagnostics
+        return (
+            f"BayesDidResult(model={self.spec.model!r}, pooling={self.spec.pooling!r}, "
+            f"cells={self.group.size}, sampler={self.spec.sampler_used!r}, "
+            f"max_r_hat={d.get('max_r_hat', np.nan):.3f}, "
+            f"min_ess_bulk={d.get('min_ess_bulk', np.nan):.0f}, "
+            f"divergences={d.get('divergences', 0)})"
+        )
