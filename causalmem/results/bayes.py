@@ -286,17 +286,8 @@ class BayesDidResult:
             A new frame on each call.
         """
         s = self._summarise("theta", hdi_prob)
-        out = pd.DataFrame(
-            {
-                "term": [f"ATT({g:g},{t:g})" for g, t in zip(self.group, self.time, strict=True)],
-                "estimate": s["estimate"],
-                "std_error": s["std_error"],
-                "statistic": np.nan,
-                "p_value": np.nan,
-                "conf_low": s["conf_low"],
-                "conf_high": s["conf_high"],
-            }
-        )
+        terms = [f"ATT({g:g},{t:g})" for g, t in zip(self.group, self.time, strict=True)]
+        out = _posterior_frame(terms, s)
         out["group"] = self.group
         out["time"] = self.time
         out["event_time"] = self.time - self.group
@@ -321,17 +312,7 @@ class BayesDidResult:
             one row per event time.
         """
         s = self._summarise("mu", hdi_prob)
-        out = pd.DataFrame(
-            {
-                "term": [f"mu({e:g})" for e in self.e_grid],
-                "estimate": s["estimate"],
-                "std_error": s["std_error"],
-                "statistic": np.nan,
-                "p_value": np.nan,
-                "conf_low": s["conf_low"],
-                "conf_high": s["conf_high"],
-            }
-        )
+        out = _posterior_frame([f"mu({e:g})" for e in self.e_grid], s)
         out["event_time"] = self.e_grid
         out["r_hat"] = s["r_hat"]
         out["ess_bulk"] = s["ess_bulk"]
@@ -436,3 +417,18 @@ class BayesDidResult:
             f"min_ess_bulk={d.get('min_ess_bulk', np.nan):.0f}, "
             f"divergences={d.get('divergences', 0)})"
         )
+
+
+def _posterior_frame(terms: list[str], s: Mapping[str, Any]) -> pd.DataFrame:
+    """Build the shared tidy columns from a posterior summary (no statistic; HDI bounds)."""
+    return pd.DataFrame(
+        {
+            "term": terms,
+            "estimate": s["estimate"],
+            "std_error": s["std_error"],
+            "statistic": np.nan,
+            "p_value": np.nan,
+            "conf_low": s["conf_low"],
+            "conf_high": s["conf_high"],
+        }
+    )
