@@ -22,6 +22,12 @@ if TYPE_CHECKING:
     import altair as alt
 
 __all__ = [
+    "family_heatmap",
+    "family_instantaneous_lr",
+    "family_paths",
+    "family_persistent",
+    "family_residual",
+    "prediction_scatter",
     "correlation_matrix",
     "event_path",
     "instantaneous_vs_lr",
@@ -386,3 +392,374 @@ def correlation_matrix(
     return alt.layer(tiles, text, title=title).properties(
         width=60 * len(models) + 120, height=60 * len(models) + 80
     )
+
+
+# ----------------------------------------------------------------------------- families
+def _tile_edges(values: pd.Series) -> pd.Series:
+    """Previous grid point of each value (the tile's lower edge); the first gets 0 or its gap."""
+    grid = np.unique(values.to_numpy(dtype=float))
+    prev = np.concatenate(
+        [[grid[0] - (grid[1] - grid[0]) if grid.size > 1 else grid[0] - 1], grid[:-1]]
+    )
+    prev[0] = max(prev[0], 0.0) if grid[0] > 0 else prev[0]
+    return pd.Series(np.interp(values.to_numpy(dtype=float), grid, prev), index=values.index)
+
+
+def family_heatmap(
+    cells: pd.DataFrame,
+    *,
+    epoch_end: float | None = None,
+    mask: str = "opacity",
+    post_only: bool = True,
+    columns: int = 3,
+    title: str = "Memorisation profiles by model",
+    value_title: str = "memorisation",
+    width: int = 260,
+    height: int = 220,
+) -> alt.FacetChart:
+    """Profile heat-maps faceted by model (the paper's Figs 1 and 2).
+
+    Each tile spans one cohort × one checkpoint interval: x from the previous checkpoint to
+    ``c``, y from the previous cohort to ``g`` (the macro-batch ``(c_{k-1}, c_k]``), so the axes
+    are in steps and a dashed line can mark the end of the first epoch.
+
+    Parameters
+    ----------
+    cells
+        Tidy ATT(g, c) rows on the memorisation scale with ``model, group, time, estimate,
+        conf_low, conf_high`` (e.g. ``FamilyFit.cells()``); a frame without ``model`` is one
+        facet.
+    epoch_end
+        Draw dashed lines at this step on both axes (the paper: 95,000); None: no line.
+    mask
+        ``"opacity"``: non-significant cells faint; ``"hide"``: significant cells only (Fig. 2).
+    post_only
+        Keep only ``c >= g`` (the paper's profiles).
+    columns
+        Facets per row.
+    title, value_title, width, height
+        Titles and facet size.
+
+    Returns
+    -------
+    altair.FacetChart
+    """
+    alt = _alt()
+    _need(cells, ("group", "time", "estimate", "conf_low", "conf_high"), "family_heatmap")
+    if mask not in ("opacity", "hide"):
+        raise ValueError(f"mask={mask!r}; use 'opacity' or 'hide'.")
+    df = cells.copy()
+    if "model" not in df:
+        df["model"] = "model"
+    df = df[np.isfinite(df["estimate"].to_numpy(dtype=float))]
+    if post_only:
+        df = df[df["time"] >= df["group"]]
+    models = list(dict.fromkeys(df["model"]))
+    parts = []
+    for _, d in df.groupby("model", sort=False):
+        d = d[["model", "group", "time", "estimate", "conf_low", "conf_high"]].copy()
+        d["time0"] = _tile_edges(d["time"])
+        d["group0"] = _tile_edges(d["group"])
+        parts.append(d)
+    df = pd.concat(parts, ignore_index=True) if parts else df
+    df["significant"] = np.where(significant(df), "significant", "not significant")
+    if mask == "hide":
+        df = df[df["significant"] == "significant"]
+    lim = float(np.nanmax(np.abs(df["estimate"]))) if len(df) else 1.0
+    base = alt.Chart()
+    rect = base.mark_rect().encode(
+        x=alt.X("time0:Q", title="checkpoint step c"),
+        x2="time:Q",
+        y=alt.Y("group0:Q", title="treatment step g", scale=alt.Scale(reverse=True)),
+        y2="group:Q",
+        color=alt.Color(
+            "estimate:Q",
+            title=value_title,
+            scale=alt.Scale(scheme="redblue", reverse=True, domain=[-lim, lim]),
+        ),
+        opacity=alt.Opacity(
+            "significant:N",
+            title="95% band",
+            scale=alt.Scale(domain=["significant", "not significant"], range=[1.0, 0.25]),
+        ),
+        tooltip=[
+            "model:N",
+            alt.Tooltip("group:Q", title="g"),
+            alt.Tooltip("time:Q", title="c"),
+            alt.Tooltip("estimate:Q", format=".3f"),
+            alt.Tooltip("conf_low:Q", format=".3f"),
+            alt.Tooltip("conf_high:Q", format=".3f"),
+        ],
+    )
+    layers: list[Any] = [rect]
+    if epoch_end is not None:
+        one = base.transform_aggregate(n="count()", groupby=["model"])
+        style = {"color": "black", "strokeDash": [5, 4], "strokeWidth": 1.5}
+        layers.append(one.mark_rule(**style).encode(x=alt.datum(float(epoch_end))))
+        layers.append(one.mark_rule(**style).encode(y=alt.datum(float(epoch_end))))
+    return (
+        alt.layer(*layers, data=df)
+        .properties(width=width, height=height)
+        .facet(facet=alt.Facet("model:N", sort=models, title=None), columns=columns, title=title)
+    )
+
+
+def family_paths(
+    path: pd.DataFrame,
+    *,
+    title: str = "Memorisation path by model",
+    value_title: str = "memorisation",
+    x_title: str = "steps since training (c − g)",
+) -> alt.LayerChart:
+    """Event-time paths θ(e) of several models, one colour each, with their interval bands.
+
+    Parameters
+    ----------
+    path
+        Tidy rows with ``model, event_time, estimate, conf_low, conf_high`` (e.g.
+        ``FamilyFit.path()``); rows without an event time are dropped.
+    title, value_title, x_title
+        Titles.
+
+    Returns
+    -------
+    altair.LayerChart
+    """
+    alt = _alt()
+    _need(path, ("model", "event_time", "estimate", "conf_low", "conf_high"), "family_paths")
+    df = path[["model", "event_time", "estimate", "conf_low", "conf_high"]].copy()
+    df = df[np.isfinite(df["event_time"].to_numpy(dtype=float))]
+    models = list(dict.fromkeys(df["model"]))
+    colour = alt.Color("model:N", sort=models, title="model")
+    x = alt.X("event_time:Q", title=x_title)
+    base = alt.Chart(df)
+    band = base.mark_area(opacity=0.18).encode(
+        x=x, y=alt.Y("conf_low:Q", title=value_title), y2="conf_high:Q", color=colour
+    )
+    line = base.mark_line(point=True).encode(
+        x=x,
+        y="estimate:Q",
+        color=colour,
+        tooltip=["model:N", "event_time:Q", alt.Tooltip("estimate:Q", format=".3f")],
+    )
+    zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="black").encode(y="y:Q")
+    start = (
+        alt.Chart(pd.DataFrame({"x": [0.0]}))
+        .mark_rule(color="black", strokeDash=[3, 3])
+        .encode(x="x:Q")
+    )
+    return alt.layer(band, line, zero, start, title=title).properties(width=460, height=280)
+
+
+def family_instantaneous_lr(
+    instantaneous: pd.DataFrame,
+    lr: pd.DataFrame,
+    *,
+    significant_only: bool = False,
+    sqrt_y: bool = False,
+    title: str = "Instantaneous memorisation and each model's learning rate",
+    value_title: str = "τ(g, g)",
+) -> alt.VConcatChart:
+    """One panel per model: τ(g, g) by cohort over that model's own LR schedule (Fig. 3).
+
+    Parameters
+    ----------
+    instantaneous
+        Tidy rows with ``model, group, estimate, conf_low, conf_high`` (``FamilyFit
+        .instantaneous()``).
+    lr
+        Schedules with ``model, step, lr`` (``Family.lr_table()``): each model's real peak LR
+        (pitfall 13), not one schedule for all.
+    significant_only
+        Keep only cohorts whose interval excludes zero (the paper's Fig. 3).
+    sqrt_y
+        Square-root y axis (the paper's Fig. 3).
+    title, value_title
+        Titles.
+
+    Returns
+    -------
+    altair.VConcatChart
+    """
+    alt = _alt()
+    _need(
+        instantaneous,
+        ("model", "group", "estimate", "conf_low", "conf_high"),
+        "family_instantaneous_lr",
+    )
+    _need(lr, ("model", "step", "lr"), "family_instantaneous_lr (lr)")
+    panels = []
+    for model in dict.fromkeys(instantaneous["model"]):
+        inst = instantaneous[instantaneous["model"] == model]
+        if significant_only:
+            inst = inst[significant(inst)]
+        sched = lr[lr["model"] == model]
+        if sched.empty:
+            raise KeyError(f"No learning-rate schedule for model {model!r} in lr.")
+        ch = instantaneous_vs_lr(
+            inst,
+            sched,
+            title=f"{model}: peak LR {float(sched['lr'].max()):.1e}",
+            value_title=value_title,
+        )
+        if sqrt_y:
+            ch.layer[0].layer[0].encoding.y.scale = alt.Scale(type="sqrt")
+        panels.append(ch.properties(width=420, height=180))
+    return alt.vconcat(*panels, title=title).resolve_scale(x="shared")
+
+
+def family_residual(
+    residual: pd.DataFrame,
+    *,
+    value_title: str = "residual memorisation τ(g, T)",
+    title: str = "Residual memorisation at the end of the first epoch",
+) -> alt.FacetChart:
+    """Residual memorisation τ(g, T) per cohort, one lollipop row per model (Fig. 5).
+
+    Parameters
+    ----------
+    residual
+        Tidy rows with ``model, group, estimate, conf_low, conf_high`` (and ``at``, T), e.g.
+        ``FamilyFit.residual()``; opacity marks significance.
+    value_title, title
+        Titles.
+
+    Returns
+    -------
+    altair.FacetChart
+    """
+    alt = _alt()
+    _need(residual, ("model", "group", "estimate", "conf_low", "conf_high"), "family_residual")
+    df = residual[["model", "group", "estimate", "conf_low", "conf_high"]].copy()
+    df["significant"] = np.where(significant(df), "significant", "not significant")
+    df["zero"] = 0.0
+    models = list(dict.fromkeys(df["model"]))
+    opacity = alt.Opacity(
+        "significant:N",
+        scale=alt.Scale(domain=["significant", "not significant"], range=[1.0, 0.3]),
+        title="interval",
+    )
+    xg = alt.X("group:Q", title="treatment step g")
+    stem = (
+        alt.Chart()
+        .mark_rule(color="#1b9e77")
+        .encode(x=xg, y=alt.Y("zero:Q", title=value_title), y2="estimate:Q", opacity=opacity)
+    )
+    head = (
+        alt.Chart()
+        .mark_point(filled=True, size=40, color="#1b9e77")
+        .encode(
+            x=xg,
+            y="estimate:Q",
+            opacity=opacity,
+            tooltip=["model:N", "group:Q", alt.Tooltip("estimate:Q", format=".3f")],
+        )
+    )
+    return (
+        alt.layer(stem, head, data=df)
+        .properties(width=440, height=130)
+        .facet(row=alt.Row("model:N", sort=models, title=None), title=title)
+    )
+
+
+def family_persistent(
+    path: pd.DataFrame,
+    *,
+    sqrt_axes: bool = True,
+    significant_only: bool = False,
+    title: str = "Persistent memorisation by model",
+    value_title: str = "memorisation θ(e)",
+) -> alt.LayerChart:
+    """Chart persistent memorisation θ(e), ``e >= 0``, one colour per model (Fig. 4).
+
+    Parameters
+    ----------
+    path
+        Tidy rows with ``model, event_time, estimate, conf_low, conf_high`` (``FamilyFit
+        .persistent()``).
+    sqrt_axes
+        Square-root x axis (the paper).
+    significant_only
+        Keep only positive, significant points (the paper's Fig. 4); otherwise opacity marks them.
+    title, value_title
+        Titles.
+
+    Returns
+    -------
+    altair.LayerChart
+    """
+    alt = _alt()
+    _need(path, ("model", "event_time", "estimate", "conf_low", "conf_high"), "family_persistent")
+    df = path[["model", "event_time", "estimate", "conf_low", "conf_high"]].copy()
+    df = df[np.isfinite(df["event_time"].to_numpy(dtype=float)) & (df["event_time"] >= 0)]
+    df["significant"] = np.where(significant(df), "significant", "not significant")
+    if significant_only:
+        df = df[(df["significant"] == "significant") & (df["estimate"] > 0)]
+    models = list(dict.fromkeys(df["model"]))
+    colour = alt.Color("model:N", sort=models, title="model")
+    scale = alt.Scale(type="sqrt") if sqrt_axes else alt.Scale()
+    x = alt.X("event_time:Q", title="steps since training (c − g)", scale=scale)
+    base = alt.Chart(df)
+    band = base.mark_area(opacity=0.15).encode(
+        x=x, y=alt.Y("conf_low:Q", title=value_title), y2="conf_high:Q", color=colour
+    )
+    line = base.mark_line().encode(x=x, y="estimate:Q", color=colour)
+    pts = base.mark_point(filled=True, size=30).encode(
+        x=x,
+        y="estimate:Q",
+        color=colour,
+        opacity=alt.Opacity(
+            "significant:N",
+            scale=alt.Scale(domain=["significant", "not significant"], range=[1.0, 0.25]),
+            title="interval",
+        ),
+        tooltip=["model:N", "event_time:Q", alt.Tooltip("estimate:Q", format=".3f")],
+    )
+    zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="black").encode(y="y:Q")
+    return alt.layer(band, line, pts, zero, title=title).properties(width=460, height=280)
+
+
+def prediction_scatter(
+    cells: pd.DataFrame, *, title: str = "Predicted vs estimated profile (held-out cohorts)"
+) -> alt.LayerChart:
+    """Held-out cells: the target's estimate against each method's prediction, with y = x.
+
+    Parameters
+    ----------
+    cells
+        ``ProfilePrediction.cells`` (``split``, ``observed`` and the method columns).
+    title
+        Chart title.
+
+    Returns
+    -------
+    altair.LayerChart
+    """
+    alt = _alt()
+    _need(cells, ("split", "observed", "linear"), "prediction_scatter")
+    test = cells[cells["split"] == "test"]
+    methods = [m for m in ("linear", "event_mean", "nearest") if m in test.columns]
+    long = test.melt(
+        id_vars=["group", "time", "observed"],
+        value_vars=methods,
+        var_name="method",
+        value_name="predicted",
+    )
+    lo = float(np.nanmin(long[["observed", "predicted"]].to_numpy()))
+    hi = float(np.nanmax(long[["observed", "predicted"]].to_numpy()))
+    pts = (
+        alt.Chart(long)
+        .mark_point(filled=True, size=35, opacity=0.8)
+        .encode(
+            x=alt.X("predicted:Q", title="predicted memorisation"),
+            y=alt.Y("observed:Q", title="estimated memorisation (target)"),
+            color=alt.Color("method:N", sort=methods),
+            tooltip=["method:N", "group:Q", "time:Q", alt.Tooltip("predicted:Q", format=".3f")],
+        )
+    )
+    diag = (
+        alt.Chart(pd.DataFrame({"a": [lo, hi], "b": [lo, hi]}))
+        .mark_line(color="black", strokeDash=[4, 3])
+        .encode(x="a:Q", y="b:Q")
+    )
+    return alt.layer(pts, diag, title=title).properties(width=340, height=300)

@@ -1,4 +1,4 @@
-"""Command line: ``causalmem demo`` and ``causalmem fit``."""
+"""Command line: ``causalmem demo``, ``fit``, ``family`` and ``report``."""
 
 from __future__ import annotations
 
@@ -101,6 +101,67 @@ def fit(
         (out / f"aggte_{k}.md").write_text(a.to_markdown())
     (out / "summary.txt").write_text(res.summary())
     console.print(f"fitted {res.cells.n_cells:,} cells of {y!r}; wrote results to {out}/")
+
+
+@app.command()
+def family(
+    config: Annotated[Path, typer.Argument(help="TOML file with a [family] table.")],
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("out/family"),
+) -> None:
+    """Train (or read) a family of models on shared instances; resumable.
+
+    Lab members (a shape and a peak LR) are trained and scored with the lab demo, each in
+    ``OUT/models/<name>/``; file members are read from their panels. Writes ``OUT/family.json``
+    for ``causalmem report OUT``.
+    """
+    _threads()
+    from causalmem.family import FamilyConfig, build_family
+
+    fam = build_family(FamilyConfig.from_toml(config), out, log=console.print)
+    console.print(fam.tidy().drop(columns=["path"]).to_string(index=False))
+    console.print(f"[bold]family of {len(fam.models)} models in {out}/[/bold]")
+
+
+@app.command()
+def report(
+    panel_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="A family folder, a demo folder (panel.parquet) or a folder of panels."
+        ),
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="HTML file (default PANEL_DIR/report.html).")
+    ] = None,
+    outcome: Annotated[str | None, typer.Option(help="Outcome column.")] = None,
+    biters: Annotated[int, typer.Option(help="Bootstrap draws.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 1234,
+    epoch_end: Annotated[
+        float | None, typer.Option(help="End of the first epoch T (default: recorded / last).")
+    ] = None,
+    section: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Extra self-contained HTML section to append (repeatable), e.g. the "
+            "ground-truth validation written by analyses/08_ground_truth (section.html)."
+        ),
+    ] = None,
+) -> None:
+    """Write one self-contained HTML report: figures, tables, diagnostics, provenance."""
+    _threads()
+    from causalmem.report import build_report, read_section
+
+    target = out or panel_dir / "report.html"
+    path = build_report(
+        panel_dir,
+        target,
+        sections=[read_section(p) for p in section or ()],
+        outcome=outcome,
+        biters=biters,
+        seed=seed,
+        epoch_end=epoch_end,
+    )
+    console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 
 if __name__ == "__main__":  # pragma: no cover

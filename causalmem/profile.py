@@ -17,6 +17,7 @@ import pandas as pd
 
 from causalmem.results.aggte import AggteResult
 from causalmem.results.attgt import AttGtResult
+from causalmem.results.bayes import BayesDidResult
 from causalmem.results.twfe import TwfeResult
 
 #: Sign that turns an ATT on the metric into memorisation (substring match on the outcome name).
@@ -91,25 +92,29 @@ class MemorisationProfile:
     @classmethod
     def from_result(
         cls,
-        result: AttGtResult | AggteResult | TwfeResult,
+        result: AttGtResult | AggteResult | TwfeResult | BayesDidResult,
         *,
         metric: str | None = None,
         sign: int | None = None,
         event_time: str = "steps",
+        hdi_prob: float = 0.9,
     ) -> MemorisationProfile:
-        """Build a profile from a CS (``att_gt``/``aggte``), event-study or TWFE result.
+        """Build a profile from a CS (``att_gt``/``aggte``), event-study, TWFE or Bayesian result.
 
         Parameters
         ----------
         result
             An :class:`AttGtResult` (cells and path), an :class:`AggteResult` of type
-            ``dynamic`` (path), or an event-study :class:`TwfeResult` (path).
+            ``dynamic`` (path), an event-study :class:`TwfeResult` (path), or a
+            :class:`BayesDidResult` (posterior cells and the pooled path ``mu(e)``, HDIs).
         metric
             Outcome name (default: the result's ``yname``).
         sign
             Override the sign convention (default from :func:`metric_sign`).
         event_time
             For an ``AttGtResult``: the path's event-time unit, ``"steps"`` or ``"periods"``.
+        hdi_prob
+            For a ``BayesDidResult``: the probability of the highest-density intervals.
         """
         from causalmem.estimators.aggte import aggte
 
@@ -145,6 +150,20 @@ class MemorisationProfile:
                 path=to_memorisation(result.tidy(), s),
                 _result=result,
             )
+        if isinstance(result, BayesDidResult):
+            metric = metric or result.spec.yname
+            s = metric_sign(metric) if sign is None else sign
+            cells = to_memorisation(result.tidy(hdi_prob=hdi_prob), s)
+            cells["reference"] = False
+            return cls(
+                metric=metric,
+                sign=s,
+                source="bayes_did",
+                cells=cells,
+                path=to_memorisation(result.profile(hdi_prob=hdi_prob), s),
+                meta={"model": result.spec.model, "hdi_prob": hdi_prob},
+                _result=result,
+            )
         if isinstance(result, TwfeResult):
             t = result.tidy()
             if "event_time" not in t:
@@ -162,7 +181,7 @@ class MemorisationProfile:
             )
         raise TypeError(
             f"Cannot build a MemorisationProfile from {type(result).__name__}; pass an "
-            "AttGtResult, a dynamic AggteResult or an event-study TwfeResult."
+            "AttGtResult, a dynamic AggteResult, an event-study TwfeResult or a BayesDidResult."
         )
 
     def _need_cells(self) -> pd.DataFrame:
@@ -206,7 +225,7 @@ class MemorisationProfile:
 
         Returns the number of placebo cells, their mean memorisation, the share whose interval
         excludes 0, and R did's Wald statistic, degrees of freedom and p-value (all placebo
-        cells zero).
+        cells zero; NaN for a Bayesian profile, which has no such test).
         """
         c = self._need_cells()
         pre = c[~c["post"] & ~c["reference"]]
@@ -215,7 +234,8 @@ class MemorisationProfile:
             "mean_placebo": float(pre["estimate"].mean()) if len(pre) else float("nan"),
             "share_significant": float(pre["significant"].mean()) if len(pre) else float("nan"),
         }
-        w, p, df = self._result.pretest()
+        pretest = getattr(self._result, "pretest", None)
+        w, p, df = pretest() if callable(pretest) else (float("nan"), float("nan"), len(pre))
         out.update({"wald": w, "df": float(df), "p_value": p})
         return out
 

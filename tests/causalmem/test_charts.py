@@ -83,8 +83,14 @@ def test_issue5_charts_have_the_expected_encodings(tmp_path) -> None:  # type: i
     import causalmem as cm
     from causalmem import charts
 
-    sim = cm.simulate_panel(cohorts=(3, 4, 5), units_per_cohort=40, n_never=80,
-                            steps=range(1, 8), outcome="sup_seq", seed=2)
+    sim = cm.simulate_panel(
+        cohorts=(3, 4, 5),
+        units_per_cohort=40,
+        n_never=80,
+        steps=range(1, 8),
+        outcome="sup_seq",
+        seed=2,
+    )
     res = cm.att_gt(sim.frame, "sup_seq", "step", "unit", "cohort", biters=100, seed=0)
     prof = cm.MemorisationProfile.from_result(res)
     ch = charts.persistent_memorisation(prof.persistent()).to_dict()
@@ -106,3 +112,109 @@ def test_issue5_charts_have_the_expected_encodings(tmp_path) -> None:  # type: i
     assert len(data) == 4 and set(data["model_a"]) == {"small", "large"}
     mat.save(str(tmp_path / "corr.png"))
     assert (tmp_path / "corr.png").stat().st_size > 1000
+
+
+def _family_fit():  # type: ignore[no-untyped-def]
+    """A two-model family (shared units) fitted once; tidy frames with a ``model`` column."""
+    import causalmem as cm
+    from causalmem.family import Family, ModelRun, fit_family, pythia_lr_schedule
+
+    sim = cm.simulate_panel(
+        cohorts=(3, 4, 5),
+        units_per_cohort=30,
+        n_never=60,
+        steps=range(1, 8),
+        outcome="logprob",
+        seed=5,
+    )
+    frame = sim.frame.assign(logprob=lambda f: -f["logprob"])
+    runs = []
+    for k, name in enumerate(("small", "large")):
+        f = frame.assign(logprob=frame["logprob"] * (1 + k))
+        panel = cm.Panel.from_frame(
+            f, unit="unit", step="step", cohort="cohort", outcomes="logprob"
+        )
+        runs.append(
+            ModelRun(
+                name=name,
+                panel=panel,
+                lr=pythia_lr_schedule(1e-3 / (1 + k), total_steps=7, every=1),
+                n_params=float(10 ** (k + 1)),
+                max_lr=1e-3 / (1 + k),
+                epoch_end=6.0,
+                source="test",
+                path="",
+            )
+        )
+    return fit_family(Family(models=tuple(runs)), "logprob", biters=50, seed=0)
+
+
+def test_family_charts_have_the_expected_encodings() -> None:
+    from causalmem import charts
+
+    fit = _family_fit()
+    cells = fit.cells()
+    h = charts.family_heatmap(cells, epoch_end=5).to_dict()
+    assert h["facet"]["field"] == "model" and h["facet"]["sort"] == ["small", "large"]
+    rect, vline, hline = h["spec"]["layer"]
+    enc = rect["encoding"]
+    assert (enc["x"]["field"], enc["x2"]["field"]) == ("time0", "time")
+    assert (enc["y"]["field"], enc["y2"]["field"]) == ("group0", "group")
+    assert enc["opacity"]["field"] == "significant" and enc["color"]["field"] == "estimate"
+    assert vline["encoding"]["x"]["datum"] == 5.0 and hline["encoding"]["y"]["datum"] == 5.0
+    assert vline["mark"]["strokeDash"] == [5, 4]
+    data = pd.DataFrame(list(h["datasets"].values())[0])
+    assert (data["time"] >= data["group"]).all()  # post_only
+    # a tile spans the macro-batch (previous checkpoint, c]
+    assert ((data["time"] - data["time0"]) == 1).all() and (
+        (data["group"] - data["group0"]) == 1
+    ).all()
+    hidden = charts.family_heatmap(cells, mask="hide").to_dict()
+    kept = pd.DataFrame(list(hidden["datasets"].values())[0])
+    assert set(kept["significant"]) == {"significant"} and len(hidden["spec"]["layer"]) == 1
+    with pytest.raises(ValueError, match="mask"):
+        charts.family_heatmap(cells, mask="x")
+
+    p = charts.family_paths(fit.path()).to_dict()
+    assert p["layer"][1]["encoding"]["color"]["field"] == "model"
+    assert p["layer"][0]["encoding"]["y2"]["field"] == "conf_high"
+
+    lr = charts.family_instantaneous_lr(
+        fit.instantaneous(), fit.family.lr_table(), sqrt_y=True
+    ).to_dict()
+    assert len(lr["vconcat"]) == 2
+    first = lr["vconcat"][0]
+    assert first["title"].startswith("small: peak LR 1.0e-03")
+    assert first["layer"][1]["encoding"]["y"]["field"] == "lr"
+    assert first["layer"][0]["layer"][0]["encoding"]["y"]["scale"]["type"] == "sqrt"
+    with pytest.raises(KeyError, match="learning-rate schedule"):
+        lr_small = fit.family.lr_table().query("model == 'small'")
+        charts.family_instantaneous_lr(fit.instantaneous(), lr_small)
+
+    r = charts.family_residual(fit.residual()).to_dict()
+    assert r["facet"]["row"]["field"] == "model" and r["spec"]["layer"][0]["mark"]["type"] == "rule"
+    assert r["spec"]["layer"][0]["encoding"]["y2"]["field"] == "estimate"
+
+    pe = charts.family_persistent(fit.persistent(), significant_only=True).to_dict()
+    assert pe["layer"][0]["encoding"]["x"]["scale"]["type"] == "sqrt"
+    pdata = pd.DataFrame(list(pe["datasets"].values())[0])
+    assert (pdata["estimate"] > 0).all() and (pdata["event_time"] >= 0).all()
+
+
+def test_prediction_scatter_encodings() -> None:
+    from causalmem import charts
+    from causalmem.predict import predict_profile
+
+    w = pd.DataFrame(
+        {
+            "group": [1, 1, 2, 2, 3, 3, 4, 4],
+            "time": [1, 2, 2, 3, 3, 4, 4, 5],
+            "a": [1.0, 0.5, 2.0, 1.0, 3.0, 1.5, 4.0, 2.0],
+        }
+    )
+    w["b"] = 1 + 2 * w["a"]
+    ch = charts.prediction_scatter(predict_profile(w, "b", ["a"]).cells).to_dict()
+    data = pd.DataFrame(list(ch["datasets"].values())[0])
+    assert set(data["method"]) == {"linear", "event_mean", "nearest"}
+    assert len(data) == 3 * 4  # 4 held-out cells (cohorts 2 and 4) x 3 methods
+    assert ch["layer"][0]["encoding"]["x"]["field"] == "predicted"

@@ -95,3 +95,25 @@ def test_alignment_and_bad_inputs() -> None:
         compare_profiles({"a": a, "b": a}, cells="all", biters=50).tidy()["n_cells"].iloc[0]
         > res.tidy()["n_cells"].iloc[0]
     )
+
+
+def test_mean_difference_is_joint_and_sign_aware() -> None:
+    df, _ = _two_models(5, rho=0.7)
+    df = df.assign(y_c=df["y_a"] + np.where(df["step"] >= df["cohort"].fillna(99), 0.4, 0.0))
+    fits = {m: cm.att_gt(df, f"y_{m}", "step", "unit", "cohort", bstrap=False) for m in "ac"}
+    comp = compare_profiles(fits, cells="post", biters=400, seed=2)
+    d = comp.mean_difference("c", "a").iloc[0]
+    # y_c = y_a + 0.4 on every treated post row: every post ATT differs by exactly 0.4, and the
+    # joint draws cancel the shared noise completely.
+    assert d["estimate"] == pytest.approx(0.4)
+    assert d["std_error"] == pytest.approx(0.0, abs=1e-6)
+    assert d["conf_low"] == pytest.approx(0.4, abs=1e-6) and d["n_cells"] > 10
+    assert comp.difference("c", "a")["estimate"].mean() == pytest.approx(0.4)
+    neg = comp.mean_difference("c", "a", sign=-1).iloc[0]
+    assert neg["estimate"] == pytest.approx(-0.4) and neg["conf_low"] <= neg["conf_high"]
+    df2, _ = _two_models(6, rho=0.7)
+    fits2 = {m: cm.att_gt(df2, f"y_{m}", "step", "unit", "cohort", bstrap=False) for m in "ab"}
+    e = compare_profiles(fits2, biters=300, seed=0).mean_difference("a", "b").iloc[0]
+    assert e["std_error"] > 0 and e["conf_low"] < e["estimate"] < e["conf_high"]
+    with pytest.raises(ValueError, match="sign"):
+        comp.mean_difference("c", "a", sign=2)

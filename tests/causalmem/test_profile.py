@@ -90,3 +90,34 @@ def test_profile_from_event_study_and_aggte() -> None:
         )
     with pytest.raises(TypeError, match="MemorisationProfile"):
         MemorisationProfile.from_result(object())  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_profile_from_a_bayesian_result_flips_sign_and_swaps_hdi() -> None:
+    pytest.importorskip("pymc")
+    import warnings
+
+    from causalmem.estimators.bayes import bayes_did
+
+    sim = cm.simulate_panel(
+        cohorts=(3, 4, 5),
+        units_per_cohort=8,
+        n_never=20,
+        steps=range(1, 7),
+        outcome="sup_seq",
+        seed=1,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = cm.att_gt(sim.frame, "sup_seq", "step", "unit", "cohort", bstrap=False)
+        post = bayes_did(res, draws=100, tune=100, chains=1, seed=0, sampler="pymc")
+    prof = MemorisationProfile.from_result(post, hdi_prob=0.8)
+    raw = post.tidy(hdi_prob=0.8)
+    assert prof.source == "bayes_did" and prof.sign == -1
+    np.testing.assert_allclose(prof.cells["estimate"], -raw["estimate"])
+    np.testing.assert_allclose(prof.cells["conf_low"], -raw["conf_high"])
+    np.testing.assert_allclose(prof.cells["conf_high"], -raw["conf_low"])
+    assert (prof.cells["std_error"] >= 0).all()
+    assert (prof.instantaneous()["estimate"] > 0).all()  # memorisation is positive
+    assert len(prof.persistent()) == len(post.profile())
+    assert np.isnan(prof.pretrend()["p_value"])  # no Wald pre-test for a posterior

@@ -1,0 +1,238 @@
+"""Families of models on shared instances: config, building from panel files, fitting, findings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from causalmem.family import (
+    FamilyConfig,
+    FamilyMember,
+    analyse_family,
+    build_family,
+    findings_markdown,
+    fit_family,
+    load_family,
+    pythia_lr_schedule,
+)
+from causalmem.panel.io import write_panel
+from causalmem.panel.panel import Panel
+
+STEPS = np.arange(0, 301, 50)
+COHORTS = STEPS[1:]
+TOTAL = 300
+
+
+def family_frame(
+    scales: tuple[float, ...] = (1.0, 1.5, 2.2),
+    peaks: tuple[float, ...] = (4e-3, 3e-3, 2e-3),
+    *,
+    lr_driven: bool = True,
+    n_per: int = 30,
+    n_never: int = 80,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """One long frame, one outcome column ``logprob_<k>`` per model, shared instances.
+
+    ATT_k(g, c) = scale_k * (12 * s(g) * exp(-(c - g) / 100) + 2) for c >= g, where s(g) is the
+    model's LR over its macro-batch relative to its peak (``lr_driven``) or 1. Instance
+    difficulty is shared by every model (so the bootstrap must be joint).
+    """
+    rng = np.random.default_rng(seed)
+    g = np.concatenate([np.repeat(COHORTS, n_per), np.full(n_never, -1)])
+    n = g.size
+    difficulty = rng.normal(size=(n, 1)) * 3 + rng.normal(size=(n, STEPS.size))
+    frame = pd.DataFrame(
+        {
+            "unit": np.repeat(np.arange(n), STEPS.size),
+            "step": np.tile(STEPS, n),
+            "cohort": pd.array(np.repeat(np.where(g > 0, g, -1), STEPS.size)).astype("Int64"),
+        }
+    )
+    frame.loc[frame["cohort"] == -1, "cohort"] = pd.NA
+    gg = np.repeat(g, STEPS.size).astype(float)
+    tt = frame["step"].to_numpy(dtype=float)
+    for k, (scale, peak) in enumerate(zip(scales, peaks, strict=True)):
+        sched = pythia_lr_schedule(peak, TOTAL, every=1)
+        lr = sched["lr"].to_numpy()
+        rel = {
+            c: float(lr[(sched["step"] > c - 50) & (sched["step"] <= c)].mean()) / peak
+            for c in COHORTS
+        }
+        s = np.array([rel.get(x, 0.0) for x in gg]) if lr_driven else np.ones_like(gg)
+        post = (gg > 0) & (tt >= gg)
+        att = np.where(post, scale * (12 * s * np.exp(-(tt - gg) / 100) + 2), 0.0)
+        trend = -5 * np.log1p(tt / 50)
+        y = difficulty.ravel() + trend + att + rng.normal(size=n * STEPS.size) * 0.5
+        frame[f"logprob_{k}"] = y
+    return frame
+
+
+def write_family_files(
+    root: Path,
+    frame: pd.DataFrame,
+    *,
+    peaks: tuple[float, ...] = (4e-3, 3e-3, 2e-3),
+    biters: int = 99,
+) -> Path:
+    """Write one causalmem panel per model (the last as CSV) and a family TOML; return it."""
+    names = ["tiny", "small", "big"][: len(peaks)]
+    blocks = []
+    for k, (name, peak) in enumerate(zip(names, peaks, strict=True)):
+        sub = frame[["unit", "step", "cohort", f"logprob_{k}"]].rename(
+            columns={f"logprob_{k}": "logprob"}
+        )
+        if k == len(peaks) - 1:
+            path = root / f"{name}.csv"
+            sub.to_csv(path, index=False)
+        else:
+            path = root / f"{name}.parquet"
+            panel = Panel.from_frame(
+                sub,
+                unit="unit",
+                step="step",
+                cohort="cohort",
+                outcomes="logprob",
+                meta={"model": name},
+            )
+            write_panel(panel, path)
+        blocks.append(
+            f'[[family.models]]\nname = "{name}"\npanel = "{path.name}"\n'
+            f"n_params = {10 ** (5 + k)}\nmax_lr = {peak}\ntotal_steps = {TOTAL}\n"
+        )
+    toml = root / "family.toml"
+    toml.write_text(
+        f'[family]\noutcome = "logprob"\nepoch_end = 250\nbiters = {biters}\nseed = 7\n\n'
+        + "\n".join(blocks)
+    )
+    return toml
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("family")
+    toml = write_family_files(root, family_frame())
+    build_family(FamilyConfig.from_toml(toml), root / "out", log=lambda m: None)
+    return root / "out"
+
+
+def test_pythia_lr_schedule_matches_pythia() -> None:
+    s = pythia_lr_schedule(1e-3)
+    assert s["step"].iloc[-1] == 143_000 and s["step"].diff().iloc[1] == 100
+    assert s["lr"].max() == pytest.approx(1e-3)
+    assert s["lr"].iloc[-1] == pytest.approx(1e-4)  # floor 0.1 x max
+    assert s.loc[s["step"] == 700, "lr"].item() == pytest.approx(1e-3 * 700 / 1430)  # warm-up
+    one = pythia_lr_schedule(2.0, total_steps=100, warmup_frac=0.1, every=1)
+    # half-way through the cosine: floor + (1 - floor) / 2 of the peak
+    assert one.loc[one["step"] == 55, "lr"].item() == pytest.approx(2.0 * 0.55)
+
+
+def test_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="either panel"):
+        FamilyMember(name="x", n_layer=2)
+    with pytest.raises(ValueError, match="exclusive"):
+        FamilyMember(name="x", n_layer=2, d_model=64, n_head=2, panel="p.parquet")
+    with pytest.raises(ValueError, match="at least two"):
+        FamilyConfig(models=(FamilyMember(name="a", panel="a.parquet"),))
+    with pytest.raises(ValueError, match="unique"):
+        FamilyConfig(models=(FamilyMember(name="a", panel="a"), FamilyMember(name="a", panel="b")))
+    with pytest.raises(ValueError, match=r"unknown \[family.lab\] keys \['bogus'\]"):
+        FamilyConfig(
+            models=(FamilyMember(name="a", panel="a"), FamilyMember(name="b", panel="b")),
+            lab={"bogus": 1},
+        )
+    t = tmp_path / "f.toml"
+    t.write_text(
+        '[family]\nsteps = 3\n[[family.models]]\nname = "a"\npanel = "a"\n'
+        '[[family.models]]\nname = "b"\npanel = "b"\n'
+    )
+    with pytest.raises(ValueError, match=r"unknown \[family\] keys \['steps'\]"):
+        FamilyConfig.from_toml(t)
+
+
+def test_lab_members_share_the_data_settings() -> None:
+    cfg = FamilyConfig(
+        models=(
+            FamilyMember(name="s", n_layer=1, d_model=64, n_head=2, lr=4e-3),
+            FamilyMember(name="l", n_layer=3, d_model=160, n_head=4, lr=2e-3),
+        ),
+        lab={"steps": 60, "seed": 5, "k": 3},
+    )
+    a, b = (cfg.lab_config(m) for m in cfg.models)
+    assert (a.n_layer, a.d_model, a.lr) == (1, 64, 4e-3) and (b.n_layer, b.lr) == (3, 2e-3)
+    shared = ("steps", "seed", "k", "m", "batch_size", "seq_len", "corpus", "checkpoint_every")
+    assert all(getattr(a, f) == getattr(b, f) for f in shared)
+    assert a.steps == 60 and a.seed == 5
+
+
+def test_build_family_from_files(planted: Path, tmp_path: Path) -> None:
+    fam = load_family(planted)
+    assert fam.names == ("tiny", "small", "big")  # ordered by n_params
+    tab = fam.tidy()
+    assert tab["source"].tolist() == ["file"] * 3
+    assert tab["epoch_end"].tolist() == [250.0] * 3
+    assert tab["n_units"].tolist() == [6 * 30 + 80] * 3
+    lr = fam.lr_table()
+    assert lr.groupby("model")["lr"].max().to_dict() == pytest.approx(
+        {"tiny": 4e-3, "small": 3e-3, "big": 2e-3}
+    )
+    assert fam.duplicate_checkpoints().empty
+    # a member whose units differ cannot join the family (no joint bootstrap)
+    frame = family_frame(n_per=30)
+    toml = write_family_files(tmp_path, frame)
+    bad = pd.read_csv(tmp_path / "big.csv")
+    bad = bad[bad["unit"] != 0]
+    bad.to_csv(tmp_path / "big.csv", index=False)
+    with pytest.raises(ValueError, match="same instances"):
+        build_family(FamilyConfig.from_toml(toml), tmp_path / "out", log=lambda m: None)
+
+
+def test_fit_family_views(planted: Path) -> None:
+    fit = fit_family(load_family(planted), "logprob", biters=49, seed=1)
+    assert fit.sign == 1
+    cells = fit.cells()
+    assert set(cells["model"]) == {"tiny", "small", "big"}
+    inst = fit.instantaneous()
+    assert len(inst) == 3 * COHORTS.size and inst["lr_mean"].notna().all()
+    # the first macro-batch of 'tiny' averages its own schedule over steps 1..50
+    sched = pythia_lr_schedule(4e-3, TOTAL, every=1)
+    want = sched.loc[sched["step"] <= 50, "lr"].mean()
+    got = inst[(inst["model"] == "tiny") & (inst["group"] == 50)]["lr_mean"].item()
+    assert got == pytest.approx(want)
+    resid = fit.residual()
+    assert set(resid["at"]) == {250.0} and resid["group"].max() == 250
+    assert (fit.persistent()["event_time"] >= 0).all()
+    assert len(fit.pretrends()) == 3 and len(fit.glance()) == 3
+
+
+def test_findings_hold_where_planted(planted: Path) -> None:
+    an = analyse_family(load_family(planted), "logprob", biters=199, seed=3)
+    f = an.findings
+    assert f is not None
+    assert f["finding_i"]["holds"] and f["finding_ii"]["holds"] and f["finding_iii"]["holds"]
+    pm = pd.DataFrame(f["per_model"])
+    # planted ratios: instantaneous memorisation scales 1 : 1.5 : 2.2 across sizes
+    ratio = pm["instantaneous_mean"] / pm["instantaneous_mean"].iloc[0]
+    assert ratio.tolist() == pytest.approx([1.0, 1.5, 2.2], rel=0.1)
+    assert min(f["finding_ii"]["corr_instantaneous_lr"].values()) > 0.9
+    assert f["finding_iii"]["paper_fig6_variant"] == "all"
+    corr = an.correlations()
+    assert set(corr["cells"]) == {"all", "post_first_epoch"}
+    assert corr.loc[corr["cells"] == "all", "reproduces_paper_fig6"].all()
+    md = findings_markdown(f)
+    assert "(i) Larger models memorise more" in md and "**holds**" in md
+
+
+def test_findings_are_not_forced(tmp_path: Path) -> None:
+    # Same effect in every model and no LR dependence: (i) and (ii) must not hold.
+    frame = family_frame(scales=(1.5, 1.5, 1.5), lr_driven=False, seed=4)
+    toml = write_family_files(tmp_path, frame)
+    fam = build_family(FamilyConfig.from_toml(toml), tmp_path / "out", log=lambda m: None)
+    f = analyse_family(fam, "logprob", biters=99, seed=2).findings
+    assert f is not None
+    assert not f["finding_i"]["holds"]
+    assert not f["finding_ii"]["holds"]
+    assert f["finding_iii"]["holds"]  # identical profiles are perfectly predictable
