@@ -17,6 +17,7 @@ __all__ = [
     "DuplicateKeyError",
     "EmptyPanelError",
     "FormulaError",
+    "GroundTruthError",
     "IdentificationError",
     "MissingColumnError",
     "OutcomeError",
@@ -102,3 +103,7 @@ class IdentificationError(CausalmemError, ValueError):
 
 class CausalmemWarning(UserWarning):
     """Warnings about data handling or inference choices the caller should know about."""
+
+
+class GroundTruthError(CausalmemError, RuntimeError):
+    """Paired lab runs meant to be bit-identical before the first swapped batch are not."""

@@ -12,14 +12,20 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+# Eager: the function shadows its module name (importing the submodule would otherwise leave
+# ``causalmem.lab.ground_truth`` bound to the module). It imports no torch at load time.
+from causalmem.lab.ground_truth import GroundTruth, ground_truth
+
 __all__ = [
     "Corpus",
+    "GroundTruth",
     "Instances",
     "LabData",
     "MMapIndexedDataset",
     "NumpyTokenIndex",
     "TrainConfig",
     "TrainedRun",
+    "ground_truth",
     "lab_checkpoint_steps",
     "load_corpus",
     "load_text_file",

@@ -1,0 +1,615 @@
+"""The true memorisation profile of a lab run, by counterfactual retraining.
+
+No study of Pythia can check its estimates against the truth: Pythia is a single run. The lab
+can. Run A is the lab run as is. Run B has the same initialisation seed, the same data order and
+the same schedule, except that the sampled (treated) instances of the chosen cohorts are replaced,
+position for position, by reserve chunks that neither run otherwise sees. In run B a treated
+instance ``x`` is therefore never trained on, so its score there is the counterfactual
+``Y_c(x; ∞)`` of Definition 2 of Lesci et al. (2024), and
+
+    τ(g, c) = mean over x in cohort g of (Y^A_c(x) − Y^B_c(x))
+
+is the true expected counterfactual memorisation (Definition 3) of the sampled instances: the
+*sample* average treatment effect on the treated, which an estimator computed from run A alone
+should recover. Its standard error is the spread over instances.
+
+Because training is deterministic on the CPU (fixed order, no dropout), A and B are
+bit-identical up to the first swapped batch; :func:`ground_truth` checks the weights of every
+checkpoint before it and the loss history, and raises :class:`~causalmem.errors.GroundTruthError`
+when they differ (the truth would then mix the swap with another difference). After the first
+swap the two trajectories diverge everywhere, so the truth of a cohort also carries the (small)
+effect of the other cohorts' swaps on its instances; ``control_shift`` measures that effect on
+never-trained instances.
+
+Layout of ``out_dir`` (every stage resumable: rerunning reuses finished training and scoring)::
+
+    tokenizer/        BPE (shared by both runs)
+    A/, B/            lab runs (data/, checkpoints/, run.json)
+    scores_A/, scores_B/   per-checkpoint shards of the same instances (balanced: every
+                           instance at every analysed checkpoint)
+    ground_truth.json provenance: configs, fingerprints, seeds, swapped positions, checks
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from scipy.stats import norm
+
+from causalmem._atomic import atomic_write_text
+from causalmem.errors import GroundTruthError
+from causalmem.results.base import provenance
+
+if TYPE_CHECKING:
+    from causalmem.lab.train import LabData, TrainConfig, TrainedRun
+    from causalmem.lab_demo import LabDemoConfig
+    from causalmem.panel.panel import Panel
+
+__all__ = [
+    "GroundTruth",
+    "event_path_truth",
+    "ground_truth",
+    "replicate_config",
+    "swap_instances",
+    "truth_from_scores",
+]
+
+Log = Callable[[str], None]
+
+
+# ----------------------------------------------------------------------------- result
+@dataclass(frozen=True, eq=False)
+class GroundTruth:
+    """The true memorisation profile τ(g, c) of a lab run and the runs behind it (immutable).
+
+    Attributes
+    ----------
+    truth
+        One row per (outcome, cohort, checkpoint): the true τ(g, c) on the memorisation scale
+        (see :meth:`tidy`).
+    control_shift
+        Per (outcome, checkpoint): mean over never-trained instances of ``Y^A − Y^B`` on the
+        memorisation scale (zero before the first swap; afterwards the effect of the swaps on
+        instances that neither run trained on: a spill-over plus trajectory noise).
+    panel
+        Run A's scored panel (balanced, estimator-ready: never-trained cohort ``<NA>``).
+    counterfactual
+        Run B's scored panel, same instances and checkpoints.
+    swapped
+        The replaced training positions: ``seq_idx``, ``batch``, ``step``, ``cohort``, ``base``
+        and ``reserve_row`` (row of the reserve chunk trained there in run B).
+    checks
+        One row per training checkpoint: ``step``, ``hash_a``, ``hash_b``, ``identical`` and
+        ``expected_identical`` (steps before the first swapped batch).
+    first_swap_step
+        Optimizer step of the first swapped batch (None when nothing was swapped).
+    analysis_steps
+        The checkpoints scored and analysed (cohorts are the macro-batches between them).
+    outcome
+        The headline outcome; ``sign`` turns its differences into memorisation.
+    provenance
+        Configs, data and run fingerprints, seeds, timings and library versions.
+    """
+
+    truth: pd.DataFrame = field(repr=False)
+    control_shift: pd.DataFrame = field(repr=False)
+    panel: Panel = field(repr=False)
+    counterfactual: Panel = field(repr=False)
+    swapped: pd.DataFrame = field(repr=False)
+    checks: pd.DataFrame = field(repr=False)
+    first_swap_step: int | None
+    analysis_steps: tuple[int, ...]
+    outcome: str
+    sign: int
+    provenance: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    def tidy(self, outcome: str | None = None) -> pd.DataFrame:
+        """Return the true τ(g, c) per cell of one outcome (default: the headline one), a new frame.
+
+        Columns: ``term, estimate, std_error, statistic, p_value, conf_low, conf_high, group,
+        time, event_time`` (steps), ``event_period`` (checkpoints on the analysed grid),
+        ``post``, ``n``, ``swapped`` (whether the cohort's instances were replaced), ``outcome``,
+        and the run-level correction: ``control_shift`` (mean ``Y^A − Y^B`` of never-trained
+        instances at ``time``), ``estimate_adjusted = estimate − control_shift`` and its
+        ``std_error_adjusted``. ``estimate`` is the truth as defined (mean ``Y^A − Y^B``);
+        the adjusted value removes the common shift of run B's trajectory, which the swaps of
+        *all* sampled cohorts cause and which a single-instance counterfactual would not have.
+        Intervals are pointwise 95% normal intervals over instances.
+        """
+        name = outcome or self.outcome
+        t = self.truth[self.truth["outcome"] == name]
+        if t.empty:
+            raise ValueError(f"no truth for outcome {name!r}; have {sorted(self.truth.outcome)}.")
+        return t.reset_index(drop=True).copy()
+
+    def event_path(
+        self, outcome: str | None = None, *, swapped_only: bool = True, adjusted: bool = False
+    ) -> pd.DataFrame:
+        """Return the true path θ(e): the n-weighted mean of τ(g, g + e) over cohorts, per period.
+
+        Parameters
+        ----------
+        outcome
+            Outcome (default: the headline outcome).
+        swapped_only
+            Average only cohorts whose instances were replaced (the others have τ = 0 by
+            construction up to spill-over).
+        adjusted
+            Aggregate the truth net of the control shift (see :meth:`tidy`).
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``event_period``, ``estimate``, ``std_error``, ``n_cohorts``, ``n``.
+        """
+        return event_path_truth(self.tidy(outcome), swapped_only=swapped_only, adjusted=adjusted)
+
+    def glance(self) -> pd.DataFrame:
+        """One-row summary: sizes, first swapped step, checks passed, mean instantaneous τ."""
+        t = self.tidy()
+        inst = t[(t["time"] == t["group"]) & t["swapped"]]
+        return pd.DataFrame(
+            [
+                {
+                    "outcome": self.outcome,
+                    "n_cohorts": int(t["group"].nunique()),
+                    "n_swapped": len(self.swapped),
+                    "first_swap_step": self.first_swap_step,
+                    "n_identical_checkpoints": int(self.checks["identical"].sum()),
+                    "checks_passed": bool(
+                        (self.checks["identical"] == self.checks["expected_identical"]).all()
+                    ),
+                    "instantaneous_mean": float(inst["estimate"].mean()),
+                }
+            ]
+        )
+
+
+def event_path_truth(
+    truth: pd.DataFrame, *, swapped_only: bool = True, adjusted: bool = False
+) -> pd.DataFrame:
+    """Aggregate a truth table (:meth:`GroundTruth.tidy`) to event periods, weights ``n``.
+
+    ``adjusted=True`` aggregates ``estimate_adjusted`` (and its SE) instead of ``estimate``.
+    """
+    t = truth[truth["swapped"]] if swapped_only and "swapped" in truth else truth
+    est, sec = (
+        ("estimate_adjusted", "std_error_adjusted") if adjusted else ("estimate", "std_error")
+    )
+    rows = []
+    for e, d in t.groupby("event_period", sort=True):
+        w = d["n"].to_numpy(np.float64) / d["n"].sum()
+        rows.append(
+            {
+                "event_period": int(e),
+                "estimate": float(w @ d[est].to_numpy()),
+                "std_error": float(np.sqrt(w**2 @ d[sec].to_numpy() ** 2)),
+                "n_cohorts": len(d),
+                "n": int(d["n"].sum()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- pure parts
+def swap_instances(
+    data: LabData, positions: npt.ArrayLike
+) -> tuple[LabData, npt.NDArray[np.int64]]:
+    """Replace training positions by reserve chunks (run B's data; ``data`` is not modified).
+
+    Parameters
+    ----------
+    data
+        Run A's split.
+    positions
+        Positions in the training order (``seq_idx``) to replace, distinct.
+
+    Returns
+    -------
+    (LabData, numpy.ndarray)
+        Run B's split (same validation chunks, the reserve without the chunks used) and, for
+        each position in the given order, the reserve row trained there instead.
+
+    Raises
+    ------
+    ValueError
+        Positions are repeated or out of range, or the reserve is too small.
+    """
+    from causalmem.lab.train import LabData
+
+    pos = np.asarray(positions, dtype=np.int64).reshape(-1)
+    if np.unique(pos).size != pos.size:
+        raise ValueError("swap positions must be distinct.")
+    if pos.size and (pos.min() < 0 or pos.max() >= data.train.shape[0]):
+        raise ValueError(f"swap positions must lie in [0, {data.train.shape[0]}).")
+    if pos.size > data.reserve.shape[0]:
+        raise ValueError(
+            f"{pos.size} positions to swap but only {data.reserve.shape[0]} reserve chunks; use "
+            "fewer swapped cohorts, fewer instances per cohort (k, m) or a larger corpus."
+        )
+    rows = np.arange(pos.size, dtype=np.int64)
+    train = np.array(data.train, copy=True)
+    train[pos] = data.reserve[rows]
+    reserve = np.array(data.reserve[pos.size :], copy=True)
+    for a in (train, reserve):
+        a.setflags(write=False)
+    prov = {
+        **data.provenance,
+        "n_reserve": int(reserve.shape[0]),
+        "swapped_positions": int(pos.size),
+        "swapped_from": "reserve rows 0 .. n_swapped - 1 (the reserve is a seeded permutation)",
+    }
+    return LabData(data.validation, train, reserve, prov), rows
+
+
+def truth_from_scores(
+    a: pd.DataFrame,
+    b: pd.DataFrame,
+    outcomes: Sequence[str],
+    signs: Sequence[int],
+    analysis_steps: npt.ArrayLike,
+    swapped_cohorts: Sequence[int],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Compute the true τ(g, c) from the scores of runs A and B (pure; see :func:`ground_truth`).
+
+    Parameters
+    ----------
+    a, b
+        Long frames with ``unit, step, cohort`` and the outcome columns, the same
+        (unit, step) keys in both (run A and run B scores of the same instances).
+    outcomes, signs
+        Outcome columns and the sign turning each into memorisation (+1 log-probability,
+        −1 surprisal, …).
+    analysis_steps
+        The analysed checkpoint grid (for ``event_period``).
+    swapped_cohorts
+        Cohorts whose instances were replaced in run B.
+
+    Returns
+    -------
+    (truth, control_shift)
+        See :class:`GroundTruth`.
+    """
+    keys = ["unit", "step"]
+    if len(a) != len(b):
+        raise ValueError(f"runs A and B have {len(a)} and {len(b)} scored rows; score both alike.")
+    m = a[[*keys, "cohort", *outcomes]].merge(
+        b[[*keys, *outcomes]], on=keys, suffixes=("_a", "_b"), validate="one_to_one"
+    )
+    if len(m) != len(a):
+        raise ValueError("runs A and B were scored on different (unit, step) pairs.")
+    grid = np.unique(np.asarray(analysis_steps, dtype=np.int64))
+    pos = {int(s): i for i, s in enumerate(grid)}
+    sw = {int(g) for g in swapped_cohorts}
+    never = m["cohort"].isna().to_numpy()
+    truth_parts, ctrl_parts = [], []
+    for name, sign in zip(outcomes, signs, strict=True):
+        diff = sign * (m[f"{name}_a"].to_numpy(np.float64) - m[f"{name}_b"].to_numpy(np.float64))
+        d = pd.DataFrame({"group": m["cohort"].astype("float64"), "time": m["step"], "diff": diff})
+        g = d[~never].groupby(["group", "time"], sort=True)["diff"]
+        cell = g.agg(["mean", "std", "count"]).reset_index()
+        se = cell["std"].fillna(0.0).to_numpy() / np.sqrt(cell["count"].to_numpy())
+        est = cell["mean"].to_numpy()
+        z = norm.ppf(0.975)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            stat = np.where(se > 0, est / se, np.nan)
+        gi = cell["group"].astype(np.int64).to_numpy()
+        ti = cell["time"].astype(np.int64).to_numpy()
+        truth_parts.append(
+            pd.DataFrame(
+                {
+                    "term": [f"tau({x},{y})" for x, y in zip(gi, ti, strict=True)],
+                    "estimate": est,
+                    "std_error": se,
+                    "statistic": stat,
+                    "p_value": 2 * norm.sf(np.abs(stat)),
+                    "conf_low": est - z * se,
+                    "conf_high": est + z * se,
+                    "group": gi,
+                    "time": ti,
+                    "event_time": ti - gi,
+                    "event_period": [
+                        pos.get(int(y), -1) - pos.get(int(x), -1)
+                        for x, y in zip(gi, ti, strict=True)
+                    ],
+                    "post": ti >= gi,
+                    "n": cell["count"].to_numpy(np.int64),
+                    "swapped": [int(x) in sw for x in gi],
+                    "outcome": name,
+                }
+            )
+        )
+        c = d[never].groupby("time", sort=True)["diff"].agg(["mean", "std", "count"]).reset_index()
+        ctrl = pd.DataFrame(
+            {
+                "time": c["time"].astype(np.int64),
+                "estimate": c["mean"].astype(np.float64),
+                "std_error": c["std"].fillna(0.0) / np.sqrt(c["count"]),
+                "n": c["count"].astype(np.int64),
+                "outcome": name,
+            }
+        )
+        ctrl_parts.append(ctrl)
+        part = truth_parts[-1]
+        shift = part["time"].map(ctrl.set_index("time")["estimate"]).fillna(0.0)
+        shift_se = part["time"].map(ctrl.set_index("time")["std_error"]).fillna(0.0)
+        part["control_shift"] = shift.to_numpy()
+        part["estimate_adjusted"] = part["estimate"].to_numpy() - shift.to_numpy()
+        part["std_error_adjusted"] = np.sqrt(part["std_error"] ** 2 + shift_se**2).to_numpy()
+    return (
+        pd.concat(truth_parts, ignore_index=True),
+        pd.concat(ctrl_parts, ignore_index=True),
+    )
+
+
+# ----------------------------------------------------------------------------- the lab parts
+def _lab_inputs(
+    cfg: LabDemoConfig, out: Path, log: Log | None
+) -> tuple[LabData, TrainConfig, int, dict[str, Any]]:
+    """Corpus → tokenizer (reused when present) → packed, shuffled split (as the lab demo)."""
+    from causalmem.lab.corpus import load_corpus
+    from causalmem.lab.tokenizer import encode_documents, load_tokenizer, save_tokenizer, train_bpe
+    from causalmem.lab.train import prepare_data
+
+    corpus = load_corpus(cfg.corpus, cache=cfg.cache_dir, log=log).deduplicated()
+    sha = hashlib.sha256("\n".join(corpus.documents).encode()).hexdigest()
+    tok_dir = out / "tokenizer"
+    tok_meta = tok_dir / "causalmem.json"
+    want = {"corpus_sha256": sha, "vocab_size": cfg.vocab_size}
+    if tok_meta.exists() and json.loads(tok_meta.read_text()) == want:
+        tokenizer = load_tokenizer(tok_dir)
+    else:
+        tokenizer = train_bpe(corpus.documents, cfg.vocab_size)
+        save_tokenizer(tokenizer, tok_dir)
+        atomic_write_text(tok_meta, json.dumps(want))
+    tcfg = cfg.train_config()
+    docs = encode_documents(tokenizer, corpus.documents)
+    data = prepare_data(docs, tcfg, n_validation=cfg.n_heldout, seed=cfg.seed)
+    corpus_prov = {**dict(corpus.provenance), "documents_sha256": sha}
+    return data, tcfg, int(tokenizer.get_vocab_size()), corpus_prov
+
+
+def _analysis_steps(run: TrainedRun, cfg: LabDemoConfig) -> npt.NDArray[np.int64]:
+    steps = np.asarray(run.checkpoint_steps, dtype=np.int64)
+    if cfg.score_log_spaced:
+        return steps
+    keep = (steps == 0) | (steps % cfg.checkpoint_every == 0) | (steps == cfg.steps)
+    return steps[keep]
+
+
+def _hashes(run: TrainedRun) -> dict[int, str]:
+    from causalmem.scoring.checkpoints import load_causal_lm, weights_hash
+
+    return {int(c.step or 0): weights_hash(load_causal_lm(c)) for c in run.checkpoints}
+
+
+def _check_identical(run_a: TrainedRun, run_b: TrainedRun, first_swap: int | None) -> pd.DataFrame:
+    """Compare checkpoint weights and losses; raise unless identical exactly before the swap."""
+    ha, hb = _hashes(run_a), _hashes(run_b)
+    steps = sorted(ha)
+    limit = np.inf if first_swap is None else first_swap
+    checks = pd.DataFrame(
+        {
+            "step": steps,
+            "hash_a": [ha[s] for s in steps],
+            "hash_b": [hb.get(s, "") for s in steps],
+        }
+    )
+    checks["identical"] = checks["hash_a"] == checks["hash_b"]
+    checks["expected_identical"] = checks["step"] < limit
+    bad_pre = checks[checks["expected_identical"] & ~checks["identical"]]
+    if len(bad_pre):
+        raise GroundTruthError(
+            f"runs A and B differ at checkpoints {bad_pre['step'].tolist()} although the first "
+            f"swapped batch is at step {first_swap}; training is not deterministic here (set "
+            "num_threads=1, keep the CPU, no dropout) or the two runs do not share config/order."
+        )
+    la = run_a.history.set_index("step")["loss"]
+    lb = run_b.history.set_index("step")["loss"]
+    pre = la.index[la.index < limit]
+    if not np.array_equal(la.loc[pre].to_numpy(), lb.loc[pre].to_numpy()):
+        raise GroundTruthError(
+            f"the loss histories of runs A and B differ before step {first_swap}; the runs are "
+            "not bit-identical before the first swapped batch."
+        )
+    if first_swap is not None:
+        post = checks[checks["step"] >= first_swap]
+        if len(post) and bool(post["identical"].iloc[0]):
+            raise GroundTruthError(
+                f"run B equals run A at checkpoint {int(post['step'].iloc[0])}, after the swap at "
+                f"step {first_swap}: the swapped chunks were not trained (check the reserve)."
+            )
+        if la.loc[first_swap] == lb.loc[first_swap]:
+            raise GroundTruthError(
+                f"the loss at the first swapped step {first_swap} is the same in both runs."
+            )
+    return checks
+
+
+def ground_truth(
+    out_dir: str | os.PathLike[str],
+    cfg: LabDemoConfig | None = None,
+    *,
+    swap_cohorts: Sequence[int] | None = None,
+    outcomes: Sequence[str] | None = None,
+    log: Log | None = None,
+    progress: bool = False,
+) -> GroundTruth:
+    """Train paired lab runs A and B, score both, and return the true τ(g, c).
+
+    Run A is the lab demo's run for ``cfg`` (corpus, tokenizer, recorded order, Pythia-style
+    sample of ``k × m`` instances per macro-batch on the analysed grid, ``n_validation``
+    never-trained chunks). Run B repeats it with the sampled instances of ``swap_cohorts``
+    replaced by reserve chunks. Both runs score every instance at every analysed checkpoint
+    (a balanced panel, whatever ``cfg.pre_periods`` says: the event-study estimators and the
+    placebo truth need it).
+
+    Parameters
+    ----------
+    out_dir
+        Folder for both runs (created; a rerun reuses finished training and scoring).
+    cfg
+        Lab settings (default :class:`~causalmem.lab_demo.LabDemoConfig`); ``seed`` is the
+        data-order and sampling seed, ``model_seed`` the initialisation seed of both runs.
+    swap_cohorts
+        Cohorts whose sampled instances are replaced in run B (default: every sampled
+        cohort; ``()`` swaps nothing, so B = A and τ = 0 exactly).
+    outcomes
+        Outcomes to compute the truth for (default: every scored metric). The headline outcome
+        is ``cfg.outcome``.
+    log
+        Progress messages.
+    progress
+        Rich progress bars for training and scoring.
+
+    Returns
+    -------
+    GroundTruth
+
+    Raises
+    ------
+    GroundTruthError
+        The runs are not bit-identical before the first swapped batch (checkpoint weights or
+        losses), or identical after it.
+    ValueError
+        Unknown swap cohorts, or too few reserve chunks.
+
+    Examples
+    --------
+    >>> from causalmem.lab_demo import LabDemoConfig
+    >>> gt = ground_truth("out/gt", LabDemoConfig(steps=300))  # doctest: +SKIP
+    >>> gt.tidy()[["group", "time", "estimate", "std_error"]]  # doctest: +SKIP
+    """
+    from causalmem.lab.instances import (
+        Instances,
+        sample_macro_batches,
+        training_instances,
+        validation_instances,
+    )
+    from causalmem.lab.train import train
+    from causalmem.lab_demo import LabDemoConfig
+    from causalmem.scoring.metrics import MEMORISATION_SIGN, METRICS
+    from causalmem.scoring.runner import score
+
+    cfg = cfg or LabDemoConfig()
+    if cfg.outcome not in MEMORISATION_SIGN:
+        raise ValueError(f"outcome={cfg.outcome!r}; use one of {sorted(MEMORISATION_SIGN)}.")
+    outs = tuple(outcomes) if outcomes is not None else METRICS
+    unknown = sorted(set(outs) - set(METRICS))
+    if unknown:
+        raise ValueError(f"outcomes {unknown} are not scored; use some of {list(METRICS)}.")
+    if cfg.outcome not in outs:
+        outs = (cfg.outcome, *outs)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    say = log or (lambda _m: None)
+
+    t0 = time.perf_counter()
+    data_a, tcfg, vocab, corpus_prov = _lab_inputs(cfg, out, log)
+    timings["data"] = time.perf_counter() - t0
+
+    # Run A fixes the grid and the sample (they depend on the config only).
+    t0 = time.perf_counter()
+    run_a = train(data_a, tcfg, out / "A", vocab_size=vocab, progress=progress, log=log)
+    steps = _analysis_steps(run_a, cfg)
+    sample = sample_macro_batches(steps, cfg.batch_size, k=cfg.k, m=cfg.m, seed=cfg.seed)
+    cohorts = sorted(int(g) for g in sample["cohort"].unique())
+    chosen = cohorts if swap_cohorts is None else sorted(int(g) for g in swap_cohorts)
+    bad = sorted(set(chosen) - set(cohorts))
+    if bad:
+        raise ValueError(f"swap_cohorts {bad} are not sampled cohorts; choose from {cohorts}.")
+    swapped = sample[sample["cohort"].isin(chosen)].reset_index(drop=True)
+    data_b, rows = swap_instances(data_a, swapped["seq_idx"].to_numpy())
+    swapped["reserve_row"] = rows
+    first_swap = int(swapped["step"].min()) if len(swapped) else None
+    say(
+        f"ground truth: swapping {len(swapped):,} instances of {len(chosen)} cohorts "
+        f"(first swapped batch at step {first_swap})"
+    )
+    run_b = train(data_b, tcfg, out / "B", vocab_size=vocab, progress=progress, log=log)
+    timings["training"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    checks = _check_identical(run_a, run_b, first_swap)
+    timings["checks"] = time.perf_counter() - t0
+    n_same = int(checks["identical"].sum())
+    say(f"checks: {n_same} of {len(checks)} checkpoints identical, all before step {first_swap}")
+
+    t0 = time.perf_counter()
+    tr = training_instances(run_a.order(), sample)
+    va = validation_instances(np.load(run_a.validation_path), cfg.n_validation, seed=cfg.seed)
+    instances = Instances.concat([tr, va])
+    panels = []
+    for run, name in ((run_a, "A"), (run_b, "B")):
+        by_step = {c.step: c for c in run.checkpoints}
+        panels.append(
+            score(
+                [by_step[int(s)] for s in steps],
+                instances,
+                out / f"scores_{name}",
+                batch_size=cfg.scoring_batch_size or "auto",
+                num_threads=cfg.num_threads,
+                progress=progress,
+            )
+        )
+    timings["scoring"] = time.perf_counter() - t0
+    panel_a, panel_b = panels
+    signs = [int(MEMORISATION_SIGN[o]) for o in outs]
+    truth, ctrl = truth_from_scores(panel_a.frame, panel_b.frame, outs, signs, steps, chosen)
+    prov = dict(
+        provenance(
+            method="counterfactual retraining (paired lab runs, treated instances swapped)",
+            out_dir=str(out),
+            run_dir_a=str(out / "A"),
+            run_dir_b=str(out / "B"),
+            lab_config=asdict(cfg),
+            train_config=asdict(tcfg),
+            vocab_size=vocab,
+            corpus=corpus_prov,
+            data_fingerprint_a=data_a.fingerprint(),
+            data_fingerprint_b=data_b.fingerprint(),
+            run_fingerprint_a=json.loads((out / "A" / "run.json").read_text())["fingerprint"],
+            run_fingerprint_b=json.loads((out / "B" / "run.json").read_text())["fingerprint"],
+            instances_fingerprint=instances.fingerprint(),
+            data_seed=cfg.seed,
+            sampling_seed=cfg.seed,
+            model_seed=cfg.model_seed,
+            swap_cohorts=chosen,
+            n_swapped=len(swapped),
+            first_swap_step=first_swap,
+            identical_checkpoints=checks.loc[checks["identical"], "step"].tolist(),
+            analysis_steps=[int(s) for s in steps],
+            timings_s=timings,
+        )
+    )
+    body = {**prov, "swapped": swapped.to_dict("list"), "checks": checks.to_dict("list")}
+    atomic_write_text(out / "ground_truth.json", json.dumps(body, indent=1, default=str))
+    return GroundTruth(
+        truth=truth,
+        control_shift=ctrl,
+        panel=panel_a,
+        counterfactual=panel_b,
+        swapped=swapped,
+        checks=checks,
+        first_swap_step=first_swap,
+        analysis_steps=tuple(int(s) for s in steps),
+        outcome=cfg.outcome,
+        sign=int(MEMORISATION_SIGN[cfg.outcome]),
+        provenance=prov,
+    )
+
+
+def replicate_config(cfg: LabDemoConfig, seed: int) -> LabDemoConfig:
+    """Return the lab config of replicate ``seed``: its own data order, sample and init seed."""
+    return replace(cfg, seed=int(seed), model_seed=int(seed))
