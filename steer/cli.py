@@ -1,4 +1,4 @@
-"""Command line: ``steer train``, ``steer generate`` and ``steer demo``.
+"""Command line: ``steer train``, ``steer generate``, ``steer evaluate`` and ``steer demo``.
 
 Threads: the commands run torch on one thread by default. On this project's shared 2-core
 machines two threads made generation 3-5x slower in every run and training 1.3-3x slower
@@ -204,6 +204,100 @@ def generate(
     if out is not None:
         generations_frame(gens).to_csv(out, index=False)
         console.print(f"[bold]wrote {out}[/bold]")
+
+
+@app.command()
+def evaluate(
+    out: Annotated[Path, typer.Option(help="Output folder (parquet, summary.md, charts).")],
+    steer_dir: Annotated[
+        Path | None, typer.Option("--steer", help="Folder written by 'steer train' (none: the "
+                                  "unsteered model).")  # fmt: skip
+    ] = None,
+    value: Annotated[
+        list[str],
+        typer.Option(
+            help="Strength s of the labelled slot(s) (dummy slots 1); repeat for a sweep; write "
+            "negative values as --value=-5; '5,1' gives all k slots."
+        ),
+    ] = ["-5", "0", "5"],  # noqa: B006
+    prompts: Annotated[
+        Path | None,
+        typer.Option(help="Prompt file: .jsonl ({'prompt': {'text': ...}}) or one per line."),
+    ] = None,
+    prompt_set: Annotated[
+        str, typer.Option(help="Built-in prompt set when no --prompts: neutral|positive|negative.")
+    ] = "neutral",
+    n_prompts: Annotated[int, typer.Option(help="Use the first n prompts (0: all).")] = 0,
+    model: Annotated[
+        str | None, typer.Option(help="Model (default: the steer's base model, else SmolLM2).")
+    ] = None,
+    samples: Annotated[int, typer.Option(help="Samples per prompt and value (paper: 25).")] = 25,
+    new_tokens: Annotated[int, typer.Option(help="Exact new tokens per sample (paper: 20).")] = 20,
+    top_p: Annotated[float, typer.Option(help="Nucleus mass (paper: 0.9 for sentiment).")] = 0.9,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Base seed of the per-(prompt, sample) seeds.")] = 0,
+    scorer: Annotated[
+        list[str], typer.Option(help="Scorer (repeat): vader|textblob|afinn|offensive.")
+    ] = ["vader", "textblob", "offensive"],  # noqa: B006
+    perplexity_model: Annotated[
+        str | None, typer.Option(help="Fluency scorer LM (default: the model, unsteered).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Sequences per forward pass.")] = 50,
+    charts: Annotated[bool, typer.Option(help="Write epsilon-curve charts (PNG + HTML).")] = True,
+    threads: ThreadsOpt = 1,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Evaluate a steer with the DExperts protocol: sentiment, offensiveness, fluency, diversity."""
+    _threads(threads)
+    from steer.data import builtin_prompts, read_prompts
+    from steer.errors import SteerInputError
+    from steer.evaluate import evaluate as run_evaluate
+    from steer.evaluate import save_evaluations
+    from steer.io import load_steer
+    from steer.models import SMOLLM2, SMOLLM2_HUB_ID, load_model
+
+    try:
+        texts = (read_prompts(prompts, n_prompts or None) if prompts is not None
+                 else builtin_prompts(prompt_set, n_prompts or None))  # fmt: skip
+    except SteerInputError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    tr = load_steer(steer_dir) if steer_dir is not None else None
+    if tr is None:
+        name = model or SMOLLM2
+    else:
+        name = model or (SMOLLM2 if tr.base_model == SMOLLM2_HUB_ID else tr.base_model)
+    lm = load_model(name, cache_dir=cache_dir, log=_log)
+    settings = [_parse_values(v, tr) for v in value] if tr is not None else None
+    ppl_model = ppl_tok = None
+    if perplexity_model is not None:
+        scorer_lm = load_model(perplexity_model, cache_dir=cache_dir, log=_log)
+        ppl_model, ppl_tok = scorer_lm.model, scorer_lm.tokenizer
+    label = prompts.stem if prompts is not None else prompt_set
+    try:
+        ev = run_evaluate(
+            lm.model, lm.tokenizer, tr, texts, settings, samples=samples, new_tokens=new_tokens,
+            top_p=top_p, temperature=temperature, seed=seed, scorers=scorer,
+            perplexity_model=ppl_model, perplexity_tokenizer=ppl_tok, batch_size=batch_size,
+            prompt_set=label, log=_log,
+        )  # fmt: skip
+    except SteerInputError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    files = save_evaluations(ev, out)
+    metrics = [m for m in ("vader_positive", "vader_mean", "textblob_positive", "offensive_max",
+                           "ppl_median", "dist_2") if m in set(ev.tidy()["metric"])]  # fmt: skip
+    console.print(ev.to_markdown(metrics))
+    if charts and tr is not None and len(ev.spec.settings or ()) > 1:
+        from steer.charts import epsilon_curves
+
+        chart = epsilon_curves(ev.tidy(), metrics)
+        for suffix in ("html", "png"):
+            path = out / f"epsilon_curves.{suffix}"
+            try:
+                chart.save(str(path))
+                files.append(path)
+            except Exception as exc:  # noqa: BLE001 - PNG needs vl-convert; HTML always works
+                _log(f"could not write {path.name}: {exc}")
+    console.print(f"[bold]wrote {len(files)} files to {out}/[/bold]")
 
 
 @app.command()

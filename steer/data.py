@@ -4,16 +4,22 @@ The ``vaderSentiment==3.3.2`` sdist on PyPI (MIT) ships
 ``additional_resources/hutto_ICWSM_2014.tar.gz`` (Hutto & Gilbert, ICWSM 2014) with ~23.7k
 sentence-level snippets, each rated by ~20 people on -4..+4: movie reviews (10,605), tweets
 (4,200), Amazon reviews (3,708) and NYT editorials (5,190). Each ``*_GroundTruth.txt`` line is
-``id<TAB>mean_rating<TAB>text``. The sdist is downloaded once with
-``pip download --no-deps --no-binary :all:`` into the cache, checked against a pinned sha256,
-and recorded in ``provenance.json`` beside it. Ratings map to labels in [-1, 1] (rating / 4).
+``id<TAB>mean_rating<TAB>text``. The sdist is downloaded once by
+:func:`causalmem.lab.corpus.fetch_vader_sdist` (``pip download --no-deps --no-binary :all:``,
+pinned sha256, ``provenance.json``), shared with causalmem's lab. Ratings map to labels in
+[-1, 1] (rating / 4); :func:`source_corpus` labels by collection instead (e.g. NYT editorials
+vs tweets: a formal / informal style steer).
+
+Evaluation prompts: :func:`read_prompts` reads the paper's prompt files (LM-Steer / DExperts
+JSONL with ``{"prompt": {"text": ...}}``) and :data:`BUILTIN_PROMPTS` is a small built-in set
+of neutral, positive and negative sentence openings for runs without them.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import shutil
+import os
 import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,25 +28,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from steer._cache import cache_root, pip_download, verify_sha256
-from steer._provenance import utc_now
+from causalmem.lab import corpus as _corpus
 from steer._types import VADER_SOURCES, LabelMode, VaderSource, check_literal
-from steer.errors import FetchError, SteerInputError
+from steer.errors import ChecksumError, FetchError, SteerInputError
 
 __all__ = [
+    "BUILTIN_PROMPTS",
     "SentimentCorpus",
+    "builtin_prompts",
     "fetch_vader_sdist",
     "neutral_prompts",
     "parse_snippets",
     "rating_to_label",
+    "read_prompts",
     "read_vader_archive",
     "sentiment_corpus",
+    "source_corpus",
     "vader_snippets",
 ]
 
 VADER_REQUIREMENT = "vaderSentiment==3.3.2"
 VADER_SDIST = "vaderSentiment-3.3.2.tar.gz"
-VADER_SDIST_SHA256 = "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9"
+VADER_SDIST_SHA256 = _corpus.VADER_SDIST_SHA256
 _MEMBER = "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz"
 _FILES = {
     "movie": "movieReviewSnippets_GroundTruth.txt",
@@ -54,36 +63,35 @@ MAX_RATING = 4.0
 def fetch_vader_sdist(cache_dir: str | Path | None = None) -> Path:
     """Return the cached ``vaderSentiment-3.3.2.tar.gz``, downloading it from PyPI once.
 
+    One implementation for the whole distribution: this calls
+    :func:`causalmem.lab.corpus.fetch_vader_sdist` (``pip download --no-deps --no-binary
+    :all:``, pinned sha256, ``provenance.json``, atomic move into the cache), so causalmem's
+    mini-Pythia lab and steer share one copy at ``<root>/corpora/vaderSentiment-3.3.2/``.
+
     Parameters
     ----------
     cache_dir
-        Cache root (default ``$STEER_CACHE`` or ``~/.cache/causalmem/steer``).
+        Cache root. Default: ``$STEER_CACHE`` when set, else causalmem's cache root
+        (``$CAUSALMEM_CACHE`` or ``~/.cache/causalmem``).
 
     Returns
     -------
     pathlib.Path
         The sdist, verified against its pinned sha256.
+
+    Raises
+    ------
+    ChecksumError
+        If the downloaded file does not have the pinned sha256.
+    FetchError
+        If pip cannot download it (no network and no cached copy).
     """
-    folder = cache_root(cache_dir) / "data" / "vader"
-    path = folder / VADER_SDIST
-    if not path.is_file():
-        tmp = folder / ".download"
-        shutil.rmtree(tmp, ignore_errors=True)
-        got = pip_download(VADER_REQUIREMENT, tmp, binary=False)
-        verify_sha256(got, VADER_SDIST_SHA256)
-        got.replace(path)
-        shutil.rmtree(tmp, ignore_errors=True)
-        provenance = {
-            "source": f"PyPI sdist {VADER_REQUIREMENT}",
-            "file": VADER_SDIST,
-            "sha256": VADER_SDIST_SHA256,
-            "license": "MIT",
-            "citation": "Hutto & Gilbert (2014), VADER, ICWSM; human-rated snippets in "
-            "additional_resources/hutto_ICWSM_2014.tar.gz",
-            "fetched_at": utc_now(),
-        }
-        (folder / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
-    verify_sha256(path, VADER_SDIST_SHA256)
+    root = cache_dir if cache_dir is not None else os.environ.get("STEER_CACHE") or None
+    try:
+        path = _corpus.fetch_vader_sdist(None if root is None else Path(root).expanduser())
+    except RuntimeError as exc:
+        cls = ChecksumError if "checksum mismatch" in str(exc) else FetchError
+        raise cls(str(exc)) from exc
     return path
 
 
@@ -321,3 +329,170 @@ def neutral_prompts(
     df = df[words.str.len() >= 2 * n_words]
     idx = rng.choice(len(df), size=min(n, len(df)), replace=False)
     return [" ".join(t.split()[:n_words]) for t in df["text"].iloc[np.sort(idx)]]
+
+
+def source_corpus(
+    snippets: pd.DataFrame,
+    positive: VaderSource = "nyt",
+    negative: VaderSource = "tweets",
+    *,
+    n_per_class: int = 300,
+    max_words: int | None = 30,
+    max_abs_rating: float | None = None,
+    seed: int = 0,
+) -> SentimentCorpus:
+    """Draw a balanced two-style training set labelled by collection (+1 / -1), not rating.
+
+    With the defaults it is a formality steer: NYT editorial snippets (+1, formal) against
+    tweets (-1, informal), both human-written and rated by the same VADER study.
+
+    Parameters
+    ----------
+    snippets
+        Output of :func:`vader_snippets` with both sources.
+    positive, negative
+        The collections labelled +1 and -1.
+    n_per_class
+        Snippets per collection (fewer if not available).
+    max_words
+        Drop longer snippets (``None``: keep all).
+    max_abs_rating
+        Keep only snippets with ``|rating| <= max_abs_rating`` (``None``: all), so that the
+        style is not confounded with sentiment.
+    seed
+        Seed of the draw.
+
+    Returns
+    -------
+    SentimentCorpus
+        Texts, labels (+1 / -1) and the selected rows (``label`` column added).
+    """
+    check_literal("positive", positive, VaderSource)
+    check_literal("negative", negative, VaderSource)
+    if positive == negative:
+        raise SteerInputError(f"positive and negative must be two collections; got {positive!r}.")
+    rng = np.random.default_rng(seed)
+    df = snippets
+    if max_words is not None:
+        df = df[df["text"].str.split().str.len() <= max_words]
+    if max_abs_rating is not None:
+        df = df[df["rating"].abs() <= max_abs_rating]
+    take = []
+    for src, label in ((positive, 1.0), (negative, -1.0)):
+        part = df[df["source"] == src]
+        if part.empty:
+            raise SteerInputError(
+                f"no {src!r} snippets left; load them with vader_snippets(({positive!r}, "
+                f"{negative!r})) and relax max_words / max_abs_rating."
+            )
+        idx = rng.choice(len(part), size=min(n_per_class, len(part)), replace=False)
+        take.append(part.iloc[np.sort(idx)].assign(label=label))
+    sel = pd.concat(take, ignore_index=True)
+    sel = sel.iloc[rng.permutation(len(sel))].reset_index(drop=True)
+    return SentimentCorpus(tuple(sel["text"]), sel["label"].to_numpy(), sel)
+
+
+BUILTIN_PROMPTS: dict[str, tuple[str, ...]] = {
+    "neutral": (
+        "The meeting was moved to",
+        "According to the report, the company",
+        "She opened the door and",
+        "The new policy will affect",
+        "In the second half of the game,",
+        "The train to the city",
+        "My brother called me to say",
+        "The results of the survey",
+        "After the election, the mayor",
+        "The package arrived on",
+        "Scientists at the university have",
+        "The weather this weekend",
+    ),
+    "positive": (
+        "The volunteers were thrilled to",
+        "It was the best holiday",
+        "Fans cheered as the team",
+        "The award was a wonderful",
+        "She was delighted that her",
+        "The community came together to celebrate",
+    ),
+    "negative": (
+        "The flight was delayed again and",
+        "He was furious that the",
+        "The factory closed, leaving",
+        "It was the worst meal",
+        "The scandal ruined the",
+        "Residents complained that the noise",
+    ),
+}
+"""Small built-in prompt sets (sentence openings written for this package, public domain):
+neutral, positive and negative, like the paper's OpenWebText half-sentence sets in kind but
+not in size (12 / 6 / 6 instead of 5,000 / 2,500 / 2,500)."""
+
+
+def builtin_prompts(kind: str = "neutral", n: int | None = None) -> list[str]:
+    """Return ``n`` (default: all) built-in prompts of a set (neutral, positive, negative)."""
+    if kind not in BUILTIN_PROMPTS:
+        raise SteerInputError(
+            f"unknown prompt set {kind!r}; use one of {sorted(BUILTIN_PROMPTS)}."
+        )
+    out = list(BUILTIN_PROMPTS[kind])
+    return out if n is None else out[:n]
+
+
+def _prompt_text(obj: object, where: str) -> str:
+    if isinstance(obj, str):
+        return obj
+    if isinstance(obj, dict):
+        for key in ("prompt", "text"):
+            if key in obj:
+                return _prompt_text(obj[key], where)
+    raise SteerInputError(
+        f"{where}: expected a string, {{\"prompt\": ...}} or {{\"text\": ...}}; got {obj!r:.80}."
+    )
+
+
+def read_prompts(path: str | Path, n: int | None = None) -> list[str]:
+    """Read prompts from a file.
+
+    Parameters
+    ----------
+    path
+        ``.jsonl``: one JSON object per line, the prompt in ``prompt.text`` (LM-Steer / DExperts
+        / RealToxicityPrompts format), ``prompt`` or ``text`` (or a bare JSON string);
+        any other suffix: one prompt per non-blank line.
+    n
+        Keep the first ``n`` prompts (``None``: all).
+
+    Returns
+    -------
+    list of str
+        The prompts, in file order.
+
+    Raises
+    ------
+    SteerInputError
+        On a malformed line, an empty prompt, or a file without prompts.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SteerInputError(f"prompt file {path} does not exist.")
+    out: list[str] = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        if path.suffix == ".jsonl":
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise SteerInputError(f"{path} line {i} is not JSON: {exc}.") from exc
+            text = _prompt_text(obj, f"{path} line {i}")
+        else:
+            text = line
+        if not text.strip():
+            raise SteerInputError(f"{path} line {i}: the prompt is empty.")
+        out.append(text)
+        if n is not None and len(out) >= n:
+            break
+    if not out:
+        raise SteerInputError(f"{path} holds no prompts.")
+    return out

@@ -98,7 +98,7 @@ def _choose(
     do_sample: bool,
     temperature: float,
     top_p: float,
-    generator: torch.Generator | None,
+    generator: torch.Generator | Sequence[torch.Generator] | None,
 ) -> torch.Tensor:
     if not do_sample:
         return logits.argmax(-1)
@@ -109,6 +109,12 @@ def _choose(
         sp = sp.masked_fill(drop, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, si, sp)
     dev = probs.device
+    if isinstance(generator, Sequence):  # one stream per row: draws do not depend on the batch
+        rows = [
+            torch.multinomial(probs[i].to(g.device), 1, generator=g).to(dev)
+            for i, g in enumerate(generator)
+        ]
+        return torch.cat(rows)
     if generator is not None and generator.device != dev:
         return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1).to(dev)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
@@ -125,7 +131,7 @@ def decode(
     do_sample: bool = False,
     temperature: float = 1.0,
     top_p: float = 1.0,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
     eos_token_ids: Sequence[int] = (),
     pad_token_id: int = 0,
 ) -> DecodeOutput:
@@ -147,7 +153,8 @@ def decode(
     temperature, top_p
         Sampling temperature and nucleus mass.
     generator
-        Source of randomness for sampling.
+        Source of randomness for sampling: one generator for the batch, or one per row (then
+        each row's draws depend only on its own generator, not on the batch it is in).
     eos_token_ids
         Tokens that end a row.
     pad_token_id
@@ -166,6 +173,8 @@ def decode(
         )
     dev = input_ids.device
     b = input_ids.shape[0]
+    if isinstance(generator, Sequence) and len(generator) != b:
+        raise SteerInputError(f"got {len(generator)} generators for a batch of {b} rows.")
     eos = torch.tensor(list(eos_token_ids), dtype=torch.long, device=dev)
     mask = attention_mask.clone()
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -223,6 +232,7 @@ def generate(
     num_samples: int = 1,
     seed: int = 0,
     batch_size: int = 32,
+    sample_seeds: Sequence[Sequence[int]] | None = None,
 ) -> list[Generation]:
     """Generate continuations of prompts, optionally steered, with the KV cache.
 
@@ -249,6 +259,10 @@ def generate(
         Seed of the sampling generator (one stream for the whole call).
     batch_size
         Rows per forward pass.
+    sample_seeds
+        ``[len(prompts)][num_samples]`` seeds, one per continuation (sampling only; replaces
+        ``seed``): each continuation then draws from its own generator, so it does not depend
+        on the batch size or on the other prompts (see :func:`steer.evaluate.sample_seeds`).
 
     Returns
     -------
@@ -285,6 +299,15 @@ def generate(
     eos = _eos_ids(model, tokenizer)
     dev = next(model.parameters()).device
     gen = torch.Generator().manual_seed(int(seed)) if do_sample else None
+    row_seeds: list[int] | None = None
+    if sample_seeds is not None:
+        grid = [list(s) for s in sample_seeds]
+        if len(grid) != len(prompts) or any(len(s) != num_samples for s in grid):
+            raise SteerInputError(
+                f"sample_seeds must have {len(prompts)} rows of {num_samples} seeds "
+                f"(prompts x num_samples); got {[len(s) for s in grid]}."
+            )
+        row_seeds = [int(grid[p][s]) for p, s in rows]
     results: list[Generation | None] = [None] * len(rows)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
@@ -292,6 +315,9 @@ def generate(
         ctx: Any = contextlib.nullcontext()
         if transform is not None and rows_values is not None:
             ctx = steering(model, transform, rows_values[[rows[i][0] for i in chunk]])
+        chunk_gen: torch.Generator | list[torch.Generator] | None = gen
+        if do_sample and row_seeds is not None:
+            chunk_gen = [torch.Generator().manual_seed(row_seeds[i]) for i in chunk]
         with ctx:
             out = decode(
                 model,
@@ -302,7 +328,7 @@ def generate(
                 do_sample=do_sample,
                 temperature=temperature,
                 top_p=top_p,
-                generator=gen,
+                generator=chunk_gen,
                 eos_token_ids=eos,
                 pad_token_id=pad,
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -45,3 +46,46 @@ def test_train_then_generate(tmp_path: Path, tok: Any) -> None:
     bad = runner.invoke(app, ["train", "--model", str(model_dir), "--data", str(data), "--out",
                               str(tmp_path / "x"), "--hidden-cache", "sometimes"])  # fmt: skip
     assert bad.exit_code != 0
+
+
+def test_evaluate_command(tmp_path: Path, tok: Any) -> None:
+    import pandas as pd
+
+    from steer import save_steer
+    from tests.steer.conftest import random_transform
+
+    model_dir = tmp_path / "tiny"
+    _tiny.model("llama").save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    t = random_transform(k=2, slot_names=("sentiment", "dummy"), dummy_slots=(1,))
+    save_steer(dataclasses.replace(t, base_model=str(model_dir)), tmp_path / "steer")
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": {"text": "the film was"}}\n{"prompt": {"text": "a movie"}}\n')
+    out = tmp_path / "ev"
+    runner = CliRunner()
+    res = runner.invoke(app, ["evaluate", "--steer", str(tmp_path / "steer"), "--prompts",
+                              str(prompts), "--value=-2", "--value", "2", "--samples", "2",
+                              "--new-tokens", "3", "--scorer", "vader", "--scorer", "offensive",
+                              "--out", str(out)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    samples = pd.read_parquet(out / "samples.parquet")
+    assert len(samples) == 2 * 2 * 2 and (samples["n_tokens"] == 3).all()
+    assert samples["prompt_set"].unique().tolist() == ["prompts"]  # the file's stem
+    assert sorted(samples["value"].unique()) == [-2.0, 2.0]
+    values = pd.read_parquet(out / "values.parquet")
+    assert {"vader_positive", "offensive_max", "ppl_median", "dist_3_ref"} <= set(values["metric"])
+    assert "| prompts | -2 |" in (out / "summary.md").read_text()
+    assert (out / "epsilon_curves.html").is_file()
+    # the built-in prompt list and the unsteered model
+    res = runner.invoke(app, ["evaluate", "--model", str(model_dir), "--prompt-set", "negative",
+                              "--n-prompts", "2", "--samples", "1", "--new-tokens", "2",
+                              "--scorer", "vader", "--out", str(tmp_path / "base")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    base = pd.read_parquet(tmp_path / "base" / "samples.parquet")
+    assert base["values"].unique().tolist() == ["unsteered"] and len(base) == 2
+    for bad in (["--prompt-set", "toxic"], ["--prompts", str(tmp_path / "missing.jsonl")],
+                ["--scorer", "perspective"]):  # fmt: skip
+        args = ["evaluate", "--model", str(model_dir), "--samples", "1", "--new-tokens", "2",
+                "--out", str(tmp_path / "x"), *bad]  # fmt: skip
+        res = runner.invoke(app, args)
+        assert res.exit_code != 0 and not (tmp_path / "x").exists()

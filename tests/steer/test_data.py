@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steer import ChecksumError, SteerInputError
+from steer import ChecksumError, FetchError, SteerInputError
 from steer import data as sd
 
 MOVIE = (
@@ -103,16 +103,40 @@ def test_balanced_corpus_and_prompts() -> None:
 
 
 def test_fetch_checks_the_sha256(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def fake_download(req: str, dest: Path, *, binary: bool) -> Path:
-        assert req == "vaderSentiment==3.3.2" and not binary
-        dest.mkdir(parents=True, exist_ok=True)
-        (dest / "vaderSentiment-3.3.2.tar.gz").write_bytes(b"tampered")
-        return dest / "vaderSentiment-3.3.2.tar.gz"
+    # steer.data.fetch_vader_sdist delegates to causalmem.lab.corpus (one implementation)
+    import subprocess
 
-    monkeypatch.setattr(sd, "pip_download", fake_download)
-    with pytest.raises(ChecksumError, match="sha256"):
+    from causalmem.lab import corpus as cc
+
+    calls: list[list[str]] = []
+
+    def fake_run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        calls.append(cmd)
+        dest = Path(cmd[cmd.index("-d") + 1])
+        (dest / "vaderSentiment-3.3.2.tar.gz").write_bytes(b"tampered")
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(cc.subprocess, "run", fake_run)
+    with pytest.raises(ChecksumError, match="checksum mismatch"):
         sd.fetch_vader_sdist(tmp_path)
+    assert "vaderSentiment==3.3.2" in calls[0] and "--no-binary" in calls[0]
+    assert not list((tmp_path / "corpora").rglob("*.tar.gz"))  # nothing bad was kept
+
+    def failing_run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(cmd, 1, "", "no network")
+
+    monkeypatch.setattr(cc.subprocess, "run", failing_run)
+    with pytest.raises(FetchError, match="no network"):
+        sd.fetch_vader_sdist(tmp_path)
+    # the cache root: the argument, else $STEER_CACHE, else causalmem's default
+    seen: list[object] = []
+    monkeypatch.setattr(cc, "fetch_vader_sdist", lambda root: seen.append(root) or Path("x"))
+    monkeypatch.delenv("STEER_CACHE", raising=False)
+    sd.fetch_vader_sdist()
     monkeypatch.setenv("STEER_CACHE", str(tmp_path / "env"))
+    sd.fetch_vader_sdist()
+    sd.fetch_vader_sdist(tmp_path / "arg")
+    assert seen == [None, tmp_path / "env", tmp_path / "arg"]
     from steer._cache import cache_root
 
     assert cache_root() == tmp_path / "env"
