@@ -23,17 +23,34 @@ from steer.errors import (
     SteerValuesError,
     SteerWarning,
 )
+from steer.evaluate import Evaluation, evaluate, save_evaluations, value_grid
+from steer.factors import FactorAnalysis, factor_analysis, factor_scores
 from steer.generate import Generation, decode, generate, generations_frame
+from steer.highlight import Highlight, find_max_subspans, highlight, highlight_grid, highlights_html
 from steer.hooks import SteerHandle, attach, steering
 from steer.io import load_steer, save_steer
 from steer.module import LowRankSteer
 from steer.train import SteerFit, fit_steer
+from steer.transfer import (
+    ContextMap,
+    EmbeddingMap,
+    fit_context_map,
+    fit_embedding_map,
+    transfer,
+    transfer_fidelities,
+    transfer_fidelity,
+)
 from steer.transform import SteerTransform, apply_steer, compose, steered_output_embeddings
 
 __all__ = [
     "ChecksumError",
+    "ContextMap",
+    "EmbeddingMap",
+    "Evaluation",
+    "FactorAnalysis",
     "FetchError",
     "Generation",
+    "Highlight",
     "LabelRangeError",
     "LowRankSteer",
     "NoOutputEmbeddingsError",
@@ -52,11 +69,25 @@ __all__ = [
     "attach",
     "compose",
     "decode",
+    "evaluate",
+    "factor_analysis",
+    "factor_scores",
+    "find_max_subspans",
+    "fit_context_map",
+    "fit_embedding_map",
     "fit_steer",
     "generate",
     "generations_frame",
+    "highlight",
+    "highlight_grid",
+    "highlights_html",
     "load_steer",
+    "save_evaluations",
     "save_steer",
     "steered_output_embeddings",
     "steering",
+    "transfer",
+    "transfer_fidelities",
+    "transfer_fidelity",
+    "value_grid",
 ]

@@ -336,5 +336,94 @@ def demo(
     console.print(json.dumps({k: round(v, 1) for k, v in res.seconds.items()}))
 
 
+def _load_steered(steer_dir: Path, model: str | None, cache_dir: Any) -> tuple[Any, Any]:
+    from steer.io import load_steer
+    from steer.models import SMOLLM2, SMOLLM2_HUB_ID, load_model
+
+    tr = load_steer(steer_dir)
+    name = model or (SMOLLM2 if tr.base_model == SMOLLM2_HUB_ID else tr.base_model)
+    return tr, load_model(name, cache_dir=cache_dir, log=_log)
+
+
+@app.command()
+def factors(
+    steer_dir: Annotated[Path, typer.Option("--steer", help="Folder written by 'steer train'.")],
+    out: Annotated[Path, typer.Option(help="Output folder (CSV, Markdown, charts).")],
+    model: Annotated[
+        str | None, typer.Option(help="Model (default: the steer's base model, else SmolLM2).")
+    ] = None,
+    k: Annotated[int, typer.Option(help="Factors per slot.")] = 10,
+    n_tokens: Annotated[int, typer.Option(help="Tokens per pole.")] = 20,
+    rotation: Annotated[str, typer.Option(help="none|varimax (of the top-k factors).")] = "none",
+    rank_by: Annotated[str, typer.Option(help="loading (the paper: E v_k) | cosine.")] = "loading",
+    threads: ThreadsOpt = 1,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Factor analysis of W: singular values (scree) and the tokens on both poles of each factor."""
+    _threads(threads)
+    from causalmem._atomic import atomic_write_text
+    from steer.errors import SteerInputError
+    from steer.factors import factor_analysis
+
+    tr, lm = _load_steered(steer_dir, model, cache_dir)
+    try:
+        fa = factor_analysis(
+            tr, lm.model, lm.tokenizer, k=k, n_tokens=n_tokens,
+            rotation=None if rotation == "none" else rotation, rank_by=rank_by,  # type: ignore[arg-type]
+        )  # fmt: skip
+    except SteerInputError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "scree.csv", fa.scree().to_csv(index=False))
+    atomic_write_text(out / "loadings.csv", fa.tidy().to_csv(index=False))
+    tables = [f"## slot {name}\n\n{fa.table(name).to_markdown(index=False)}\n" for name in
+              tr.slot_names]  # fmt: skip
+    atomic_write_text(out / "factors.md", "\n".join(tables))
+    console.print(tables[0])
+    console.print(f"[bold]wrote scree.csv, loadings.csv and factors.md to {out}/[/bold]")
+
+
+@app.command()
+def highlight(
+    steer_dir: Annotated[Path, typer.Option("--steer", help="Folder written by 'steer train'.")],
+    text: Annotated[list[str], typer.Option(help="Text to analyse (repeat for several).")],
+    out: Annotated[Path, typer.Option(help="HTML page to write (self-contained).")],
+    value: Annotated[
+        str, typer.Option(help="Strength s of the labelled slot(s) (dummy slots 1), e.g. 5 or -5.")
+    ] = "5",
+    baseline: Annotated[
+        str, typer.Option(help="zero (the paper) | negated (the repo) | dummy.")
+    ] = "zero",
+    n_spans: Annotated[int, typer.Option(help="Best spans per text.")] = 4,
+    max_length: Annotated[int, typer.Option(help="Tokens per span at most.")] = 10,
+    model: Annotated[
+        str | None, typer.Option(help="Model (default: the steer's base model, else SmolLM2).")
+    ] = None,
+    threads: ThreadsOpt = 1,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Per-token evidence of a steer (log-prob shift) with the best spans, as coloured HTML."""
+    _threads(threads)
+    from causalmem._atomic import atomic_write_text
+    from steer.errors import SteerInputError
+    from steer.highlight import highlight as run_highlight
+    from steer.highlight import highlights_html
+
+    tr, lm = _load_steered(steer_dir, model, cache_dir)
+    values = _parse_values(value, tr)
+    try:
+        results = [
+            run_highlight(lm.model, lm.tokenizer, tr, t, values=values, baseline=baseline,  # type: ignore[arg-type]
+                          n_spans=n_spans, max_length=max_length)
+            for t in text
+        ]  # fmt: skip
+    except SteerInputError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    atomic_write_text(out, highlights_html(results))
+    for r in results:
+        console.print(r.spans_frame().to_string(index=False))
+    console.print(f"[bold]wrote {out}[/bold]")
+
+
 if __name__ == "__main__":
     app()

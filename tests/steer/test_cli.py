@@ -46,6 +46,25 @@ def test_train_then_generate(tmp_path: Path, tok: Any) -> None:
     bad = runner.invoke(app, ["train", "--model", str(model_dir), "--data", str(data), "--out",
                               str(tmp_path / "x"), "--hidden-cache", "sometimes"])  # fmt: skip
     assert bad.exit_code != 0
+    # interpretation commands on the same steer
+    res = runner.invoke(app, ["factors", "--steer", str(tmp_path / "steer"), "--out",
+                              str(tmp_path / "fa"), "--k", "3", "--n-tokens", "5"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    scree = (tmp_path / "fa" / "scree.csv").read_text().splitlines()
+    assert scree[0].startswith("slot,") and len(scree) == 1 + 2 * 4  # 2 slots x rank-4 spectrum
+    loadings = (tmp_path / "fa" / "loadings.csv").read_text().splitlines()
+    assert len(loadings) == 1 + 2 * 3 * 2 * 5  # slots x factors x poles x tokens
+    assert "## slot" in (tmp_path / "fa" / "factors.md").read_text()
+    page = tmp_path / "hl.html"
+    res = runner.invoke(app, ["highlight", "--steer", str(tmp_path / "steer"), "--text",
+                              "the film was good and fun", "--text", "a dull <film>", "--value",
+                              "2", "--out", str(page)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    html = page.read_text()
+    assert "&lt;" in html and "<script" not in html and "total_delta" in res.output
+    bad = runner.invoke(app, ["highlight", "--steer", str(tmp_path / "steer"), "--text", "a b",
+                              "--baseline", "sideways", "--out", str(page)])  # fmt: skip
+    assert bad.exit_code != 0
 
 
 def test_evaluate_command(tmp_path: Path, tok: Any) -> None:
