@@ -83,7 +83,10 @@ THREAD_VARS = (
     "NUMEXPR_NUM_THREADS",
 )
 AGG_TYPES: tuple[Literal["simple", "dynamic", "group", "calendar"], ...] = (
-    "simple", "dynamic", "group", "calendar",
+    "simple",
+    "dynamic",
+    "group",
+    "calendar",
 )
 PYTHIA_EARLY = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 PAPER_COHORTS = 143
@@ -165,8 +168,15 @@ def _ours(df: pd.DataFrame, opts: dict[str, Any]) -> dict[str, Any]:
         res = aggs = None
         t0 = time.perf_counter()
         res = cm.att_gt(
-            df, "y", "step", "unit", "cohort", bstrap=boot, biters=opts["biters"],
-            cband=True, seed=opts["seed"],
+            df,
+            "y",
+            "step",
+            "unit",
+            "cohort",
+            bstrap=boot,
+            biters=opts["biters"],
+            cband=True,
+            seed=opts["seed"],
         )
         t1 = time.perf_counter()
         aggs = [cm.aggte(res, t) for t in AGG_TYPES]
@@ -176,7 +186,10 @@ def _ours(df: pd.DataFrame, opts: dict[str, Any]) -> dict[str, Any]:
     tot = [a + b for a, b in runs]
     best = int(np.argmin(tot))
     return {
-        "wall": tot[best], "first": tot[0], "fit": runs[best][0], "agg": runs[best][1],
+        "wall": tot[best],
+        "first": tot[0],
+        "fit": runs[best][0],
+        "agg": runs[best][1],
         "base_mb": base,
         "cells": (res.group, res.time, res.att, res.se_analytic),
     }
@@ -190,7 +203,10 @@ def _differences(df: pd.DataFrame, opts: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     model = ATTgt(d.set_index(["unit", "step"]), cohort_column="cohort")
     out = model.fit(
-        "y", est_method="dr", control_group="never_treated", n_jobs=opts["jobs"],
+        "y",
+        est_method="dr",
+        control_group="never_treated",
+        n_jobs=opts["jobs"],
         progress_bar=False,
     )
     t1 = time.perf_counter()
@@ -201,9 +217,17 @@ def _differences(df: pd.DataFrame, opts: dict[str, Any]) -> dict[str, Any]:
     cells.columns = cells.columns.get_level_values(-1)
     cells = cells.reset_index()
     return {
-        "wall": t2 - t0, "first": t2 - t0, "fit": t1 - t0, "agg": t2 - t1, "base_mb": base,
-        "cells": (cells["cohort"].to_numpy(float), cells["time"].to_numpy(float),
-                  cells["ATT"].to_numpy(float), cells["std_error"].to_numpy(float)),
+        "wall": t2 - t0,
+        "first": t2 - t0,
+        "fit": t1 - t0,
+        "agg": t2 - t1,
+        "base_mb": base,
+        "cells": (
+            cells["cohort"].to_numpy(float),
+            cells["time"].to_numpy(float),
+            cells["ATT"].to_numpy(float),
+            cells["std_error"].to_numpy(float),
+        ),
     }
 
 
@@ -221,9 +245,17 @@ def _csdid(df: pd.DataFrame, opts: dict[str, Any]) -> dict[str, Any]:
     t2 = time.perf_counter()
     r = model.results
     return {
-        "wall": t2 - t0, "first": t2 - t0, "fit": t1 - t0, "agg": t2 - t1, "base_mb": base,
-        "cells": (np.asarray(r["group"], float), np.asarray(r["year"], float),
-                  np.asarray(r["att"], float), np.asarray(r["se"], float)),
+        "wall": t2 - t0,
+        "first": t2 - t0,
+        "fit": t1 - t0,
+        "agg": t2 - t1,
+        "base_mb": base,
+        "cells": (
+            np.asarray(r["group"], float),
+            np.asarray(r["year"], float),
+            np.asarray(r["att"], float),
+            np.asarray(r["se"], float),
+        ),
     }
 
 
@@ -248,8 +280,9 @@ def _child(tool: str, path: str, opts: dict[str, Any], conn: Any) -> None:
         conn.close()
 
 
-def run_tool(tool: str, path: Path, opts: dict[str, Any], threads: int,
-             timeout: float) -> tuple[str, Any]:
+def run_tool(
+    tool: str, path: Path, opts: dict[str, Any], threads: int, timeout: float
+) -> tuple[str, Any]:
     """Run one tool in a fresh spawned process; ('ok', result) | ('timeout'|'error', text)."""
     for var in THREAD_VARS:
         os.environ[var] = str(threads)
@@ -279,8 +312,14 @@ def _cell_frame(cells: tuple[np.ndarray, ...]) -> pd.DataFrame:
 
 
 def _max_diffs(ours: tuple[np.ndarray, ...], peer: tuple[np.ndarray, ...]) -> tuple[float, float]:
-    j = pd.merge(_cell_frame(ours), _cell_frame(peer), how="outer", left_index=True,
-                 right_index=True, suffixes=("", "_p"))
+    j = pd.merge(
+        _cell_frame(ours),
+        _cell_frame(peer),
+        how="outer",
+        left_index=True,
+        right_index=True,
+        suffixes=("", "_p"),
+    )
     if j["att"].isna().ne(j["att_p"].isna()).any():
         return float("nan"), float("nan")  # different cell sets
     return (
@@ -296,8 +335,15 @@ HEADER = (
 )
 
 
-def _row(shape: Shape, tool: str, threads: int, status: str, r: Any, ratio: float | None,
-         diffs: tuple[float, float] | None) -> str:
+def _row(
+    shape: Shape,
+    tool: str,
+    threads: int,
+    status: str,
+    r: Any,
+    ratio: float | None,
+    diffs: tuple[float, float] | None,
+) -> str:
     lead = (
         f"{shape.label:>5} {shape.n_units:>6} {len(shape.steps):>5} {shape.n_cells:>6} "
         f"{shape.n_rows:>9,}  {tool:<12}{threads:>3} "
@@ -321,25 +367,39 @@ def _parse_size(text: str) -> Shape:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sizes", nargs="+", type=_parse_size,
-                   default=[_parse_size(s) for s in ("1/16", "1/8", "1/4", "1/2", "1")])
+    p.add_argument(
+        "--sizes",
+        nargs="+",
+        type=_parse_size,
+        default=[_parse_size(s) for s in ("1/16", "1/8", "1/4", "1/2", "1")],
+    )
     p.add_argument("--biters", type=int, default=1000)
     p.add_argument("--repeats", type=int, default=3, help="runs of ours per process (best shown)")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="BLAS threads for ours")
     p.add_argument("--peer-timeout", type=float, default=600.0, help="seconds per peer run")
-    p.add_argument("--peer-max-size", type=_parse_size, default=_parse_size("1/2"),
-                   help="largest size at which the peers run (differences: 25 min at size 1)")
-    p.add_argument("--csdid-max-size", type=_parse_size, default=_parse_size("1/2"),
-                   help="largest size for csdid (it needs ~13 GB at size 1)")
+    p.add_argument(
+        "--peer-max-size",
+        type=_parse_size,
+        default=_parse_size("1/2"),
+        help="largest size at which the peers run (differences: 25 min at size 1)",
+    )
+    p.add_argument(
+        "--csdid-max-size",
+        type=_parse_size,
+        default=_parse_size("1/2"),
+        help="largest size for csdid (it needs ~13 GB at size 1)",
+    )
     p.add_argument("--differences-jobs", type=int, default=1)
     p.add_argument("--skip-peers", action="store_true")
     p.add_argument("--seed", type=int, default=2024)
     args = p.parse_args(argv)
 
-    print(f"python {sys.version.split()[0]}, numpy {np.__version__}, pandas {pd.__version__}, "
-          f"{os.cpu_count()} CPUs; ours: best of {args.repeats} runs (first run in parentheses); "
-          f"bootstrap {args.biters} draws; peers: 1 run, {args.peer_timeout:g} s limit, "
-          f"differences n_jobs={args.differences_jobs}")
+    print(
+        f"python {sys.version.split()[0]}, numpy {np.__version__}, pandas {pd.__version__}, "
+        f"{os.cpu_count()} CPUs; ours: best of {args.repeats} runs (first run in parentheses); "
+        f"bootstrap {args.biters} draws; peers: 1 run, {args.peer_timeout:g} s limit, "
+        f"differences n_jobs={args.differences_jobs}"
+    )
     print(ANCHORS)
     print(HEADER)
     tmp = Path(tempfile.mkdtemp(prefix="did_bench_"))
@@ -352,8 +412,9 @@ def main(argv: list[str] | None = None) -> int:
             ours_ref: dict[str, Any] | None = None
             for threads in args.threads:
                 for tool, boot in (("ours", False), ("ours+boot", True)):
-                    status, r = run_tool(tool, path, {**base_opts, "bootstrap": boot}, threads,
-                                         timeout=3600)
+                    status, r = run_tool(
+                        tool, path, {**base_opts, "bootstrap": boot}, threads, timeout=3600
+                    )
                     print(_row(shape, tool, threads, status, r, None, None), flush=True)
                     if status == "ok" and shape.stride == 1:
                         goals.setdefault(tool, []).append((threads, r))
@@ -362,14 +423,18 @@ def main(argv: list[str] | None = None) -> int:
             if args.skip_peers or ours_ref is None:
                 continue
             csdid_limit = min(args.csdid_max_size, args.peer_max_size, key=lambda s: -s.stride)
-            for tool, limit, flag in (("differences", args.peer_max_size, "--peer-max-size"),
-                                      ("csdid", csdid_limit, "--csdid-max-size")):
+            for tool, limit, flag in (
+                ("differences", args.peer_max_size, "--peer-max-size"),
+                ("csdid", csdid_limit, "--csdid-max-size"),
+            ):
                 if shape.stride < limit.stride:
-                    print(_row(shape, tool, 1, "skipped", f"size > {flag} {limit.label}",
-                               None, None))
+                    print(
+                        _row(shape, tool, 1, "skipped", f"size > {flag} {limit.label}", None, None)
+                    )
                     continue
-                status, r = run_tool(tool, path, {"jobs": args.differences_jobs}, 1,
-                                     timeout=args.peer_timeout)
+                status, r = run_tool(
+                    tool, path, {"jobs": args.differences_jobs}, 1, timeout=args.peer_timeout
+                )
                 ratio = diffs = None
                 if status == "ok":
                     ratio = r["wall"] / ours_ref["wall"]
@@ -382,21 +447,27 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
     print("\nGoals")
-    for tool, limit, what in (("ours", GOAL_ANALYTIC_S, "analytic"),
-                              ("ours+boot", GOAL_BOOT_S, "bootstrap")):
+    for tool, limit, what in (
+        ("ours", GOAL_ANALYTIC_S, "analytic"),
+        ("ours+boot", GOAL_BOOT_S, "bootstrap"),
+    ):
         for threads, r in goals.get(tool, []):
             t_ok = "PASS" if r["wall"] <= limit else "FAIL"
             m_ok = "PASS" if r["peak_mb"] <= GOAL_PEAK_MB else "FAIL"
-            print(f"  size 1, {what:<9} {threads} thread(s): {r['wall']:.3f} s "
-                  f"(goal <= {limit:g} s) {t_ok}; peak {r['peak_mb']:.0f} MB "
-                  f"(goal <= {GOAL_PEAK_MB:g} MB) {m_ok}")
+            print(
+                f"  size 1, {what:<9} {threads} thread(s): {r['wall']:.3f} s "
+                f"(goal <= {limit:g} s) {t_ok}; peak {r['peak_mb']:.0f} MB "
+                f"(goal <= {GOAL_PEAK_MB:g} MB) {m_ok}"
+            )
     if not any(k in goals for k in ("ours", "ours+boot")):
         print("  size 1 not run: add 1 to --sizes for the time and memory goals")
     if "differences" in goals:
         shape, ratio = goals["differences"]
-        print(f"  speed-up over differences at size {shape.label} (largest it finished): "
-              f"{ratio:,.0f}x (goal >= {GOAL_SPEEDUP:,.0f}x) "
-              f"{'PASS' if ratio >= GOAL_SPEEDUP else 'FAIL'}")
+        print(
+            f"  speed-up over differences at size {shape.label} (largest it finished): "
+            f"{ratio:,.0f}x (goal >= {GOAL_SPEEDUP:,.0f}x) "
+            f"{'PASS' if ratio >= GOAL_SPEEDUP else 'FAIL'}"
+        )
     else:
         print("  differences did not finish at any size (or was skipped)")
     return 0

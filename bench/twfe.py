@@ -43,16 +43,18 @@ def panel(scale: float, seed: int = 0) -> pd.DataFrame:
     eff = np.where(e >= 0, -(0.35 * np.exp(-e / 20000.0) + 0.05), 0.0)
     y = 5 + rng.normal(size=(n, 1)) - np.log1p(steps / 1000.0)[None, :] + eff
     y = y + 0.3 * rng.normal(size=(n, t))
-    gpos = np.where(np.isfinite(g), np.searchsorted(steps, np.nan_to_num(g, posinf=0)), -10**6)
+    gpos = np.where(np.isfinite(g), np.searchsorted(steps, np.nan_to_num(g, posinf=0)), -(10**6))
     rel = np.arange(t)[None, :] - gpos[:, None]
-    return pd.DataFrame({
-        "unit": np.repeat(np.arange(n), t),
-        "step": np.tile(steps, n),
-        "cohort": pd.array(np.repeat(coh, t)).astype("Float64"),
-        "y": y.ravel(),
-        "treated": (e >= 0).ravel().astype(float),
-        "rel": np.where(np.isfinite(g)[:, None], rel, -1000).ravel(),
-    })
+    return pd.DataFrame(
+        {
+            "unit": np.repeat(np.arange(n), t),
+            "step": np.tile(steps, n),
+            "cohort": pd.array(np.repeat(coh, t)).astype("Float64"),
+            "y": y.ravel(),
+            "treated": (e >= 0).ravel().astype(float),
+            "rel": np.where(np.isfinite(g)[:, None], rel, -1000).ravel(),
+        }
+    )
 
 
 def worker(tool: str, scale: float) -> dict:
@@ -89,7 +91,8 @@ def worker(tool: str, scale: float) -> dict:
         p = df.assign(step=df["step"]).set_index(["unit", "step"])
         t0 = time.perf_counter()
         fit = PanelOLS(p["y"], p[["treated"]], entity_effects=True, time_effects=True).fit(
-            cov_type="clustered", cluster_entity=True)
+            cov_type="clustered", cluster_entity=True
+        )
         coef, se = fit.params.tolist(), fit.std_errors.tolist()
     else:
         raise ValueError(tool)
@@ -116,14 +119,20 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--scales", type=float, nargs="*", default=[0.25, 1.0])
     ap.add_argument("--peer-timeout", type=float, default=600)
-    ap.add_argument("--skip-pyfixest-es-above", type=float, default=0.5,
-                    help="pyfixest's event study needs > 20 GB at full scale")
+    ap.add_argument(
+        "--skip-pyfixest-es-above",
+        type=float,
+        default=0.5,
+        help="pyfixest's event study needs > 20 GB at full scale",
+    )
     args = ap.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker, args.scale)))
         return
-    print(f"{'scale':>6} {'rows':>11} {'tool':<20} {'wall s':>8} {'peak MB':>9} "
-          f"{'x ours':>7} {'max|dcoef|':>11} {'max|dse|':>10}")
+    print(
+        f"{'scale':>6} {'rows':>11} {'tool':<20} {'wall s':>8} {'peak MB':>9} "
+        f"{'x ours':>7} {'max|dcoef|':>11} {'max|dse|':>10}"
+    )
     for scale in args.scales:
         rows = len(panel(scale))
         res = {}
@@ -142,8 +151,10 @@ def main() -> None:
             if "coef" in ref and len(ref["coef"]) == len(r["coef"]):
                 dc = float(np.max(np.abs(np.subtract(ref["coef"], r["coef"]))))
                 ds = float(np.max(np.abs(np.subtract(ref["se"], r["se"]))))
-            print(f"{scale:>6} {rows:>11,} {tool:<20} {r['wall']:>8.2f} {r['peak_mb']:>9.0f} "
-                  f"{ratio:>7.1f} {dc:>11.2e} {ds:>10.2e}")
+            print(
+                f"{scale:>6} {rows:>11,} {tool:<20} {r['wall']:>8.2f} {r['peak_mb']:>9.0f} "
+                f"{ratio:>7.1f} {dc:>11.2e} {ds:>10.2e}"
+            )
     print("goals at scale 1: ours_twfe <= 3 s; ours_es <= 10 s and <= 4096 MB")
     print("note: linearmodels' clustered SE uses its own small-sample correction, so dse is not 0")
 

@@ -127,8 +127,14 @@ def epsilon_curves(
         x=xe,
         y=alt.Y("estimate:Q", title="estimate", scale=alt.Scale(zero=False)),
         color=color,
-        tooltip=["prompt_set", x, "metric", alt.Tooltip("estimate:Q", format=".3f"),
-                 alt.Tooltip("std_error:Q", format=".3f"), "n_prompts"],  # fmt: skip
+        tooltip=[
+            "prompt_set",
+            x,
+            "metric",
+            alt.Tooltip("estimate:Q", format=".3f"),
+            alt.Tooltip("std_error:Q", format=".3f"),
+            "n_prompts",
+        ],  # fmt: skip
     )
     return (
         alt.layer(band, line)
@@ -193,8 +199,12 @@ def composition_grid(
         scheme="redblue")  # fmt: skip
     rect = base.mark_rect().encode(
         color=alt.Color("estimate:Q", title=label, scale=scale),
-        tooltip=[x, y, alt.Tooltip("estimate:Q", format=".3f"),
-                 alt.Tooltip("std_error:Q", format=".3f")],  # fmt: skip
+        tooltip=[
+            x,
+            y,
+            alt.Tooltip("estimate:Q", format=".3f"),
+            alt.Tooltip("std_error:Q", format=".3f"),
+        ],  # fmt: skip
     )
     text = base.mark_text(baseline="middle").encode(text=alt.Text("estimate:Q", format=fmt))
     return alt.layer(rect, text).properties(width=60 * len(xs), height=40 * len(ys))

@@ -210,8 +210,10 @@ def generate(
 def evaluate(
     out: Annotated[Path, typer.Option(help="Output folder (parquet, summary.md, charts).")],
     steer_dir: Annotated[
-        Path | None, typer.Option("--steer", help="Folder written by 'steer train' (none: the "
-                                  "unsteered model).")  # fmt: skip
+        Path | None,
+        typer.Option(
+            "--steer", help="Folder written by 'steer train' (none: the unsteered model)."
+        ),  # fmt: skip
     ] = None,
     value: Annotated[
         list[str],

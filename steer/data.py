@@ -141,7 +141,8 @@ def parse_snippets(raw: bytes, source: str) -> pd.DataFrame:
 
 
 def read_vader_archive(
-    sdist: str | Path, sources: Sequence[VaderSource] = VADER_SOURCES  # type: ignore[assignment]
+    sdist: str | Path,
+    sources: Sequence[VaderSource] = VADER_SOURCES,  # type: ignore[assignment]
 ) -> pd.DataFrame:
     """Read the human-rated snippets from the vaderSentiment sdist.
 
@@ -432,9 +433,7 @@ not in size (12 / 6 / 6 instead of 5,000 / 2,500 / 2,500)."""
 def builtin_prompts(kind: str = "neutral", n: int | None = None) -> list[str]:
     """Return ``n`` (default: all) built-in prompts of a set (neutral, positive, negative)."""
     if kind not in BUILTIN_PROMPTS:
-        raise SteerInputError(
-            f"unknown prompt set {kind!r}; use one of {sorted(BUILTIN_PROMPTS)}."
-        )
+        raise SteerInputError(f"unknown prompt set {kind!r}; use one of {sorted(BUILTIN_PROMPTS)}.")
     out = list(BUILTIN_PROMPTS[kind])
     return out if n is None else out[:n]
 
@@ -447,7 +446,7 @@ def _prompt_text(obj: object, where: str) -> str:
             if key in obj:
                 return _prompt_text(obj[key], where)
     raise SteerInputError(
-        f"{where}: expected a string, {{\"prompt\": ...}} or {{\"text\": ...}}; got {obj!r:.80}."
+        f'{where}: expected a string, {{"prompt": ...}} or {{"text": ...}}; got {obj!r:.80}.'
     )
 
 

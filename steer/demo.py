@@ -295,12 +295,12 @@ def run_demo(
 eps_0 = {tr.epsilon:g}; {cfg.steps} Adam steps (lr {cfg.lr:g}, batch {cfg.batch_size}, \
 lambda {cfg.regularization:g}).
 - Token NLL: {first:.3f} -> {last:.3f}.
-- Time: {secs['total']:.0f} s in total (model {secs['load_model']:.0f} s, caching hidden states \
+- Time: {secs["total"]:.0f} s in total (model {secs["load_model"]:.0f} s, caching hidden states \
 {fit.cache_seconds:.0f} s, training {fit.train_seconds:.0f} s, generation \
-{secs['generate']:.0f} s, scoring {secs['score']:.0f} s).
+{secs["generate"]:.0f} s, scoring {secs["score"]:.0f} s).
 - Mean VADER compound rises strictly with eps: **{rises}** (Spearman {spearman:.3f}).
-- The model without any steer: mean VADER {base_row['vader_mean']:+.3f}, dist-2 \
-{base_row['dist_2']:.3f}. (Value 0 keeps the dummy slot at 1, as in the reference repository, so
+- The model without any steer: mean VADER {base_row["vader_mean"]:+.3f}, dist-2 \
+{base_row["dist_2"]:.3f}. (Value 0 keeps the dummy slot at 1, as in the reference repository, so
 it is not the bare model.)
 
 ## Mean VADER compound of {len(prompts)} prompts x {cfg.max_new_tokens} greedy tokens per value

@@ -534,9 +534,7 @@ def _settings(
             "pass values with a transform: steer strengths s (eps = s * eps_0) such as "
             "[-5, 0, 5], or full k-tuples such as [(5, 1)]."
         )
-    if isinstance(values, int | float) or (
-        isinstance(values, torch.Tensor) and values.dim() == 0
-    ):
+    if isinstance(values, int | float) or (isinstance(values, torch.Tensor) and values.dim() == 0):
         values = [float(values)]
     out = []
     for v in values:
@@ -753,8 +751,9 @@ def evaluate(
         seed=int(seed),
         scorers=tuple(s.name for s in scs),
         scorer_sources=tuple(s.source for s in scs),
-        perplexity_model=("generator (unsteered)" if perplexity_model is None
-                          else str(name_or_path)),  # fmt: skip
+        perplexity_model=(
+            "generator (unsteered)" if perplexity_model is None else str(name_or_path)
+        ),  # fmt: skip
         batch_size=batch_size,
     )
     prov = {"versions": _versions(), "scorers": {s.name: s.note for s in scs}}

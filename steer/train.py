@@ -565,4 +565,3 @@ def _end_to_end_nll(
     finally:
         hook.remove()
     return _masked_nll(logits, ids, mask)
-

@@ -128,9 +128,9 @@ def main() -> None:
             "formality_positive", "ppl_median", "dist_2"]  # fmt: skip
     report = f"""# Analysis 14: epsilon sweep and composition grid on {lm.model_id}
 
-Sentiment steer: {steer_dir}; formality steer: {fit.n_texts} snippets ({fm['positive']} = +1,
-{fm['negative']} = -1, |rating| <= {fm['max_abs_rating']}), NLL {hist['nll'].iloc[:5].mean():.3f}
--> {hist['nll'].iloc[-5:].mean():.3f}. Mean ± standard error over prompts (ppl_median and
+Sentiment steer: {steer_dir}; formality steer: {fit.n_texts} snippets ({fm["positive"]} = +1,
+{fm["negative"]} = -1, |rating| <= {fm["max_abs_rating"]}), NLL {hist["nll"].iloc[:5].mean():.3f}
+-> {hist["nll"].iloc[-5:].mean():.3f}. Mean ± standard error over prompts (ppl_median and
 ppl_over_1e4 over all samples). Time: {time.perf_counter() - t0:.0f} s.
 
 ## 1. Sweep ({sweep.spec.n_prompts} neutral prompts x {sweep.spec.samples} samples x
@@ -140,8 +140,8 @@ ppl_over_1e4 over all samples). Time: {time.perf_counter() - t0:.0f} s.
 
 ## 2. Grid ({comp.spec.n_prompts} neutral prompts x {comp.spec.samples} samples per cell)
 
-Formality scorer check on held-out snippets: mean P(formal) {check['formal_snippets_mean']:.3f}
-on {fm['positive']}, {check['informal_snippets_mean']:.3f} on {fm['negative']}.
+Formality scorer check on held-out snippets: mean P(formal) {check["formal_snippets_mean"]:.3f}
+on {fm["positive"]}, {check["informal_snippets_mean"]:.3f} on {fm["negative"]}.
 
 {comp.to_markdown(cols)}
 
@@ -149,8 +149,12 @@ Value 0 keeps both dummy slots at 1 (as in the reference repository), so (0, 0) 
 model.
 """
     files.append(atomic_write_text(args.out / "report.md", report))
-    files.append(atomic_write_text(args.out / "config_used.json",
-                                   json.dumps({**cfg, "scorer_check": check}, indent=2) + "\n"))
+    files.append(
+        atomic_write_text(
+            args.out / "config_used.json",
+            json.dumps({**cfg, "scorer_check": check}, indent=2) + "\n",
+        )
+    )
     print(report)
     print(f"wrote {len(files)} files to {args.out}")
 

@@ -468,22 +468,25 @@ def test_unbalanced_panel_uses_units_observed_in_both_periods() -> None:
 
 
 def test_overlap_violations_are_na_with_a_warning_as_in_r_did() -> None:
-    df = cm.simulate_panel(cohorts=(3, 5), units_per_cohort=(60, 40), n_never=60,
-                           steps=range(1, 7), seed=7).frame
+    df = cm.simulate_panel(
+        cohorts=(3, 5), units_per_cohort=(60, 40), n_never=60, steps=range(1, 7), seed=7
+    ).frame
     coh = df.groupby("unit")["cohort"].first().fillna(0).to_numpy()
     x = np.random.default_rng(7).normal(0.0, 1.0, coh.size) + np.where(coh == 3, 3.0, 0.0)
     df = df.assign(x=x[df["unit"].to_numpy()])  # x nearly separates cohort 3 from the never treated
     for m in ("dr", "ipw"):
         with pytest.warns(CausalmemWarning, match="overlap condition violated"):
-            res = cm.att_gt(df, "y", "step", "unit", "cohort", xformla="~ x", est_method=m,
-                            bstrap=False)
+            res = cm.att_gt(
+                df, "y", "step", "unit", "cohort", xformla="~ x", est_method=m, bstrap=False
+            )
         assert np.isnan(res.att[res.group == 3]).all()
         assert np.isfinite(res.att[res.group == 5]).all()
         with pytest.raises(ValueError, match="na_rm=True"):
             cm.aggte(res, "simple")
         assert np.isfinite(cm.aggte(res, "simple", na_rm=True).overall_estimate)
-    reg = cm.att_gt(df, "y", "step", "unit", "cohort", xformla="~ x", est_method="reg",
-                    bstrap=False)
+    reg = cm.att_gt(
+        df, "y", "step", "unit", "cohort", xformla="~ x", est_method="reg", bstrap=False
+    )
     assert np.isfinite(reg.att).all()  # outcome regression needs no overlap check in R did
 
 

@@ -58,11 +58,18 @@ RTOL_SE_STALE_HESSIAN = 1e-3
 PANELS: dict[str, dict[str, Any]] = {
     "A": dict(cohorts=(3, 5, 6, 8), units_per_cohort=25, n_never=50, steps=range(1, 10), seed=11),
     "B": dict(
-        cohorts=(2, 8, 16, 64), units_per_cohort=(10, 30, 20, 40), n_never=60,
-        steps=(0, 1, 2, 4, 8, 16, 32, 64, 128), seed=22,
+        cohorts=(2, 8, 16, 64),
+        units_per_cohort=(10, 30, 20, 40),
+        n_never=60,
+        steps=(0, 1, 2, 4, 8, 16, 32, 64, 128),
+        seed=22,
     ),
     "C": dict(
-        cohorts=(4, 5, 7, 9, 10), units_per_cohort=12, n_never=30, steps=range(1, 11), seed=33,
+        cohorts=(4, 5, 7, 9, 10),
+        units_per_cohort=12,
+        n_never=30,
+        steps=range(1, 11),
+        seed=33,
         level_shift=0.5,
     ),
 }
@@ -109,8 +116,11 @@ def _grid(panels: str, methods: tuple[str, ...], xformla: str | None) -> list[Cf
 NO_COV = (
     _grid("ABC", ("dr",), None)
     + _grid("A", ("reg", "ipw"), None)
-    + [Cfg("C", cg, bp, anticipation=1) for cg in ("nevertreated", "notyettreated")
-       for bp in ("varying", "universal")]
+    + [
+        Cfg("C", cg, bp, anticipation=1)
+        for cg in ("nevertreated", "notyettreated")
+        for bp in ("varying", "universal")
+    ]
 )
 WITH_COV = _grid("A", ("dr", "reg", "ipw"), "~ x") + [
     Cfg(p, cg, bp, em, "~ x")
@@ -118,10 +128,10 @@ WITH_COV = _grid("A", ("dr", "reg", "ipw"), "~ x") + [
     for cg, bp in (("nevertreated", "varying"), ("notyettreated", "universal"))
     for em in ("dr", "reg", "ipw")
 ]
-AGG_CFGS = (
-    _grid("ABC", ("dr",), None)
-    + [Cfg("A", "notyettreated", "varying", "dr", "~ x"), Cfg("C", anticipation=1)]
-)
+AGG_CFGS = _grid("ABC", ("dr",), None) + [
+    Cfg("A", "notyettreated", "varying", "dr", "~ x"),
+    Cfg("C", anticipation=1),
+]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -151,9 +161,19 @@ def _ours(cfg: Cfg, df: pd.DataFrame | None = None, engine: str = "auto", **kw: 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", cm.errors.CausalmemWarning)
         return _att_gt(
-            _engine=engine, data=df, yname="y", tname="step", idname="unit", gname="cohort",
-            xformla=cfg.xformla, control_group=cfg.control_group, base_period=cfg.base_period,
-            est_method=cfg.est_method, anticipation=cfg.anticipation, bstrap=False, **kw,
+            _engine=engine,
+            data=df,
+            yname="y",
+            tname="step",
+            idname="unit",
+            gname="cohort",
+            xformla=cfg.xformla,
+            control_group=cfg.control_group,
+            base_period=cfg.base_period,
+            est_method=cfg.est_method,
+            anticipation=cfg.anticipation,
+            bstrap=False,
+            **kw,
         )
 
 
@@ -168,9 +188,15 @@ def _csdid_fit(cfg: Cfg, df: pd.DataFrame | None = None, **kw: Any) -> Any:
     d["cohort"] = d["cohort"].fillna(0).astype("int64")  # csdid / R: 0 = never treated
     with _quiet():
         model = csdid_att_gt.ATTgt(
-            yname="y", tname="step", idname="unit", gname="cohort", data=d,
-            control_group=cfg.control_group, xformla=cfg.xformla,
-            anticipation=cfg.anticipation, **kw,
+            yname="y",
+            tname="step",
+            idname="unit",
+            gname="cohort",
+            data=d,
+            control_group=cfg.control_group,
+            xformla=cfg.xformla,
+            anticipation=cfg.anticipation,
+            **kw,
         )
         return model.fit(est_method=cfg.est_method, base_period=cfg.base_period, bstrap=False)
 
@@ -194,7 +220,9 @@ def _differences_model(cfg: Cfg, df: pd.DataFrame | None = None) -> Any:
     d["cohort"] = d["cohort"].astype("float64")  # differences: NaN = never treated
     with _quiet():
         return differences.ATTgt(
-            d.set_index(["unit", "step"]), cohort_column="cohort", base_period=cfg.base_period,
+            d.set_index(["unit", "step"]),
+            cohort_column="cohort",
+            base_period=cfg.base_period,
             anticipation=cfg.anticipation,
         )
 
@@ -204,8 +232,11 @@ def _differences_fit(cfg: Cfg, df: pd.DataFrame | None = None, **kw: Any) -> Any
     formula = "y" if cfg.xformla is None else f"y {cfg.xformla}"
     with _quiet():
         model.fit(
-            formula, est_method=DIFFERENCES_METHOD[cfg.est_method],
-            control_group=DIFFERENCES_CONTROL[cfg.control_group], progress_bar=False, **kw,
+            formula,
+            est_method=DIFFERENCES_METHOD[cfg.est_method],
+            control_group=DIFFERENCES_CONTROL[cfg.control_group],
+            progress_bar=False,
+            **kw,
         )
     return model
 
@@ -231,14 +262,17 @@ _differences_cached = cache(lambda cfg: _differences_fit(cfg))
 _ours_cached = cache(lambda cfg: _ours(cfg))
 
 
-def _assert_cells(ours: pd.DataFrame, peer: pd.DataFrame, *, atol_se: float = ATOL_SE,
-                  rtol_se: float = 0.0) -> None:
+def _assert_cells(
+    ours: pd.DataFrame, peer: pd.DataFrame, *, atol_se: float = ATOL_SE, rtol_se: float = 0.0
+) -> None:
     """Same (g, t) cells; ATT to ATOL_ATT; SEs to atol_se/rtol_se with identical NaN patterns.
 
     NaN SEs are universal-base reference cells (ATT 0 by construction) in all three packages.
     """
-    assert ours.index.equals(peer.index), (ours.index.difference(peer.index),
-                                          peer.index.difference(ours.index))
+    assert ours.index.equals(peer.index), (
+        ours.index.difference(peer.index),
+        peer.index.difference(ours.index),
+    )
     np.testing.assert_allclose(ours["estimate"], peer["estimate"], rtol=0, atol=ATOL_ATT)
     np.testing.assert_array_equal(ours["std_error"].isna(), peer["std_error"].isna())
     np.testing.assert_allclose(ours["std_error"], peer["std_error"], rtol=rtol_se, atol=atol_se)
@@ -353,10 +387,16 @@ def test_aggte_matches_peers(cfg: Cfg, agg: str) -> None:
         return
     # csdid: egt / att_egt / se_egt; differences: index = event time, cohort or time.
     peers = {
-        "csdid": (np.asarray(cs["egt"], float), np.asarray(cs["att_egt"], float),
-                  np.asarray(cs["se_egt"], float).ravel()),
-        "differences": (by.index.to_numpy(float), by["ATT"].to_numpy(float),
-                        by["std_error"].to_numpy(float)),
+        "csdid": (
+            np.asarray(cs["egt"], float),
+            np.asarray(cs["att_egt"], float),
+            np.asarray(cs["se_egt"], float).ravel(),
+        ),
+        "differences": (
+            by.index.to_numpy(float),
+            by["ATT"].to_numpy(float),
+            by["std_error"].to_numpy(float),
+        ),
     }
     for name, (labels, est, se) in peers.items():
         np.testing.assert_array_equal(labels, ours.labels, err_msg=name)
@@ -429,8 +469,12 @@ def test_sampling_weights_match_peers(cfg: Cfg) -> None:
     _assert_cells(ours, _csdid_cells(_csdid_fit(cfg, df, weights_name="w")))
     _assert_cells(ours, _csdid_cells(_csdid_fit(cfg, df, weightsname="w")))
     rtol = RTOL_SE_STALE_HESSIAN if cfg.xformla and cfg.est_method != "reg" else 0.0
-    _assert_cells(ours, _differences_cells(_differences_fit(cfg, df, weights_column="w")),
-                  atol_se=0.0 if rtol else ATOL_SE, rtol_se=rtol)
+    _assert_cells(
+        ours,
+        _differences_cells(_differences_fit(cfg, df, weights_column="w")),
+        atol_se=0.0 if rtol else ATOL_SE,
+        rtol_se=rtol,
+    )
 
 
 def _trimming_frame() -> pd.DataFrame:
@@ -441,8 +485,9 @@ def _trimming_frame() -> pd.DataFrame:
     """
     from causalmem._numerics.drdid import logit_fit
 
-    sim = cm.simulate_panel(cohorts=(3, 5), units_per_cohort=(60, 40), n_never=60,
-                            steps=range(1, 7), seed=7)
+    sim = cm.simulate_panel(
+        cohorts=(3, 5), units_per_cohort=(60, 40), n_never=60, steps=range(1, 7), seed=7
+    )
     df = sim.frame.copy()
     coh = df.groupby("unit")["cohort"].first().fillna(0).to_numpy()
     rng = np.random.default_rng(7)
@@ -558,8 +603,14 @@ def test_differences_cluster_formula_is_mean_not_sum(kind: str) -> None:
     else:
         assert np.median(ratio) > 1.5
     with _quiet():
-        boot = mboot(inf, cluster_groups=codes, boot_iterations=2000, random_state=1234,
-                     boot_n_jobs=1, progress_bar=False)
+        boot = mboot(
+            inf,
+            cluster_groups=codes,
+            boot_iterations=2000,
+            random_state=1234,
+            boot_n_jobs=1,
+            progress_bar=False,
+        )
     # 34-60 clusters: the IQR-based bootstrap SE is noisy, so compare medians over the cells.
     assert np.median(boot["se"] / mean_form) == pytest.approx(1.0, abs=0.15)
 
@@ -567,8 +618,9 @@ def test_differences_cluster_formula_is_mean_not_sum(kind: str) -> None:
 # --------------------------------------------------------------- R did's overlap rule
 def _overlap_frame() -> pd.DataFrame:
     """Cohort 3 is nearly separated by ``x`` from the never treated (max p > 0.999)."""
-    df = cm.simulate_panel(cohorts=(3, 5), units_per_cohort=(60, 40), n_never=60,
-                           steps=range(1, 7), seed=7).frame.copy()
+    df = cm.simulate_panel(
+        cohorts=(3, 5), units_per_cohort=(60, 40), n_never=60, steps=range(1, 7), seed=7
+    ).frame.copy()
     coh = df.groupby("unit")["cohort"].first().fillna(0).to_numpy()
     x = np.random.default_rng(7).normal(0.0, 1.0, coh.size) + np.where(coh == 3, 3.0, 0.0)
     df["x"] = x[df["unit"].to_numpy()]

@@ -65,7 +65,8 @@ def test_ray_backend_matches_sequential_and_resumes(local_ray: None, tmp_path: P
     assert len(steps) == len(set(steps)) and set(steps) < {0, 5, 10, 30}
     assert not {10, 30} <= set(steps)
     # Explicitly allowed, the run resumes and completes every checkpoint exactly once.
-    full = score_ray(dcks, ins, tmp_path / "dout", batch_size=4, progress=False,
-                     allow_duplicate_weights=True).frame
+    full = score_ray(
+        dcks, ins, tmp_path / "dout", batch_size=4, progress=False, allow_duplicate_weights=True
+    ).frame
     assert sorted(full["step"].unique()) == [0, 5, 10, 30]
     assert not full.duplicated(["unit", "step"]).any()

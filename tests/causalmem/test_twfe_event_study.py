@@ -82,8 +82,11 @@ def test_twfe_coefficients_match_linearmodels_panelols() -> None:
 
 
 @pytest.mark.peers
-@pytest.mark.parametrize("vcov", [None, "iid", "hetero", {"CRV1": "step"}, {"CRV1": "unit+step"},
-                                  {"CRV1": "cl"}], ids=str)
+@pytest.mark.parametrize(
+    "vcov",
+    [None, "iid", "hetero", {"CRV1": "step"}, {"CRV1": "unit+step"}, {"CRV1": "cl"}],
+    ids=str,
+)
 @pytest.mark.parametrize("window", [None, (-3, 3)], ids=str)
 def test_event_study_twfe_matches_pyfixest_with_explicit_indicators(
     vcov: object, window: tuple[int, int] | None
@@ -94,12 +97,14 @@ def test_event_study_twfe_matches_pyfixest_with_explicit_indicators(
     d, names = _dummies(df, window)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        peer = pf.feols("y ~ " + " + ".join(names) + " | unit + step", data=d,
-                        vcov=vcov or {"CRV1": "unit"})
+        peer = pf.feols(
+            "y ~ " + " + ".join(names) + " | unit + step", data=d, vcov=vcov or {"CRV1": "unit"}
+        )
     np.testing.assert_allclose(ours.coef, peer.coef().to_numpy(), atol=COEF_TOL)
     np.testing.assert_allclose(ours.se, peer.se().to_numpy(), atol=SE_TOL)
-    assert ours.tidy()["event_time"].tolist() == [float(n.replace("d_m", "-").replace("d_p", ""))
-                                                  for n in names]
+    assert ours.tidy()["event_time"].tolist() == [
+        float(n.replace("d_m", "-").replace("d_p", "")) for n in names
+    ]
 
 
 def test_sun_abraham_cohort_effects_equal_the_saturated_regression() -> None:
@@ -133,8 +138,9 @@ def test_twfe_is_biased_under_dynamic_effects_while_cs_and_sunab_recover_the_tru
         # Dynamic and cohort-heterogeneous: later cohorts react more strongly.
         return np.where(e >= 0, -(1.0 + 0.6 * (g - 3)) * np.exp(-e / 3.0) - 0.3, 0.0)
 
-    sim = cm.simulate_panel(cohorts=(3, 5, 7), units_per_cohort=200, n_never=300,
-                            steps=range(1, 10), att=att, seed=6)
+    sim = cm.simulate_panel(
+        cohorts=(3, 5, 7), units_per_cohort=200, n_never=300, steps=range(1, 10), att=att, seed=6
+    )
     df = sim.frame.assign(g=sim.frame["cohort"].astype("Float64").astype(float))
     df = df.assign(treated=(df["step"] >= df["g"].fillna(np.inf)).astype(float))
     post = sim.truth[sim.truth["event_time"] >= 0]
@@ -145,8 +151,10 @@ def test_twfe_is_biased_under_dynamic_effects_while_cs_and_sunab_recover_the_tru
     simple = cm.aggte(res, "simple")
     assert abs(simple.overall_estimate - truth_static) < 2.5 * simple.overall_std_error
     truth_e = sim.truth.groupby("event_time")["att"].mean()
-    for est in (cm.aggte(res, "dynamic", event_time="periods"),
-                cm.event_study(df, "y", "step", "unit", "cohort", "sunab")):
+    for est in (
+        cm.aggte(res, "dynamic", event_time="periods"),
+        cm.event_study(df, "y", "step", "unit", "cohort", "sunab"),
+    ):
         t = est.tidy().dropna(subset=["event_time"]).set_index("event_time")
         t = t[t.index >= 0]
         z = (t["estimate"] - truth_e.loc[t.index]) / t["std_error"]
@@ -208,8 +216,9 @@ def test_bad_inputs() -> None:
     with pytest.raises(FormulaError, match="y ~ x1"):
         cm.twfe("treated + unit", df)
     with pytest.raises(SingularDesignError, match="collinear"):
-        cm.twfe("y ~ treated + g_level | unit + step",
-                df.assign(g_level=df["unit"].astype(float)))  # time-invariant: absorbed
+        cm.twfe(
+            "y ~ treated + g_level | unit + step", df.assign(g_level=df["unit"].astype(float))
+        )  # time-invariant: absorbed
     with pytest.raises(ValueError, match="vcov"):
         cm.twfe("y ~ treated | unit + step", df, vcov="HC3")
     with pytest.raises(FormulaError, match="Cluster column"):
@@ -217,8 +226,7 @@ def test_bad_inputs() -> None:
     with pytest.raises(ValueError, match="use one of"):
         cm.event_study(df, "y", "step", "unit", "cohort", "did2s")  # type: ignore[arg-type]
     with pytest.raises(IdentificationError, match="balanced"):
-        cm.event_study(df.sample(frac=0.9, random_state=0), "y", "step", "unit", "cohort",
-                       "twfe")
+        cm.event_study(df.sample(frac=0.9, random_state=0), "y", "step", "unit", "cohort", "twfe")
     treated_only = df[df["g"].notna()]
     with pytest.raises(SingularDesignError, match="second reference"):
         cm.event_study(treated_only, "y", "step", "unit", "cohort", "twfe")
@@ -233,13 +241,17 @@ def test_etable_renders_every_format_and_checks_inputs() -> None:
     tab = cm.etable([cs, tw, static], ["CS", "TWFE ES", "TWFE"], caption="Comparison")
     frame = tab.to_frame()
     assert frame.loc["event_time=0", ("estimate", "CS")] == pytest.approx(
-        cs.tidy().set_index("term").loc["event_time=0", "estimate"])
+        cs.tidy().set_index("term").loc["event_time=0", "estimate"]
+    )
     assert np.isnan(frame.loc["treated", ("estimate", "CS")])
     md = tab.to_markdown()
     assert "| event_time=0" in md and "bootstrap" in md and "CRV1:unit" in md
     assert "\\begin{tabular}" in tab.to_latex() and "<table" in tab.to_html()
     assert list(cm.etable([cs], keep=r"event_time=[0-2]$").to_frame().index) == [
-        "event_time=0", "event_time=1", "event_time=2"]
+        "event_time=0",
+        "event_time=1",
+        "event_time=2",
+    ]
     with pytest.raises(ValueError, match="at least one"):
         cm.etable([])
     with pytest.raises(ValueError, match="names"):
