@@ -57,6 +57,140 @@ def significant(frame: pd.DataFrame) -> pd.Series:
     return (frame["conf_low"] > 0) | (frame["conf_high"] < 0)
 
 
+# ----------------------------------------------------------------------------- shared layers
+def _significance(frame: pd.DataFrame) -> np.ndarray:
+    """``"significant"`` / ``"not significant"`` per row (the opacity field of the charts)."""
+    return np.where(significant(frame), "significant", "not significant")
+
+
+def _significance_opacity(alt: Any, faint: float, title: str) -> Any:
+    """Opacity by the ``significant`` column: opaque when significant, ``faint`` otherwise."""
+    return alt.Opacity(
+        "significant:N",
+        title=title,
+        scale=alt.Scale(domain=["significant", "not significant"], range=[1.0, faint]),
+    )
+
+
+def _interval_tooltip(alt: Any) -> list[Any]:
+    """Tooltips of the estimate and its interval."""
+    return [
+        alt.Tooltip("estimate:Q", format=".3f"),
+        alt.Tooltip("conf_low:Q", format=".3f"),
+        alt.Tooltip("conf_high:Q", format=".3f"),
+    ]
+
+
+def _estimate_colour(alt: Any, frame: pd.DataFrame, title: str) -> Any:
+    """Diverging red-blue colour of ``estimate``, symmetric about zero."""
+    lim = float(np.nanmax(np.abs(frame["estimate"]))) if len(frame) else 1.0
+    return alt.Color(
+        "estimate:Q",
+        title=title,
+        scale=alt.Scale(scheme="redblue", reverse=True, domain=[-lim, lim]),
+    )
+
+
+def _zero_rule(alt: Any) -> Any:
+    """Horizontal black rule at y = 0."""
+    return alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="black").encode(y="y:Q")
+
+
+def _start_rule(alt: Any) -> Any:
+    """Dashed vertical rule at x = 0 (the treatment time)."""
+    return (
+        alt.Chart(pd.DataFrame({"x": [0.0]}))
+        .mark_rule(color="black", strokeDash=[3, 3])
+        .encode(x="x:Q")
+    )
+
+
+def _event_rows(
+    path: pd.DataFrame, cols: tuple[str, ...], what: str, *, after_only: bool = False
+) -> pd.DataFrame:
+    """Copy of ``cols`` of ``path`` with a finite ``event_time`` (and ``>= 0`` if asked)."""
+    _need(path, cols, what)
+    df = path[list(cols)].copy()
+    keep = np.isfinite(df["event_time"].to_numpy(dtype=float))
+    if after_only:
+        keep &= df["event_time"] >= 0
+    return df[keep]
+
+
+def _band_and_line(
+    alt: Any,
+    base: Any,
+    x: Any,
+    value_title: str,
+    *,
+    band_opacity: float,
+    colour: Any = None,
+    point: bool = False,
+    tooltip: list[Any] | None = None,
+) -> tuple[Any, Any]:
+    """Build the interval band ``[conf_low, conf_high]`` and the estimate line over ``x``.
+
+    ``colour`` is a fixed colour (a string), a colour encoding (one line per model) or None.
+    """
+    mark: dict[str, Any] = {"color": colour} if isinstance(colour, str) else {}
+    enc: dict[str, Any] = {} if colour is None or isinstance(colour, str) else {"color": colour}
+    band = base.mark_area(opacity=band_opacity, **mark).encode(
+        x=x, y=alt.Y("conf_low:Q", title=value_title), y2="conf_high:Q", **enc
+    )
+    line_mark: dict[str, Any] = {"point": True} if point else {}
+    line_enc = dict(enc, tooltip=tooltip) if tooltip is not None else enc
+    line = base.mark_line(**line_mark, **mark).encode(x=x, y="estimate:Q", **line_enc)
+    return band, line
+
+
+def _persistent_layers(
+    alt: Any,
+    df: pd.DataFrame,
+    *,
+    value_title: str,
+    sqrt_axes: bool,
+    band_opacity: float,
+    colour: Any,
+    tooltip: list[Any],
+) -> list[Any]:
+    """Build the band, line, significance-marked points and zero rule of θ(e), ``e >= 0``."""
+    scale = alt.Scale(type="sqrt") if sqrt_axes else alt.Scale()
+    x = alt.X("event_time:Q", title="steps since training (c − g)", scale=scale)
+    base = alt.Chart(df)
+    band, line = _band_and_line(alt, base, x, value_title, band_opacity=band_opacity, colour=colour)
+    enc: dict[str, Any] = {} if isinstance(colour, str) else {"color": colour}
+    pts = base.mark_point(filled=True, size=30).encode(
+        x=x,
+        y="estimate:Q",
+        **enc,
+        opacity=_significance_opacity(alt, 0.25, "interval"),
+        tooltip=tooltip,
+    )
+    return [band, line, pts, _zero_rule(alt)]
+
+
+def _lollipop_layers(alt: Any, data: Any, value_title: str, tooltip: list[Any]) -> tuple[Any, Any]:
+    """Build the stem (0 to ``estimate``) and head of a residual lollipop per cohort.
+
+    ``data`` is the frame (with ``zero`` and ``significant``), or None to take the data of the
+    enclosing layer.
+    """
+    opacity = _significance_opacity(alt, 0.3, "interval")
+    xg = alt.X("group:Q", title="treatment step g")
+    chart = (lambda: alt.Chart()) if data is None else (lambda: alt.Chart(data))
+    stem = (
+        chart()
+        .mark_rule(color="#1b9e77")
+        .encode(x=xg, y=alt.Y("zero:Q", title=value_title), y2="estimate:Q", opacity=opacity)
+    )
+    head = (
+        chart()
+        .mark_point(filled=True, size=40, color="#1b9e77")
+        .encode(x=xg, y="estimate:Q", opacity=opacity, tooltip=tooltip)
+    )
+    return stem, head
+
+
 def profile_heatmap(
     cells: pd.DataFrame,
     *,
@@ -91,10 +225,9 @@ def profile_heatmap(
     ].copy()
     if post_only:
         df = df[df["time"] >= df["group"]]
-    df["significant"] = np.where(significant(df), "significant", "not significant")
+    df["significant"] = _significance(df)
     df["group"] = df["group"].astype(int)
     df["time"] = df["time"].astype(int)
-    lim = float(np.nanmax(np.abs(df["estimate"]))) if len(df) else 1.0
     steps = sorted(set(df["time"]).union(df["group"]))
     return (
         alt.Chart(df, title=title)
@@ -102,22 +235,12 @@ def profile_heatmap(
         .encode(
             x=alt.X("time:O", title="checkpoint step c", sort=steps),
             y=alt.Y("group:O", title="treatment step g", sort="descending"),
-            color=alt.Color(
-                "estimate:Q",
-                title=value_title,
-                scale=alt.Scale(scheme="redblue", reverse=True, domain=[-lim, lim]),
-            ),
-            opacity=alt.Opacity(
-                "significant:N",
-                title="95% band",
-                scale=alt.Scale(domain=["significant", "not significant"], range=[1.0, 0.25]),
-            ),
+            color=_estimate_colour(alt, df, value_title),
+            opacity=_significance_opacity(alt, 0.25, "95% band"),
             tooltip=[
                 alt.Tooltip("group:O", title="g"),
                 alt.Tooltip("time:O", title="c"),
-                alt.Tooltip("estimate:Q", format=".3f"),
-                alt.Tooltip("conf_low:Q", format=".3f"),
-                alt.Tooltip("conf_high:Q", format=".3f"),
+                *_interval_tooltip(alt),
             ],
         )
         .properties(width=420, height=320)
@@ -169,12 +292,7 @@ def instantaneous_vs_lr(
     pts = base.mark_point(color="#c0392b", filled=True, size=45).encode(
         x=x,
         y=alt.Y("estimate:Q", title=value_title),
-        tooltip=[
-            alt.Tooltip("step:Q", title="g"),
-            alt.Tooltip("estimate:Q", format=".3f"),
-            alt.Tooltip("conf_low:Q", format=".3f"),
-            alt.Tooltip("conf_high:Q", format=".3f"),
-        ],
+        tooltip=[alt.Tooltip("step:Q", title="g"), *_interval_tooltip(alt)],
     )
     return (
         alt.layer(bars + pts, line, title=title)
@@ -215,10 +333,7 @@ def event_path(
     df["phase"] = np.where(df["e"] >= 0, "after training", "before (placebo)")
     base = alt.Chart(df)
     xe = alt.X("e:Q", title=x_title)
-    band = base.mark_area(opacity=0.25, color="#2c7fb8").encode(
-        x=xe, y=alt.Y("conf_low:Q", title=value_title), y2="conf_high:Q"
-    )
-    line = base.mark_line(color="#2c7fb8").encode(x=xe, y="estimate:Q")
+    band, line = _band_and_line(alt, base, xe, value_title, band_opacity=0.25, colour="#2c7fb8")
     pts = base.mark_point(filled=True, size=35).encode(
         x=xe,
         y="estimate:Q",
@@ -229,20 +344,11 @@ def event_path(
                 domain=["before (placebo)", "after training"], range=["#7f7f7f", "#2c7fb8"]
             ),
         ),
-        tooltip=[
-            alt.Tooltip("e:Q", title="c − g"),
-            alt.Tooltip("estimate:Q", format=".3f"),
-            alt.Tooltip("conf_low:Q", format=".3f"),
-            alt.Tooltip("conf_high:Q", format=".3f"),
-        ],
+        tooltip=[alt.Tooltip("e:Q", title="c − g"), *_interval_tooltip(alt)],
     )
-    zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="black").encode(y="y:Q")
-    start = (
-        alt.Chart(pd.DataFrame({"x": [0.0]}))
-        .mark_rule(color="black", strokeDash=[3, 3])
-        .encode(x="x:Q")
+    return alt.layer(band, line, pts, _zero_rule(alt), _start_rule(alt), title=title).properties(
+        width=420, height=260
     )
-    return alt.layer(band, line, pts, zero, start, title=title).properties(width=420, height=260)
 
 
 def persistent_memorisation(
@@ -269,29 +375,19 @@ def persistent_memorisation(
     altair.LayerChart
     """
     alt = _alt()
-    _need(path, ("event_time", "estimate", "conf_low", "conf_high"), "persistent_memorisation")
-    df = path[["event_time", "estimate", "conf_low", "conf_high"]].copy()
-    df = df[np.isfinite(df["event_time"].to_numpy(dtype=float)) & (df["event_time"] >= 0)]
-    df["significant"] = np.where(significant(df), "significant", "not significant")
-    scale = alt.Scale(type="sqrt") if sqrt_axes else alt.Scale()
-    xe = alt.X("event_time:Q", title="steps since training (c − g)", scale=scale)
-    base = alt.Chart(df)
-    band = base.mark_area(opacity=0.2, color="#d95f02").encode(
-        x=xe, y=alt.Y("conf_low:Q", title=value_title), y2="conf_high:Q"
-    )
-    line = base.mark_line(color="#d95f02").encode(x=xe, y="estimate:Q")
-    pts = base.mark_point(filled=True, size=30).encode(
-        x=xe,
-        y="estimate:Q",
-        opacity=alt.Opacity(
-            "significant:N",
-            scale=alt.Scale(domain=["significant", "not significant"], range=[1.0, 0.25]),
-            title="interval",
-        ),
+    cols = ("event_time", "estimate", "conf_low", "conf_high")
+    df = _event_rows(path, cols, "persistent_memorisation", after_only=True)
+    df["significant"] = _significance(df)
+    layers = _persistent_layers(
+        alt,
+        df,
+        value_title=value_title,
+        sqrt_axes=sqrt_axes,
+        band_opacity=0.2,
+        colour="#d95f02",
         tooltip=["event_time:Q", alt.Tooltip("estimate:Q", format=".3f")],
     )
-    zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="black").encode(y="y:Q")
-    return alt.layer(band, line, pts, zero, title=title).properties(width=420, height=260)
+    return alt.layer(*layers, title=title).properties(width=420, height=260)
 
 
 def residual_lollipop(
@@ -319,28 +415,10 @@ def residual_lollipop(
     alt = _alt()
     _need(residual, ("group", "estimate", "conf_low", "conf_high"), "residual_lollipop")
     df = residual[["group", "estimate", "conf_low", "conf_high"]].copy()
-    df["significant"] = np.where(significant(df), "significant", "not significant")
+    df["significant"] = _significance(df)
     df["zero"] = 0.0
-    opacity = alt.Opacity(
-        "significant:N",
-        scale=alt.Scale(domain=["significant", "not significant"], range=[1.0, 0.3]),
-        title="interval",
-    )
-    xg = alt.X("group:Q", title="treatment step g")
-    stem = (
-        alt.Chart(df)
-        .mark_rule(color="#1b9e77")
-        .encode(x=xg, y=alt.Y("zero:Q", title=value_title), y2="estimate:Q", opacity=opacity)
-    )
-    head = (
-        alt.Chart(df)
-        .mark_point(filled=True, size=40, color="#1b9e77")
-        .encode(
-            x=xg,
-            y="estimate:Q",
-            opacity=opacity,
-            tooltip=["group:Q", alt.Tooltip("estimate:Q", format=".3f")],
-        )
+    stem, head = _lollipop_layers(
+        alt, df, value_title, ["group:Q", alt.Tooltip("estimate:Q", format=".3f")]
     )
     title = "Residual memorisation" + (f" at step {at:,.0f}" if at is not None else "")
     return alt.layer(stem, head, title=title).properties(width=420, height=240)
@@ -395,6 +473,16 @@ def correlation_matrix(
 
 
 # ----------------------------------------------------------------------------- families
+def _model_colour(alt: Any, frame: pd.DataFrame) -> Any:
+    """One colour per model, in the frame's order of appearance."""
+    return alt.Color("model:N", sort=list(dict.fromkeys(frame["model"])), title="model")
+
+
+def _model_tooltip(alt: Any, x: str) -> list[Any]:
+    """Model, ``x`` and estimate tooltips of the family charts."""
+    return ["model:N", x, alt.Tooltip("estimate:Q", format=".3f")]
+
+
 def _tile_edges(values: pd.Series) -> pd.Series:
     """Previous grid point of each value (the tile's lower edge); the first gets 0 or its gap."""
     grid = np.unique(values.to_numpy(dtype=float))
@@ -462,33 +550,22 @@ def family_heatmap(
         d["group0"] = _tile_edges(d["group"])
         parts.append(d)
     df = pd.concat(parts, ignore_index=True) if parts else df
-    df["significant"] = np.where(significant(df), "significant", "not significant")
+    df["significant"] = _significance(df)
     if mask == "hide":
         df = df[df["significant"] == "significant"]
-    lim = float(np.nanmax(np.abs(df["estimate"]))) if len(df) else 1.0
     base = alt.Chart()
     rect = base.mark_rect().encode(
         x=alt.X("time0:Q", title="checkpoint step c"),
         x2="time:Q",
         y=alt.Y("group0:Q", title="treatment step g", scale=alt.Scale(reverse=True)),
         y2="group:Q",
-        color=alt.Color(
-            "estimate:Q",
-            title=value_title,
-            scale=alt.Scale(scheme="redblue", reverse=True, domain=[-lim, lim]),
-        ),
-        opacity=alt.Opacity(
-            "significant:N",
-            title="95% band",
-            scale=alt.Scale(domain=["significant", "not significant"], range=[1.0, 0.25]),
-        ),
+        color=_estimate_colour(alt, df, value_title),
+        opacity=_significance_opacity(alt, 0.25, "95% band"),
         tooltip=[
             "model:N",
             alt.Tooltip("group:Q", title="g"),
             alt.Tooltip("time:Q", title="c"),
-            alt.Tooltip("estimate:Q", format=".3f"),
-            alt.Tooltip("conf_low:Q", format=".3f"),
-            alt.Tooltip("conf_high:Q", format=".3f"),
+            *_interval_tooltip(alt),
         ],
     )
     layers: list[Any] = [rect]
@@ -526,29 +603,21 @@ def family_paths(
     altair.LayerChart
     """
     alt = _alt()
-    _need(path, ("model", "event_time", "estimate", "conf_low", "conf_high"), "family_paths")
-    df = path[["model", "event_time", "estimate", "conf_low", "conf_high"]].copy()
-    df = df[np.isfinite(df["event_time"].to_numpy(dtype=float))]
-    models = list(dict.fromkeys(df["model"]))
-    colour = alt.Color("model:N", sort=models, title="model")
-    x = alt.X("event_time:Q", title=x_title)
-    base = alt.Chart(df)
-    band = base.mark_area(opacity=0.18).encode(
-        x=x, y=alt.Y("conf_low:Q", title=value_title), y2="conf_high:Q", color=colour
+    cols = ("model", "event_time", "estimate", "conf_low", "conf_high")
+    df = _event_rows(path, cols, "family_paths")
+    band, line = _band_and_line(
+        alt,
+        alt.Chart(df),
+        alt.X("event_time:Q", title=x_title),
+        value_title,
+        band_opacity=0.18,
+        colour=_model_colour(alt, df),
+        point=True,
+        tooltip=_model_tooltip(alt, "event_time:Q"),
     )
-    line = base.mark_line(point=True).encode(
-        x=x,
-        y="estimate:Q",
-        color=colour,
-        tooltip=["model:N", "event_time:Q", alt.Tooltip("estimate:Q", format=".3f")],
+    return alt.layer(band, line, _zero_rule(alt), _start_rule(alt), title=title).properties(
+        width=460, height=280
     )
-    zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="black").encode(y="y:Q")
-    start = (
-        alt.Chart(pd.DataFrame({"x": [0.0]}))
-        .mark_rule(color="black", strokeDash=[3, 3])
-        .encode(x="x:Q")
-    )
-    return alt.layer(band, line, zero, start, title=title).properties(width=460, height=280)
 
 
 def family_instantaneous_lr(
@@ -631,30 +700,10 @@ def family_residual(
     alt = _alt()
     _need(residual, ("model", "group", "estimate", "conf_low", "conf_high"), "family_residual")
     df = residual[["model", "group", "estimate", "conf_low", "conf_high"]].copy()
-    df["significant"] = np.where(significant(df), "significant", "not significant")
+    df["significant"] = _significance(df)
     df["zero"] = 0.0
     models = list(dict.fromkeys(df["model"]))
-    opacity = alt.Opacity(
-        "significant:N",
-        scale=alt.Scale(domain=["significant", "not significant"], range=[1.0, 0.3]),
-        title="interval",
-    )
-    xg = alt.X("group:Q", title="treatment step g")
-    stem = (
-        alt.Chart()
-        .mark_rule(color="#1b9e77")
-        .encode(x=xg, y=alt.Y("zero:Q", title=value_title), y2="estimate:Q", opacity=opacity)
-    )
-    head = (
-        alt.Chart()
-        .mark_point(filled=True, size=40, color="#1b9e77")
-        .encode(
-            x=xg,
-            y="estimate:Q",
-            opacity=opacity,
-            tooltip=["model:N", "group:Q", alt.Tooltip("estimate:Q", format=".3f")],
-        )
-    )
+    stem, head = _lollipop_layers(alt, None, value_title, _model_tooltip(alt, "group:Q"))
     return (
         alt.layer(stem, head, data=df)
         .properties(width=440, height=130)
@@ -689,34 +738,21 @@ def family_persistent(
     altair.LayerChart
     """
     alt = _alt()
-    _need(path, ("model", "event_time", "estimate", "conf_low", "conf_high"), "family_persistent")
-    df = path[["model", "event_time", "estimate", "conf_low", "conf_high"]].copy()
-    df = df[np.isfinite(df["event_time"].to_numpy(dtype=float)) & (df["event_time"] >= 0)]
-    df["significant"] = np.where(significant(df), "significant", "not significant")
+    cols = ("model", "event_time", "estimate", "conf_low", "conf_high")
+    df = _event_rows(path, cols, "family_persistent", after_only=True)
+    df["significant"] = _significance(df)
     if significant_only:
         df = df[(df["significant"] == "significant") & (df["estimate"] > 0)]
-    models = list(dict.fromkeys(df["model"]))
-    colour = alt.Color("model:N", sort=models, title="model")
-    scale = alt.Scale(type="sqrt") if sqrt_axes else alt.Scale()
-    x = alt.X("event_time:Q", title="steps since training (c − g)", scale=scale)
-    base = alt.Chart(df)
-    band = base.mark_area(opacity=0.15).encode(
-        x=x, y=alt.Y("conf_low:Q", title=value_title), y2="conf_high:Q", color=colour
+    layers = _persistent_layers(
+        alt,
+        df,
+        value_title=value_title,
+        sqrt_axes=sqrt_axes,
+        band_opacity=0.15,
+        colour=_model_colour(alt, df),
+        tooltip=_model_tooltip(alt, "event_time:Q"),
     )
-    line = base.mark_line().encode(x=x, y="estimate:Q", color=colour)
-    pts = base.mark_point(filled=True, size=30).encode(
-        x=x,
-        y="estimate:Q",
-        color=colour,
-        opacity=alt.Opacity(
-            "significant:N",
-            scale=alt.Scale(domain=["significant", "not significant"], range=[1.0, 0.25]),
-            title="interval",
-        ),
-        tooltip=["model:N", "event_time:Q", alt.Tooltip("estimate:Q", format=".3f")],
-    )
-    zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="black").encode(y="y:Q")
-    return alt.layer(band, line, pts, zero, title=title).properties(width=460, height=280)
+    return alt.layer(*layers, title=title).properties(width=460, height=280)
 
 
 def prediction_scatter(

@@ -19,7 +19,6 @@ chosen by the caller (the CLI); nothing here changes global state beyond the cal
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import resource
@@ -34,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from causalmem._atomic import atomic_path, atomic_write_parquet, atomic_write_text
+from causalmem.lab import _pipeline
 from causalmem.profile import to_memorisation
 
 __all__ = ["LabDemoConfig", "LabDemoOutput", "run_lab_demo"]
@@ -189,14 +189,6 @@ def _peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def _analysis_steps(run: Any, cfg: LabDemoConfig) -> np.ndarray:
-    steps = np.asarray(run.checkpoint_steps, dtype=np.int64)
-    if cfg.score_log_spaced:
-        return steps
-    keep = (steps == 0) | (steps % cfg.checkpoint_every == 0) | (steps == cfg.steps)
-    return steps[keep]
-
-
 # ----------------------------------------------------------------------------- the demo
 def run_lab_demo(
     out_dir: str | os.PathLike[str],
@@ -225,19 +217,11 @@ def run_lab_demo(
     from causalmem.charts import event_path, instantaneous_vs_lr, profile_heatmap
     from causalmem.estimators.aggte import aggte
     from causalmem.estimators.att_gt import att_gt
-    from causalmem.lab.corpus import load_corpus
-    from causalmem.lab.instances import (
-        Instances,
-        sample_macro_batches,
-        training_instances,
-        validation_instances,
-    )
-    from causalmem.lab.tokenizer import encode_documents, load_tokenizer, save_tokenizer, train_bpe
-    from causalmem.lab.train import cohort_lr, lr_schedule, prepare_data, train
+    from causalmem.lab.train import cohort_lr, lr_schedule, train
     from causalmem.panel.io import write_panel
     from causalmem.results.base import render_frame
     from causalmem.scoring.metrics import MEMORISATION_SIGN
-    from causalmem.scoring.runner import read_manifest, score, scoring_plan
+    from causalmem.scoring.runner import read_manifest, scoring_plan
 
     cfg = cfg or LabDemoConfig()
     if cfg.outcome not in MEMORISATION_SIGN:
@@ -253,11 +237,9 @@ def run_lab_demo(
 
     # 1. corpus -------------------------------------------------------------------------
     t0 = time.perf_counter()
-    corpus = load_corpus(cfg.corpus, cache=cfg.cache_dir, log=log).deduplicated()
-    corpus_sha = hashlib.sha256("\n".join(corpus.documents).encode()).hexdigest()
+    corpus, corpus_sha = _pipeline.load_documents(cfg, log)
     _atomic_text(
-        json.dumps({**dict(corpus.provenance), "documents_sha256": corpus_sha}, indent=1),
-        lab / "corpus.json",
+        json.dumps(_pipeline.corpus_provenance(corpus, corpus_sha), indent=1), lab / "corpus.json"
     )
     timings["corpus"] = time.perf_counter() - t0
     log(
@@ -267,29 +249,18 @@ def run_lab_demo(
 
     # 2. tokenizer ----------------------------------------------------------------------
     t0 = time.perf_counter()
-    tok_dir = lab / "tokenizer"
-    tok_meta = tok_dir / "causalmem.json"
-    reuse = tok_meta.exists() and json.loads(tok_meta.read_text()) == {
-        "corpus_sha256": corpus_sha,
-        "vocab_size": cfg.vocab_size,
-    }
+    tokenizer, reuse = _pipeline.fit_tokenizer(
+        corpus, corpus_sha, cfg.vocab_size, lab / "tokenizer"
+    )
     if reuse:
-        tokenizer = load_tokenizer(tok_dir)
         reused.append("tokenizer")
-    else:
-        tokenizer = train_bpe(corpus.documents, cfg.vocab_size)
-        save_tokenizer(tokenizer, tok_dir)
-        _atomic_text(
-            json.dumps({"corpus_sha256": corpus_sha, "vocab_size": cfg.vocab_size}), tok_meta
-        )
     vocab = int(tokenizer.get_vocab_size())
     timings["tokenizer"] = time.perf_counter() - t0
     log(f"tokenizer: byte-level BPE, {vocab:,} entries" + (" (reused)" if reuse else ""))
 
     # 3. data ---------------------------------------------------------------------------
     t0 = time.perf_counter()
-    docs = encode_documents(tokenizer, corpus.documents)
-    data = prepare_data(docs, tcfg, n_validation=cfg.n_heldout, seed=cfg.seed)
+    data = _pipeline.split_data(tokenizer, corpus, cfg, tcfg)
     timings["data"] = time.perf_counter() - t0
     dp = data.provenance
     log(
@@ -313,11 +284,9 @@ def run_lab_demo(
 
     # 5. instances ----------------------------------------------------------------------
     t0 = time.perf_counter()
-    steps = _analysis_steps(run, cfg)
-    sample = sample_macro_batches(steps, cfg.batch_size, k=cfg.k, m=cfg.m, seed=cfg.seed)
-    tr = training_instances(run.order(), sample)
-    va = validation_instances(np.load(run.validation_path), cfg.n_validation, seed=cfg.seed)
-    instances = Instances.concat([tr, va])
+    steps = _pipeline.analysis_steps(run, cfg)
+    sample = _pipeline.sample_instances(steps, cfg)
+    tr, va, instances = _pipeline.lab_instances(run, sample, cfg)
     plan = scoring_plan(instances, steps, pre_periods=cfg.pre_periods)
     timings["instances"] = time.perf_counter() - t0
     n_cells = int(sum(int(m.sum()) for m in plan.values()))
@@ -329,20 +298,12 @@ def run_lab_demo(
 
     # 6. scoring ------------------------------------------------------------------------
     t0 = time.perf_counter()
-    by_step = {c.step: c for c in run.checkpoints}
     if (out / "scores" / "manifest.json").exists():
         done = {int(r["checkpoint"]["step"]) for r in read_manifest(out / "scores")["checkpoints"]}
         if set(steps.tolist()) <= done:
             reused.append("scoring")
-    panel = score(
-        [by_step[int(s)] for s in steps],
-        instances,
-        out / "scores",
-        plan=plan,
-        batch_size=cfg.scoring_batch_size or "auto",
-        num_threads=cfg.num_threads,
-        progress=progress,
-        log=None,
+    panel = _pipeline.score_run(
+        run, steps, instances, out / "scores", cfg, plan=plan, progress=progress
     )
     timings["scoring"] = time.perf_counter() - t0
     n_tokens = n_cells * (cfg.seq_len - 1)

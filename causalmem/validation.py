@@ -48,7 +48,9 @@ __all__ = [
     "ESTIMATORS",
     "ESTIMATOR_LABELS",
     "ValidationResult",
+    "METRIC_COLUMNS",
     "estimate_all",
+    "metrics_table",
     "validate",
     "validation_chart",
     "validation_metrics",
@@ -75,6 +77,22 @@ difference estimator add a pooling model and random assignment."""
 
 GOAL_BIAS = 0.10
 GOAL_COVERAGE = (0.90, 0.99)
+
+METRIC_COLUMNS: tuple[str, ...] = (
+    "estimator",
+    "level",
+    "period",
+    "n",
+    "mean_truth",
+    "bias",
+    "rel_bias",
+    "rmse",
+    "coverage",
+    "mean_width",
+    "corr",
+    "meets_goal",
+)
+"""Columns of the metrics tables shown in reports (:func:`metrics_table`)."""
 
 _EST_COLS = ["estimate", "std_error", "conf_low", "conf_high"]
 
@@ -705,24 +723,21 @@ _TRUTH_HTML = {
 }
 
 
-def _fmt_table(frame: pd.DataFrame) -> str:
-    cols = [
-        "estimator",
-        "level",
-        "period",
-        "n",
-        "mean_truth",
-        "bias",
-        "rel_bias",
-        "rmse",
-        "coverage",
-        "mean_width",
-        "corr",
-        "meets_goal",
-    ]
-    f = frame[cols].copy()
+def metrics_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return the :data:`METRIC_COLUMNS` of a metrics frame with estimator labels (a new frame).
+
+    ``frame`` is :meth:`ValidationResult.tidy`, :meth:`ValidationResult.headline` or a subset
+    of their rows; the index is kept and ``estimator`` keys become :data:`ESTIMATOR_LABELS`.
+    """
+    f = frame[list(METRIC_COLUMNS)].copy()
     f["estimator"] = f["estimator"].map(ESTIMATOR_LABELS)
-    return f.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="–", border=0)
+    return f
+
+
+def _fmt_table(frame: pd.DataFrame) -> str:
+    return metrics_table(frame).to_html(
+        index=False, float_format=lambda v: f"{v:.3f}", na_rep="–", border=0
+    )
 
 
 def validation_section(

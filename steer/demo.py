@@ -29,14 +29,14 @@ import pandas as pd
 
 from steer._types import LabelMode, VaderSource, check_literal
 from steer.config import SteerConfig, TrainConfig
-from steer.data import neutral_prompts, sentiment_corpus, vader_snippets
+from steer.data import SentimentCorpus, neutral_prompts, sentiment_corpus, vader_snippets
 from steer.evaluate import conditional_perplexity, distinct_n, sweep_table, vader_compound
 from steer.generate import generate
 from steer.io import save_steer
 from steer.models import SMOLLM2, load_model
 from steer.train import SteerFit, fit_steer
 
-__all__ = ["DemoConfig", "DemoResult", "run_demo"]
+__all__ = ["DemoConfig", "DemoResult", "demo_corpus", "demo_steer_configs", "run_demo"]
 
 DISPLAY_PROMPTS = (
     "The movie was",
@@ -137,6 +137,57 @@ def _markdown(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
     return "\n".join(lines)
 
 
+def demo_corpus(snippets: pd.DataFrame, cfg: DemoConfig) -> SentimentCorpus:
+    """Draw the demo's training texts: a balanced, graded sentiment set from ``snippets``.
+
+    Parameters
+    ----------
+    snippets
+        VADER snippets (:func:`steer.data.vader_snippets` of ``cfg.source``).
+    cfg
+        The recipe (``n_per_class``, ``min_abs_rating``, ``max_words``, ``label_mode``, ``seed``).
+
+    Returns
+    -------
+    SentimentCorpus
+        Texts and labels (rating / 4 with the default ``label_mode``).
+    """
+    return sentiment_corpus(
+        snippets,
+        n_per_class=cfg.n_per_class,
+        min_abs_rating=cfg.min_abs_rating,
+        max_words=cfg.max_words,
+        label_mode=cfg.label_mode,
+        seed=cfg.seed,
+    )
+
+
+def demo_steer_configs(
+    cfg: DemoConfig, *, progress: bool = True
+) -> tuple[SteerConfig, TrainConfig]:
+    """Return the demo's steer (sentiment slot + dummy slot) and training settings.
+
+    Parameters
+    ----------
+    cfg
+        The recipe (``rank``, ``epsilon``, ``steps``, ``batch_size``, ``lr``,
+        ``regularization``, ``max_length``, ``seed``).
+    progress
+        Show a progress bar while training.
+
+    Returns
+    -------
+    tuple
+        ``(SteerConfig, TrainConfig)`` for :func:`steer.train.fit_steer`.
+    """
+    sc = SteerConfig(num_steers=1, dummy_steer=True, rank=cfg.rank, epsilon=cfg.epsilon,
+                     slot_names=("sentiment",))  # fmt: skip
+    tc = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
+                     regularization=cfg.regularization, max_length=cfg.max_length,
+                     seed=cfg.seed, progress=progress)  # fmt: skip
+    return sc, tc
+
+
 def run_demo(
     out: str | Path,
     cfg: DemoConfig | None = None,
@@ -179,14 +230,7 @@ def run_demo(
 
     t = time.perf_counter()
     snippets = vader_snippets((cfg.source,), cache_dir=cache_dir)
-    corpus = sentiment_corpus(
-        snippets,
-        n_per_class=cfg.n_per_class,
-        min_abs_rating=cfg.min_abs_rating,
-        max_words=cfg.max_words,
-        label_mode=cfg.label_mode,
-        seed=cfg.seed,
-    )
+    corpus = demo_corpus(snippets, cfg)
     prompts = list(cfg.display_prompts) + neutral_prompts(
         snippets, cfg.n_eval_prompts, exclude_texts=corpus.texts, seed=cfg.seed + 1
     )
@@ -196,11 +240,7 @@ def run_demo(
         f"{len(corpus.texts) - n_pos} negative, |rating| >= {cfg.min_abs_rating}); "
         f"{len(prompts)} prompts")  # fmt: skip
 
-    sc = SteerConfig(num_steers=1, dummy_steer=True, rank=cfg.rank, epsilon=cfg.epsilon,
-                     slot_names=("sentiment",))  # fmt: skip
-    tc = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                     regularization=cfg.regularization, max_length=cfg.max_length,
-                     seed=cfg.seed, progress=progress)  # fmt: skip
+    sc, tc = demo_steer_configs(cfg, progress=progress)
     t = time.perf_counter()
     fit = fit_steer(lm.model, lm.tokenizer, corpus.texts, corpus.labels, sc, tc,
                     base_model=lm.model_id)  # fmt: skip

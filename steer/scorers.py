@@ -116,6 +116,15 @@ def _need(module: str, pip: str, what: str) -> Any:
         raise ImportError(f"the {what} scorer needs `pip install {pip}`.") from exc
 
 
+def _each(score: Callable[[str], float]) -> Callable[[Sequence[str]], np.ndarray]:
+    """Make a scorer function that applies ``score`` to every text."""
+
+    def fn(texts: Sequence[str]) -> np.ndarray:
+        return np.array([score(t) for t in texts])
+
+    return fn
+
+
 @functools.lru_cache(maxsize=1)
 def _vader() -> Any:
     mod = _need("vaderSentiment.vaderSentiment", "vaderSentiment==3.3.2", "vader")
@@ -125,10 +134,7 @@ def _vader() -> Any:
 def vader_scorer() -> Scorer:
     """VADER compound sentiment in [-1, 1]; positive when >= 0.05 (Hutto & Gilbert, 2014)."""
     analyzer = _vader()
-
-    def fn(texts: Sequence[str]) -> np.ndarray:
-        return np.array([analyzer.polarity_scores(t)["compound"] for t in texts])
-
+    fn = _each(lambda t: analyzer.polarity_scores(t)["compound"])
     return Scorer(
         "vader", "sentiment", fn, 0.05, True, _version("vaderSentiment"),
         "VADER lexicon compound score in [-1, 1] (positive: >= 0.05); the paper uses the "
@@ -139,10 +145,7 @@ def vader_scorer() -> Scorer:
 def textblob_scorer() -> Scorer:
     """TextBlob (pattern lexicon) polarity in [-1, 1]; positive when > 0."""
     mod = _need("textblob", "textblob==0.19.0", "textblob")
-
-    def fn(texts: Sequence[str]) -> np.ndarray:
-        return np.array([mod.TextBlob(t).sentiment.polarity for t in texts])
-
+    fn = _each(lambda t: mod.TextBlob(t).sentiment.polarity)
     return Scorer(
         "textblob", "sentiment", fn, 0.0, False, _version("textblob"),
         "TextBlob PatternAnalyzer polarity in [-1, 1] (positive: > 0); a second lexicon "
@@ -158,10 +161,7 @@ def _afinn() -> Any:
 def afinn_scorer() -> Scorer:
     """Sum of AFINN-111 valences (integers -5..5 per word); positive when > 0."""
     a = _afinn()
-
-    def fn(texts: Sequence[str]) -> np.ndarray:
-        return np.array([float(a.score(t)) for t in texts])
-
+    fn = _each(lambda t: float(a.score(t)))
     return Scorer(
         "afinn", "sentiment", fn, 0.0, False, _version("afinn"),
         "AFINN-111 summed word valence (positive: > 0); unbounded, so compare only shares and "
@@ -213,10 +213,7 @@ def offensive_scorer(backend: OffensiveBackend = "auto") -> Scorer:
             "n-grams); DEVIATION: the paper uses the Perspective API TOXICITY score.",
         )  # fmt: skip
     wl = _word_list()
-
-    def fn_words(texts: Sequence[str]) -> np.ndarray:
-        return np.array([1.0 if wl.contains_profanity(t) else 0.0 for t in texts])
-
+    fn_words = _each(lambda t: 1.0 if wl.contains_profanity(t) else 0.0)
     return Scorer(
         "offensive", "offensive", fn_words, 0.5, False, _version("better-profanity"),
         "better-profanity word list (1 if a listed word or a leetspeak variant occurs, else 0); "

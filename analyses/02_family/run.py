@@ -7,23 +7,19 @@ Writes ``models/<name>/`` (a lab-demo folder per size), ``family.json`` and ``fa
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
 for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
 
-from causalmem.family import FamilyConfig, build_family  # noqa: E402
+from causalmem.family import FamilyConfig, analysis_cli, build_family  # noqa: E402
 
 HERE = Path(__file__).parent
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", type=Path, default=Path("out") / HERE.name)
-    ap.add_argument("--config", type=Path, default=HERE / "config.toml")
-    args = ap.parse_args()
+    args = analysis_cli(__doc__, HERE, family=False)
     try:
         import torch
 

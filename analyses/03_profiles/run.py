@@ -6,7 +6,6 @@ Usage: ``python analyses/03_profiles/run.py [--out DIR] [--config TOML] [--famil
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
@@ -15,20 +14,15 @@ for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 
 from causalmem import charts  # noqa: E402
 from causalmem._atomic import atomic_write_parquet, atomic_write_text  # noqa: E402
-from causalmem.family import AnalysisConfig  # noqa: E402
+from causalmem.family import analysis_from_cli  # noqa: E402
 from causalmem.report import save_chart  # noqa: E402
 
 HERE = Path(__file__).parent
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", type=Path, default=Path("out") / HERE.name)
-    ap.add_argument("--config", type=Path, default=HERE / "config.toml")
-    ap.add_argument("--family", type=Path, default=None, help="Family folder (overrides TOML).")
-    args = ap.parse_args()
-    an = AnalysisConfig.from_toml(args.config).run(args.family)
-    fit, out, t_end = an.fit, args.out, an.epoch_end
+    out, an = analysis_from_cli(__doc__, HERE)
+    fit, t_end = an.fit, an.epoch_end
     cells = fit.cells()
     big = fit.family.names[-1]
     unit = "nats" if fit.outcome == "logprob" else fit.outcome

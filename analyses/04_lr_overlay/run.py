@@ -7,7 +7,6 @@ peak LR; pitfall 13), not one illustrative schedule for all.
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
@@ -18,20 +17,15 @@ import pandas as pd  # noqa: E402
 
 from causalmem import charts  # noqa: E402
 from causalmem._atomic import atomic_write_parquet, atomic_write_text  # noqa: E402
-from causalmem.family import AnalysisConfig  # noqa: E402
+from causalmem.family import analysis_from_cli  # noqa: E402
 from causalmem.report import save_chart  # noqa: E402
 
 HERE = Path(__file__).parent
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", type=Path, default=Path("out") / HERE.name)
-    ap.add_argument("--config", type=Path, default=HERE / "config.toml")
-    ap.add_argument("--family", type=Path, default=None, help="Family folder (overrides TOML).")
-    args = ap.parse_args()
-    an = AnalysisConfig.from_toml(args.config).run(args.family)
-    fit, out = an.fit, args.out
+    out, an = analysis_from_cli(__doc__, HERE)
+    fit = an.fit
     inst = fit.instantaneous()
     lr = fit.family.lr_table()
     unit = "nats" if fit.outcome == "logprob" else fit.outcome

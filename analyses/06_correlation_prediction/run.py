@@ -12,7 +12,6 @@ cohorts. ``findings.md`` / ``findings.json`` state whether findings (i)-(iii) ho
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
@@ -22,20 +21,14 @@ for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 
 from causalmem import charts  # noqa: E402
 from causalmem._atomic import atomic_write_parquet, atomic_write_text  # noqa: E402
-from causalmem.family import AnalysisConfig, findings_markdown  # noqa: E402
+from causalmem.family import analysis_from_cli, findings_markdown  # noqa: E402
 from causalmem.report import save_chart  # noqa: E402
 
 HERE = Path(__file__).parent
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", type=Path, default=Path("out") / HERE.name)
-    ap.add_argument("--config", type=Path, default=HERE / "config.toml")
-    ap.add_argument("--family", type=Path, default=None, help="Family folder (overrides TOML).")
-    args = ap.parse_args()
-    an = AnalysisConfig.from_toml(args.config).run(args.family)
-    out = args.out
+    out, an = analysis_from_cli(__doc__, HERE)
     comp_all, comp_post = an.comparisons["all"], an.comparisons["post_first_epoch"]
     save_chart(
         charts.correlation_matrix(

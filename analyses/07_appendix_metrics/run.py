@@ -9,7 +9,6 @@ profile heat-map and the paths, on the memorisation scale (-ATT for surprisal, e
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
@@ -20,18 +19,19 @@ import pandas as pd  # noqa: E402
 
 from causalmem import charts  # noqa: E402
 from causalmem._atomic import atomic_write_parquet, atomic_write_text  # noqa: E402
-from causalmem.family import AnalysisConfig, fit_family, load_family  # noqa: E402
+from causalmem.family import (  # noqa: E402
+    AnalysisConfig,
+    analysis_cli,
+    fit_family,
+    load_family,
+)
 from causalmem.report import save_chart  # noqa: E402
 
 HERE = Path(__file__).parent
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", type=Path, default=Path("out") / HERE.name)
-    ap.add_argument("--config", type=Path, default=HERE / "config.toml")
-    ap.add_argument("--family", type=Path, default=None, help="Family folder (overrides TOML).")
-    args = ap.parse_args()
+    args = analysis_cli(__doc__, HERE)
     cfg = AnalysisConfig.from_toml(args.config)
     fam = load_family(args.family or cfg.family)
     rows = []

@@ -30,7 +30,7 @@ from causalmem.lab.ground_truth import ground_truth, replicate_config
 from causalmem.lab_demo import LabDemoConfig
 from causalmem.power import check_power, fit_variance, plan_sample_size
 from causalmem.results.base import render_frame
-from causalmem.validation import ESTIMATOR_LABELS, validate, validation_section
+from causalmem.validation import ESTIMATOR_LABELS, metrics_table, validate, validation_section
 
 HERE = Path(__file__).parent
 
@@ -103,38 +103,20 @@ def main() -> None:
     t_val = time.perf_counter() - t0
     print(f"validation: {t_val:.0f} s; recommended {res.recommended}")
 
-    cols = [
-        "estimator",
-        "level",
-        "period",
-        "n",
-        "mean_truth",
-        "bias",
-        "rel_bias",
-        "rmse",
-        "coverage",
-        "mean_width",
-        "corr",
-        "meets_goal",
-    ]
     metrics = res.tidy()
     _csv(metrics, out / "metrics.csv")
     _csv(other.tidy(), out / f"metrics_{other.truth}_truth.csv")
     _csv(res.by_replicate, out / "metrics_by_replicate.csv")
     _csv(res.comparisons, out / "comparisons.csv")
-    headline = res.headline()[cols].assign(estimator=lambda f: f["estimator"].map(ESTIMATOR_LABELS))
+    headline = metrics_table(res.headline())
     head_md = _md(
         headline,
         out / "metrics.md",
         f"Estimators vs the true τ (truth = {res.truth}), post-treatment, {len(seeds)} replicates",
     )
-    alt_head = other.headline()[cols].assign(
-        estimator=lambda f: f["estimator"].map(ESTIMATOR_LABELS)
-    )
-    alt_md = render_frame(alt_head, "markdown", digits=3)
-    placebo = metrics[metrics["period"] == "pre"][cols]
+    alt_md = render_frame(metrics_table(other.headline()), "markdown", digits=3)
     placebo_md = render_frame(
-        placebo.assign(estimator=placebo["estimator"].map(ESTIMATOR_LABELS)), "markdown", digits=3
+        metrics_table(metrics[metrics["period"] == "pre"]), "markdown", digits=3
     )
     rep = res.by_replicate
     rep = rep[(rep["period"] == "post") & (rep["level"] == "cell")]

@@ -13,23 +13,19 @@ on ``../shared/data/lmsteer-prompts``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
-import tomllib
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from causalmem._atomic import atomic_write_text
-from steer import SteerConfig, TrainConfig, fit_steer, load_steer, save_steer
+from steer.analysis import analysis_parser, read_config, sentiment_steer
 from steer.charts import epsilon_curves
-from steer.data import builtin_prompts, read_prompts, sentiment_corpus, vader_snippets
+from steer.data import builtin_prompts, read_prompts
 from steer.evaluate import evaluate, save_evaluations
 from steer.models import load_model
 
-HERE = Path(__file__).parent
 SETS = {"neutral": (-1.0, 0.0, 1.0), "negative": (0.0, 1.0), "positive": (-1.0, 0.0)}
 COLUMNS = ["vader_positive", "vader_mean", "textblob_positive", "textblob_mean", "offensive_max",
            "offensive_any", "ppl_mean", "ppl_median", "ppl_over_1e4", "dist_1", "dist_2",
@@ -37,40 +33,21 @@ COLUMNS = ["vader_positive", "vader_mean", "textblob_positive", "textblob_mean",
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", type=Path, default=Path("out") / HERE.name)
-    ap.add_argument("--config", type=Path, default=HERE / "config.toml")
+    ap = analysis_parser(__file__, __doc__)
     ap.add_argument("--reuse-steer", action="store_true", help="load <out>/steer if it exists")
     args = ap.parse_args()
-    cfg = tomllib.loads(args.config.read_text())
-    tr_cfg, ev_cfg = cfg["train"], cfg["evaluate"]
-    torch.set_num_threads(1)
+    cfg = read_config(args)
+    ev_cfg = cfg["evaluate"]
     t0 = time.perf_counter()
     lm = load_model(cfg["model"]["name"], log=print)
 
+    # trained with the recipe of `steer demo` and saved to <out>/steer (unless reused)
     steer_dir = args.out / "steer"
-    if args.reuse_steer and (steer_dir / "steer_config.json").is_file():
-        transform = load_steer(steer_dir)
+    transform, origin = sentiment_steer(
+        lm, [steer_dir] if args.reuse_steer else [], cfg["train"], args.out
+    )
+    if origin == str(steer_dir):
         print(f"reusing {steer_dir}")
-    else:
-        corpus = sentiment_corpus(
-            vader_snippets((tr_cfg["source"],)), n_per_class=tr_cfg["n_per_class"],
-            min_abs_rating=tr_cfg["min_abs_rating"], max_words=tr_cfg["max_words"],
-            seed=tr_cfg["seed"],
-        )  # fmt: skip
-        sc = SteerConfig(num_steers=1, dummy_steer=True, rank=tr_cfg["rank"],
-                         epsilon=tr_cfg["epsilon"], slot_names=("sentiment",))  # fmt: skip
-        tc = TrainConfig(steps=tr_cfg["steps"], batch_size=tr_cfg["batch_size"], lr=tr_cfg["lr"],
-                         regularization=tr_cfg["regularization"],
-                         max_length=tr_cfg["max_length"], seed=tr_cfg["seed"])  # fmt: skip
-        fit = fit_steer(lm.model, lm.tokenizer, corpus.texts, corpus.labels, sc, tc,
-                        base_model=lm.model_id)  # fmt: skip
-        transform = fit.transform
-        save_steer(transform, steer_dir)
-        hist = fit.history_frame()
-        atomic_write_text(steer_dir / "loss_history.csv", hist.to_csv(index=False))
-        print(f"trained on {fit.n_texts} snippets: NLL {hist['nll'].iloc[:5].mean():.3f} -> "
-              f"{hist['nll'].iloc[-5:].mean():.3f}; saved to {steer_dir}")  # fmt: skip
 
     s = float(ev_cfg["strength"])
     evals = []

@@ -14,52 +14,29 @@ Usage: ``python analyses/12_steer_highlights/run.py [--out DIR] [--config TOML]`
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
-import tomllib
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from causalmem._atomic import atomic_write_text
 from causalmem.report import save_chart
+from steer.analysis import markdown_table, start_steer_analysis
 from steer.data import sentiment_corpus, vader_snippets
 from steer.factor_charts import delta_chart
 from steer.highlight import highlight_grid, highlights_html
-from steer.models import load_model
-
-HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE.parent / "11_steer_factors"))
-from steer_source import sentiment_steer  # noqa: E402
 
 
 def _markdown(df: pd.DataFrame) -> str:
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for row in df.itertuples(index=False):
-        cells = [f"{v:+.3f}" if isinstance(v, float) else str(v) for v in row]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(lines)
+    return markdown_table(df, "+.3f")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", type=Path, default=Path("out") / HERE.name)
-    ap.add_argument("--config", type=Path, default=HERE / "config.toml")
-    args = ap.parse_args()
-    cfg = tomllib.loads(args.config.read_text())
-    hc, ho = cfg["highlight"], cfg["heldout"]
-    torch.set_num_threads(1)
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    lm = load_model(cfg["model"]["name"], log=print)
-    transform, origin = sentiment_steer(lm, cfg["steer"]["candidates"], cfg["train"], out)
-    print(f"steer: {transform} from {origin}")
+    run = start_steer_analysis(__file__, __doc__)
+    cfg, out, lm, transform, origin = run.cfg, run.out, run.lm, run.steer, run.origin
+    hc, ho = cfg["highlight"], cfg["heldout"]
     s = float(hc["value"])
 
     held = sentiment_corpus(vader_snippets((ho["source"],)), n_per_class=ho["n_per_class"],

@@ -19,23 +19,26 @@ Usage: ``python analyses/13_steer_transfer/run.py [--out DIR] [--config TOML]``
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from causalmem._atomic import atomic_write_text
 from causalmem.report import save_chart
-from steer import SteerConfig, TrainConfig, fit_steer, generate, save_steer
+from steer import generate, save_steer
 from steer._cache import cache_root
-from steer.data import neutral_prompts, sentiment_corpus, vader_snippets
+from steer.analysis import (
+    fit_sentiment_steer,
+    markdown_table,
+    sentiment_corpus_of,
+    start_steer_analysis,
+)
+from steer.data import neutral_prompts, vader_snippets
 from steer.evaluate import vader_compound
 from steer.factor_charts import fidelity_chart, generation_chart
 from steer.hooks import head_weight
@@ -50,36 +53,20 @@ from steer.transfer import (
 )
 
 HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE.parent / "11_steer_factors"))
 sys.path.insert(0, str(HERE))
-from steer_source import sentiment_steer  # noqa: E402
 from target_model import gemma3_dir, load_or_train_target, token_counts  # noqa: E402
 
 
 def _markdown(df: pd.DataFrame) -> str:
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for row in df.itertuples(index=False):
-        cells = [f"{v:.3f}" if isinstance(v, float) else str(v) for v in row]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(lines)
+    return markdown_table(df, ".3f")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", type=Path, default=Path("out") / HERE.name)
-    ap.add_argument("--config", type=Path, default=HERE / "config.toml")
-    args = ap.parse_args()
-    cfg = tomllib.loads(args.config.read_text())
-    tc, mc, fc, gc = cfg["target"], cfg["map"], cfg["fidelity"], cfg["generation"]
-    torch.set_num_threads(1)
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     secs: dict[str, float] = {}
-    src = load_model(cfg["model"]["name"], log=print)
-    steer, origin = sentiment_steer(src, cfg["steer"]["candidates"], cfg["train"], out)
-    print(f"source steer: {steer} from {origin}")
+    run = start_steer_analysis(__file__, __doc__, label="source steer")
+    cfg, out, src, steer, origin = run.cfg, run.out, run.lm, run.steer, run.origin
+    tc, mc, fc, gc = cfg["target"], cfg["map"], cfg["fidelity"], cfg["generation"]
 
     # data: held-out texts and prompts are never seen by the target LM
     snippets = vader_snippets(("movie", "tweets", "amazon", "nyt"))
@@ -87,10 +74,7 @@ def main() -> None:
     order = rng.permutation(len(snippets))
     rated = snippets.iloc[order]
     # the steer's training snippets (same recipe and seed): never used as held-out texts
-    tr = cfg["train"]
-    corpus = sentiment_corpus(vader_snippets((tr["source"],)), n_per_class=tr["n_per_class"],
-                              min_abs_rating=tr["min_abs_rating"], max_words=tr["max_words"],
-                              seed=tr["seed"])  # fmt: skip
+    corpus = sentiment_corpus_of(cfg["train"])
     steer_texts = set(corpus.texts)
     strong = rated[(rated["rating"].abs() >= 1.5) & ~rated["text"].isin(steer_texts)]
     held_texts = list(strong["text"].iloc[: fc["n_texts"]])
@@ -167,14 +151,9 @@ def main() -> None:
 
     # a steer trained directly on the target with the same recipe (reference)
     t = time.perf_counter()
-    native = None if not cfg["native"]["enabled"] else fit_steer(
-        tgt, ttok, corpus.texts, corpus.labels,
-        SteerConfig(num_steers=1, dummy_steer=True, rank=int(d_t), epsilon=tr["epsilon"],
-                    slot_names=("sentiment",)),
-        TrainConfig(steps=tr["steps"], batch_size=tr["batch_size"], lr=tr["lr"],
-                    regularization=tr["regularization"], max_length=tr["max_length"],
-                    seed=tr["seed"], progress=False),
-        base_model="target",
+    native = None if not cfg["native"]["enabled"] else fit_sentiment_steer(
+        tgt, ttok, cfg["train"], base_model="target", corpus=corpus, rank=int(d_t),
+        progress=False,
     ).transform  # fmt: skip
     named = {"transferred": transferred, "transferred, context map": ctx,
              "control map": control}  # fmt: skip

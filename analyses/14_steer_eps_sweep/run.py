@@ -14,24 +14,20 @@ Usage: ``python analyses/14_steer_eps_sweep/run.py [--out DIR] [--config TOML]``
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import time
-import tomllib
 from pathlib import Path
-
-import torch
 
 from causalmem._atomic import atomic_write_text
 from steer import SteerConfig, TrainConfig, compose, fit_steer, load_steer, save_steer
+from steer.analysis import analysis_args, read_config
 from steer.charts import composition_grid, epsilon_curves
 from steer.data import builtin_prompts, read_prompts, source_corpus, vader_snippets
 from steer.evaluate import evaluate, save_evaluations, value_grid
 from steer.models import load_model
 from steer.scorers import naive_bayes_scorer, resolve_scorers
 
-HERE = Path(__file__).parent
 SWEEP_METRICS = ("vader_positive", "vader_mean", "textblob_positive", "offensive_max",
                  "ppl_median", "dist_2")  # fmt: skip
 
@@ -43,13 +39,9 @@ def _save(chart: object, stem: Path, files: list[Path]) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", type=Path, default=Path("out") / HERE.name)
-    ap.add_argument("--config", type=Path, default=HERE / "config.toml")
-    args = ap.parse_args()
-    cfg = tomllib.loads(args.config.read_text())
+    args = analysis_args(__file__, __doc__)
+    cfg = read_config(args)
     fm, ev, sw, gr = cfg["formality"], cfg["evaluate"], cfg["sweep"], cfg["grid"]
-    torch.set_num_threads(1)
     t0 = time.perf_counter()
     steer_dir = Path(cfg["model"]["sentiment_steer"])
     if not (steer_dir / "steer_config.json").is_file():

@@ -32,7 +32,6 @@ Layout of ``out_dir`` (every stage resumable: rerunning reuses finished training
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -48,6 +47,7 @@ from scipy.stats import norm
 
 from causalmem._atomic import atomic_write_text
 from causalmem.errors import GroundTruthError
+from causalmem.lab import _pipeline
 from causalmem.results.base import provenance
 
 if TYPE_CHECKING:
@@ -357,34 +357,11 @@ def _lab_inputs(
     cfg: LabDemoConfig, out: Path, log: Log | None
 ) -> tuple[LabData, TrainConfig, int, dict[str, Any]]:
     """Corpus → tokenizer (reused when present) → packed, shuffled split (as the lab demo)."""
-    from causalmem.lab.corpus import load_corpus
-    from causalmem.lab.tokenizer import encode_documents, load_tokenizer, save_tokenizer, train_bpe
-    from causalmem.lab.train import prepare_data
-
-    corpus = load_corpus(cfg.corpus, cache=cfg.cache_dir, log=log).deduplicated()
-    sha = hashlib.sha256("\n".join(corpus.documents).encode()).hexdigest()
-    tok_dir = out / "tokenizer"
-    tok_meta = tok_dir / "causalmem.json"
-    want = {"corpus_sha256": sha, "vocab_size": cfg.vocab_size}
-    if tok_meta.exists() and json.loads(tok_meta.read_text()) == want:
-        tokenizer = load_tokenizer(tok_dir)
-    else:
-        tokenizer = train_bpe(corpus.documents, cfg.vocab_size)
-        save_tokenizer(tokenizer, tok_dir)
-        atomic_write_text(tok_meta, json.dumps(want))
+    corpus, sha = _pipeline.load_documents(cfg, log)
+    tokenizer, _ = _pipeline.fit_tokenizer(corpus, sha, cfg.vocab_size, out / "tokenizer")
     tcfg = cfg.train_config()
-    docs = encode_documents(tokenizer, corpus.documents)
-    data = prepare_data(docs, tcfg, n_validation=cfg.n_heldout, seed=cfg.seed)
-    corpus_prov = {**dict(corpus.provenance), "documents_sha256": sha}
-    return data, tcfg, int(tokenizer.get_vocab_size()), corpus_prov
-
-
-def _analysis_steps(run: TrainedRun, cfg: LabDemoConfig) -> npt.NDArray[np.int64]:
-    steps = np.asarray(run.checkpoint_steps, dtype=np.int64)
-    if cfg.score_log_spaced:
-        return steps
-    keep = (steps == 0) | (steps % cfg.checkpoint_every == 0) | (steps == cfg.steps)
-    return steps[keep]
+    data = _pipeline.split_data(tokenizer, corpus, cfg, tcfg)
+    return data, tcfg, int(tokenizer.get_vocab_size()), _pipeline.corpus_provenance(corpus, sha)
 
 
 def _hashes(run: TrainedRun) -> dict[int, str]:
@@ -490,16 +467,9 @@ def ground_truth(
     >>> gt = ground_truth("out/gt", LabDemoConfig(steps=300))  # doctest: +SKIP
     >>> gt.tidy()[["group", "time", "estimate", "std_error"]]  # doctest: +SKIP
     """
-    from causalmem.lab.instances import (
-        Instances,
-        sample_macro_batches,
-        training_instances,
-        validation_instances,
-    )
     from causalmem.lab.train import train
     from causalmem.lab_demo import LabDemoConfig
     from causalmem.scoring.metrics import MEMORISATION_SIGN, METRICS
-    from causalmem.scoring.runner import score
 
     cfg = cfg or LabDemoConfig()
     if cfg.outcome not in MEMORISATION_SIGN:
@@ -522,8 +492,8 @@ def ground_truth(
     # Run A fixes the grid and the sample (they depend on the config only).
     t0 = time.perf_counter()
     run_a = train(data_a, tcfg, out / "A", vocab_size=vocab, progress=progress, log=log)
-    steps = _analysis_steps(run_a, cfg)
-    sample = sample_macro_batches(steps, cfg.batch_size, k=cfg.k, m=cfg.m, seed=cfg.seed)
+    steps = _pipeline.analysis_steps(run_a, cfg)
+    sample = _pipeline.sample_instances(steps, cfg)
     cohorts = sorted(int(g) for g in sample["cohort"].unique())
     chosen = cohorts if swap_cohorts is None else sorted(int(g) for g in swap_cohorts)
     bad = sorted(set(chosen) - set(cohorts))
@@ -547,24 +517,12 @@ def ground_truth(
     say(f"checks: {n_same} of {len(checks)} checkpoints identical, all before step {first_swap}")
 
     t0 = time.perf_counter()
-    tr = training_instances(run_a.order(), sample)
-    va = validation_instances(np.load(run_a.validation_path), cfg.n_validation, seed=cfg.seed)
-    instances = Instances.concat([tr, va])
-    panels = []
-    for run, name in ((run_a, "A"), (run_b, "B")):
-        by_step = {c.step: c for c in run.checkpoints}
-        panels.append(
-            score(
-                [by_step[int(s)] for s in steps],
-                instances,
-                out / f"scores_{name}",
-                batch_size=cfg.scoring_batch_size or "auto",
-                num_threads=cfg.num_threads,
-                progress=progress,
-            )
-        )
+    _, _, instances = _pipeline.lab_instances(run_a, sample, cfg)
+    panel_a, panel_b = [
+        _pipeline.score_run(run, steps, instances, out / f"scores_{name}", cfg, progress=progress)
+        for run, name in ((run_a, "A"), (run_b, "B"))
+    ]
     timings["scoring"] = time.perf_counter() - t0
-    panel_a, panel_b = panels
     signs = [int(MEMORISATION_SIGN[o]) for o in outs]
     truth, ctrl = truth_from_scores(panel_a.frame, panel_b.frame, outs, signs, steps, chosen)
     prov = dict(

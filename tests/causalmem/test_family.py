@@ -12,6 +12,8 @@ from causalmem.family import (
     FamilyConfig,
     FamilyMember,
     analyse_family,
+    analysis_cli,
+    analysis_from_cli,
     build_family,
     findings_markdown,
     fit_family,
@@ -236,3 +238,27 @@ def test_findings_are_not_forced(tmp_path: Path) -> None:
     assert not f["finding_i"]["holds"]
     assert not f["finding_ii"]["holds"]
     assert f["finding_iii"]["holds"]  # identical profiles are perfectly predictable
+
+
+def test_analysis_cli_defaults_and_overrides(tmp_path: Path) -> None:
+    here = tmp_path / "03_profiles"
+    args = analysis_cli("doc", here, argv=[])
+    assert args.out == Path("out") / "03_profiles"
+    assert args.config == here / "config.toml"
+    assert args.family is None
+    args = analysis_cli("doc", here, argv=["--out", "o", "--config", "c.toml", "--family", "fam"])
+    assert (args.out, args.config, args.family) == (Path("o"), Path("c.toml"), Path("fam"))
+    no_family = analysis_cli("doc", here, family=False, argv=[])
+    assert not hasattr(no_family, "family")
+    with pytest.raises(SystemExit):
+        analysis_cli("doc", here, family=False, argv=["--family", "fam"])
+
+
+def test_analysis_from_cli_runs_the_toml(planted: Path, tmp_path: Path) -> None:
+    here = tmp_path / "06_x"
+    here.mkdir()
+    (here / "config.toml").write_text("[analysis]\nbiters = 99\nseed = 2\n")
+    out, an = analysis_from_cli("doc", here, argv=["--family", str(planted)])
+    assert out == Path("out") / "06_x"
+    assert an.fit.family.names == load_family(planted).names
+    assert an.findings is not None

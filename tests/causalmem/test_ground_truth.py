@@ -223,3 +223,24 @@ def test_truth_from_scores_by_hand() -> None:
     assert path.set_index("event_period").loc[0, "estimate"] == pytest.approx(-3.5)
     with pytest.raises(ValueError, match="different"):
         truth_from_scores(a, b.assign(step=[0, 2, 0, 1, 0, 1]), ["y"], [1], [0, 1], [1])
+
+
+def test_shared_pipeline_steps_match_the_lab_layout(
+    partial: GroundTruth, cfg: LabDemoConfig
+) -> None:
+    """The steps shared with the lab demo: tokenizer reuse by fingerprint, grid, instances."""
+    from causalmem.lab import _pipeline
+
+    out = Path(partial.provenance["out_dir"])
+    corpus, sha = _pipeline.load_documents(cfg, None)
+    assert _pipeline.corpus_provenance(corpus, sha) == partial.provenance["corpus"]
+    meta = out / "tokenizer" / "causalmem.json"
+    assert json.loads(meta.read_text()) == {"corpus_sha256": sha, "vocab_size": cfg.vocab_size}
+    mtime = meta.stat().st_mtime_ns
+    tokenizer, reused = _pipeline.fit_tokenizer(corpus, sha, cfg.vocab_size, out / "tokenizer")
+    assert reused and meta.stat().st_mtime_ns == mtime
+    data = _pipeline.split_data(tokenizer, corpus, cfg, cfg.train_config())
+    assert data.fingerprint() == partial.provenance["data_fingerprint_a"]
+    assert partial.analysis_steps == (0, 5, 10, 15, 20)  # the regular grid, not 1, 2, 4
+    _, refit = _pipeline.fit_tokenizer(corpus, "other", cfg.vocab_size, out / "tok_other")
+    assert not refit and (out / "tok_other" / "causalmem.json").exists()

@@ -10,7 +10,9 @@ from causalmem.lab.ground_truth import GroundTruth
 from causalmem.panel.simulate import simulate_panel
 from causalmem.validation import (
     ESTIMATORS,
+    METRIC_COLUMNS,
     estimate_all,
+    metrics_table,
     validate,
     validation_metrics,
     validation_section,
@@ -128,3 +130,15 @@ def test_estimate_all_refuses_unbalanced_and_unknown() -> None:
         estimate_all(sim.to_panel(), "y", -1, estimators=["cs_never"])
     with pytest.raises(ValueError, match="unknown estimators"):
         estimate_all(simulate_panel(seed=0).to_panel(), "y", -1, estimators=["nope"])
+
+
+def test_metrics_table_selects_and_labels() -> None:
+    frame = pd.DataFrame(
+        {c: [1, 2] for c in METRIC_COLUMNS if c != "estimator"}
+        | {"estimator": ["cs_never", "diff"], "extra": [0, 0]},
+        index=[3, 7],
+    )
+    t = metrics_table(frame)
+    assert list(t.columns) == list(METRIC_COLUMNS) and list(t.index) == [3, 7]
+    assert t["estimator"].tolist() == ["CS, never-trained controls", "Difference estimator"]
+    assert frame["estimator"].tolist() == ["cs_never", "diff"]  # input untouched

@@ -1,0 +1,131 @@
+"""Shared steps of the lab pipeline: corpus → tokenizer → split → grid → instances → scores.
+
+Used by :func:`causalmem.lab_demo.run_lab_demo` and :func:`causalmem.lab.ground_truth.ground_truth`
+so that both build their runs the same way (and reuse each other's folder layout: the tokenizer
+folder with its ``causalmem.json`` fingerprint, one scoring folder per run). Private: the heavy
+dependencies (``tokenizers``, ``torch``) are imported when a step runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from causalmem._atomic import atomic_write_text
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from tokenizers import Tokenizer
+
+    from causalmem.lab.corpus import Corpus
+    from causalmem.lab.instances import Instances
+    from causalmem.lab.train import LabData, TrainConfig, TrainedRun
+    from causalmem.lab_demo import LabDemoConfig
+    from causalmem.panel.panel import Panel
+
+Log = Callable[[str], None]
+
+
+def load_documents(cfg: LabDemoConfig, log: Log | None) -> tuple[Corpus, str]:
+    """Load and deduplicate the corpus of ``cfg``; return it and the SHA-256 of its documents."""
+    from causalmem.lab.corpus import load_corpus
+
+    corpus = load_corpus(cfg.corpus, cache=cfg.cache_dir, log=log).deduplicated()
+    sha = hashlib.sha256("\n".join(corpus.documents).encode()).hexdigest()
+    return corpus, sha
+
+
+def corpus_provenance(corpus: Corpus, sha: str) -> dict[str, Any]:
+    """Return the corpus provenance with the documents' SHA-256 (``documents_sha256``)."""
+    return {**dict(corpus.provenance), "documents_sha256": sha}
+
+
+def fit_tokenizer(
+    corpus: Corpus, sha: str, vocab_size: int, tok_dir: Path
+) -> tuple[Tokenizer, bool]:
+    """Load the BPE tokenizer in ``tok_dir`` if it was fitted on this corpus, else fit and save it.
+
+    The fingerprint ``tok_dir/causalmem.json`` (corpus SHA-256 and vocabulary size) decides the
+    reuse. Returns the tokenizer and whether it was reused.
+    """
+    from causalmem.lab.tokenizer import load_tokenizer, save_tokenizer, train_bpe
+
+    tok_meta = tok_dir / "causalmem.json"
+    want = {"corpus_sha256": sha, "vocab_size": vocab_size}
+    if tok_meta.exists() and json.loads(tok_meta.read_text()) == want:
+        return load_tokenizer(tok_dir), True
+    tokenizer = train_bpe(corpus.documents, vocab_size)
+    save_tokenizer(tokenizer, tok_dir)
+    atomic_write_text(tok_meta, json.dumps(want))
+    return tokenizer, False
+
+
+def split_data(
+    tokenizer: Tokenizer, corpus: Corpus, cfg: LabDemoConfig, tcfg: TrainConfig
+) -> LabData:
+    """Encode the documents and pack them into the shuffled train / held-out / reserve split."""
+    from causalmem.lab.tokenizer import encode_documents
+    from causalmem.lab.train import prepare_data
+
+    docs = encode_documents(tokenizer, corpus.documents)
+    return prepare_data(docs, tcfg, n_validation=cfg.n_heldout, seed=cfg.seed)
+
+
+def analysis_steps(run: TrainedRun, cfg: LabDemoConfig) -> npt.NDArray[np.int64]:
+    """Return the analysed checkpoints: all, or the regular grid (with 0 and the last step)."""
+    steps = np.asarray(run.checkpoint_steps, dtype=np.int64)
+    if cfg.score_log_spaced:
+        return steps
+    keep = (steps == 0) | (steps % cfg.checkpoint_every == 0) | (steps == cfg.steps)
+    return steps[keep]
+
+
+def sample_instances(steps: npt.ArrayLike, cfg: LabDemoConfig) -> pd.DataFrame:
+    """Sample Pythia-style: ``k`` batches × ``m`` sequences per macro-batch of ``steps``."""
+    from causalmem.lab.instances import sample_macro_batches
+
+    return sample_macro_batches(steps, cfg.batch_size, k=cfg.k, m=cfg.m, seed=cfg.seed)
+
+
+def lab_instances(
+    run: TrainedRun, sample: pd.DataFrame, cfg: LabDemoConfig
+) -> tuple[Instances, Instances, Instances]:
+    """Return the sampled trained instances, ``n_validation`` never-trained ones, and both."""
+    from causalmem.lab.instances import Instances, training_instances, validation_instances
+
+    tr = training_instances(run.order(), sample)
+    va = validation_instances(np.load(run.validation_path), cfg.n_validation, seed=cfg.seed)
+    return tr, va, Instances.concat([tr, va])
+
+
+def score_run(
+    run: TrainedRun,
+    steps: npt.NDArray[np.int64],
+    instances: Instances,
+    out_dir: Path,
+    cfg: LabDemoConfig,
+    *,
+    plan: Mapping[int, npt.ArrayLike] | None = None,
+    progress: bool = True,
+) -> Panel:
+    """Score ``instances`` at the checkpoints ``steps`` of ``run`` into ``out_dir`` (resumable)."""
+    from causalmem.scoring.runner import score
+
+    by_step = {c.step: c for c in run.checkpoints}
+    panel = score(
+        [by_step[int(s)] for s in steps],
+        instances,
+        out_dir,
+        plan=plan,
+        batch_size=cfg.scoring_batch_size or "auto",
+        num_threads=cfg.num_threads,
+        progress=progress,
+        log=None,
+    )
+    return cast("Panel", panel)
