@@ -472,14 +472,12 @@ def check_power(
                 pred = float(
                     norm.cdf((abs(delta) - z * se) / sd) + norm.cdf((-abs(delta) - z * se) / sd)
                 )
-                rej = 0
-                for _ in range(draws):
-                    it = rng.choice(dt.size, size=n, replace=False)
-                    ic = rng.choice(dc.size, size=n_c, replace=False)
-                    a, b = dt[it], dc[ic]
-                    est = a.mean() - b.mean()
-                    s = math.sqrt(a.var(ddof=1) / n + b.var(ddof=1) / n_c)
-                    rej += bool(abs(est) > z * s)
+                # all draws at once: each row a subsample without replacement
+                a = dt[np.argsort(rng.random((draws, dt.size)), axis=1)[:, :n]]
+                b = dc[np.argsort(rng.random((draws, dc.size)), axis=1)[:, :n_c]]
+                est = a.mean(axis=1) - b.mean(axis=1)
+                s = np.sqrt(a.var(axis=1, ddof=1) / n + b.var(axis=1, ddof=1) / n_c)
+                rej = int(np.count_nonzero(np.abs(est) > z * s))
                 rows.append(
                     {
                         "event_period": k,

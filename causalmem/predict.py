@@ -185,6 +185,53 @@ def _all_methods(
     return fit, preds
 
 
+def _errors_draws(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """:func:`_errors` for every draw: ``y``, ``pred`` ``[B, n]`` -> ``[B, 3]`` (RMSE, MAE, R^2)."""
+    res = y - pred
+    sse = np.sum(res**2, axis=1)
+    sst = np.sum((y - y.mean(axis=1, keepdims=True)) ** 2, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(sst > 0, 1.0 - sse / np.where(sst > 0, sst, 1.0), np.nan)
+    return np.column_stack([np.sqrt(sse / res.shape[1]), np.mean(np.abs(res), axis=1), r2])
+
+
+def _all_methods_draws(
+    y: np.ndarray, x: np.ndarray, e: np.ndarray, test: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_all_methods` on every bootstrap draw at once.
+
+    ``y`` is ``[n, B]`` and ``x`` ``[n, p, B]``. Returns the linear coefficients ``[B, 1 + p]``
+    and the held-out errors ``[B, 3 methods (linear, nearest, event_mean), 3 metrics]``.
+    """
+    train = ~test
+    yb = y.T  # [B, n]
+    xb = np.moveaxis(x, 2, 0)  # [B, n, p]
+    ones = np.ones(xb.shape[:2] + (1,))
+    a = np.concatenate([ones, xb], axis=2)
+    coef = np.einsum("bkn,bn->bk", np.linalg.pinv(a[:, train]), yb[:, train])
+    pred_linear = np.einsum("bnk,bk->bn", a[:, test], coef)
+    keys, inv = np.unique(e[train], return_inverse=True)
+    onehot = np.zeros((inv.size, keys.size))
+    onehot[np.arange(inv.size), inv] = 1.0
+    means = (yb[:, train] @ onehot) / onehot.sum(axis=0)
+    pred_event = np.repeat(yb[:, train].mean(axis=1, keepdims=True), int(test.sum()), axis=1)
+    if keys.size:
+        e_test = e[test]
+        pos = np.clip(np.searchsorted(keys, e_test), 0, keys.size - 1)
+        ok = keys[pos] == e_test
+        pred_event[:, ok] = means[:, pos[ok]]
+    y_test = yb[:, test]
+    errs = np.stack(
+        [
+            _errors_draws(y_test, pred_linear),
+            _errors_draws(y_test, xb[:, test, -1]),
+            _errors_draws(y_test, pred_event),
+        ],
+        axis=1,
+    )
+    return coef, errs
+
+
 def predict_profile(
     source: ProfileComparison | pd.DataFrame,
     target: str,
@@ -284,13 +331,7 @@ def predict_profile(
         biters = int(draws[target].shape[1])
         yb = y[:, None] + draws[target][use]
         xb = np.stack([est[m][use][:, None] + draws[m][use] for m in preds_names], axis=1)
-        errs = np.empty((biters, 3, 3))
-        coef_draws = np.empty((biters, len(preds_names) + 1))
-        for b in range(biters):
-            fb, pb = _all_methods(yb[:, b], xb[:, :, b], ee, tt)
-            coef_draws[b] = fb.coef
-            for i, k in enumerate(("linear", "nearest", "event_mean")):
-                errs[b, i] = _errors(yb[tt, b], pb[k])
+        coef_draws, errs = _all_methods_draws(yb, xb, ee, tt)
         for i, k in enumerate(("linear", "nearest", "event_mean")):
             boot[k] = errs[:, i, :]
 

@@ -9,8 +9,7 @@ training with AdamW, warm-up + cosine LR and a Pythia-like checkpoint schedule
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from causalmem._lazy import lazy_exports
 
 # Eager: the function shadows its module name (importing the submodule would otherwise leave
 # ``causalmem.lab.ground_truth`` bound to the module). It imports no torch at load time.
@@ -67,12 +66,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        module = importlib.import_module(f"causalmem.lab.{_WHERE[name]}")
-        return getattr(module, name)
-    raise AttributeError(f"module 'causalmem.lab' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, __all__)

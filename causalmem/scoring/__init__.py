@@ -13,8 +13,7 @@ needs them is called: ``import causalmem.scoring`` stays light.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from causalmem._lazy import lazy_exports
 
 __all__ = [
     "METRICS",
@@ -63,12 +62,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        module = importlib.import_module(f"causalmem.scoring.{_WHERE[name]}")
-        return getattr(module, name)
-    raise AttributeError(f"module 'causalmem.scoring' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, __all__)

@@ -111,3 +111,22 @@ def test_bad_inputs() -> None:
         predict_profile(np.zeros(3), "big")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="Too few cells"):
         predict_profile(w[w["group"] <= 2].iloc[[0, 1, 12, 13]], "big", ["s1", "s2"])
+
+
+def test_bootstrap_draws_vectorised_equal_the_per_draw_fits() -> None:
+    from causalmem.predict import _all_methods, _all_methods_draws, _errors
+
+    rng = np.random.default_rng(3)
+    n, p, b = 40, 2, 7
+    e = rng.integers(0, 6, n).astype(float)
+    test = np.arange(n) % 2 == 1
+    test[-1] = True
+    e[-1] = 99.0  # a held-out event time absent from training: the fallback mean
+    y = rng.normal(size=(n, b))
+    x = rng.normal(size=(n, p, b))
+    coef, errs = _all_methods_draws(y, x, e, test)
+    for j in range(b):
+        fit, preds = _all_methods(y[:, j], x[:, :, j], e, test)
+        np.testing.assert_allclose(coef[j], fit.coef, rtol=1e-10, atol=1e-12)
+        for i, k in enumerate(("linear", "nearest", "event_mean")):
+            np.testing.assert_allclose(errs[j, i], _errors(y[test, j], preds[k]), rtol=1e-10)
