@@ -24,7 +24,7 @@ import time
 import numpy as np
 import torch
 
-from causalmem.lab.instances import Instances
+from causalmem.instances import Instances
 from causalmem.scoring.metrics import sequence_scores
 from causalmem.scoring.runner import score_instances, torch_settings
 

@@ -45,8 +45,8 @@ def _median_time(fn: Any, reps: int) -> float:
 
 def bench_generation(lm: Any, new_tokens: int, reps: int) -> list[dict[str, Any]]:
     from steer import SteerTransform, steering
-    from steer.generate import _eos_ids, decode
-    from steer.hooks import head_hidden_size
+    from steer.core.hooks import head_hidden_size
+    from steer.generation import _eos_ids, decode
     from steer.train import pad_batch, pad_id
 
     model, tok = lm.model, lm.tokenizer
@@ -107,8 +107,8 @@ def bench_generation(lm: Any, new_tokens: int, reps: int) -> list[dict[str, Any]
                 }
             )
     # The hook alone, on one decoding step's hidden states.
-    from steer.hooks import _Plan
-    from steer.transform import as_values
+    from steer.core.hooks import _Plan
+    from steer.core.transform import as_values
 
     h = torch.randn(8, 1, d)
     plan = _Plan(t, as_values(t.values(5.0), 2), model.get_output_embeddings().weight)
@@ -119,16 +119,16 @@ def bench_generation(lm: Any, new_tokens: int, reps: int) -> list[dict[str, Any]
 
 
 def bench_training(lm: Any, n_texts: int, steps: int) -> dict[str, float]:
-    from steer import SteerConfig, TrainConfig, fit_steer
-    from steer.data import sentiment_corpus, vader_snippets
-    from steer.hooks import head_hidden_size
+    from steer import SteerConfig, SteerTrainConfig, fit_steer
+    from steer.core.hooks import head_hidden_size
+    from steer.resources.data import sentiment_corpus, vader_snippets
 
     corpus = sentiment_corpus(vader_snippets(), n_per_class=n_texts // 2, max_words=30, seed=0)
     d = head_hidden_size(lm.model)
     sc = SteerConfig(rank=d, slot_names=("sentiment",))
     out: dict[str, float] = {}
     for mode in ("always", "never"):
-        tc = TrainConfig(steps=steps, batch_size=32, max_length=48, progress=False,
+        tc = SteerTrainConfig(steps=steps, batch_size=32, max_length=48, progress=False,
                          hidden_cache=mode)  # type: ignore[arg-type]  # fmt: skip
         fit = fit_steer(lm.model, lm.tokenizer, corpus.texts, corpus.labels, sc, tc)
         step = statistics.median(fit.seconds)
@@ -156,7 +156,7 @@ def main() -> None:
     if args.quick:
         args.reps, args.train_steps, args.train_texts = 3, 3, 64
 
-    from steer.models import load_model
+    from steer.resources.models import load_model
 
     lm = load_model(args.model)
     n_params = sum(p.numel() for p in lm.model.parameters()) / 1e6

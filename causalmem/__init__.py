@@ -1,37 +1,52 @@
 """causalmem: causal estimation of memorisation profiles of language models.
 
 Callaway & Sant'Anna group-time DiD over training checkpoints (Lesci et al., ACL 2024), with
-R ``did`` vocabulary: ``att_gt`` -> ``AttGtResult`` -> ``aggte``. Nothing runs at import time.
+R ``did`` vocabulary: ``att_gt`` -> ``AttGtResult`` -> ``aggte``. Nothing runs at import time:
+the names below are imported on first use, so ``import causalmem`` loads no numerics, torch,
+PyMC or Altair.
+
+Layers (a lower one never imports a higher one; ``docs/architecture.md``): ``_numerics`` ->
+``panel`` -> ``instances`` -> ``estimators`` -> ``results`` -> ``analysis`` (profile, compare,
+predict, power) -> ``presentation`` (charts, tables, report) ; ``scoring`` and ``lab`` produce
+panels; ``workflows`` are the applications; ``cli`` is the command line.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from causalmem import errors
-from causalmem.compare import ProfileComparison, compare_profiles
-from causalmem.estimators import aggte, att_gt, bayes_did, event_study, twfe
-from causalmem.family import (
-    FamilyConfig,
-    analyse_family,
-    build_family,
-    fit_family,
-    load_family,
-)
-from causalmem.panel import (
-    Panel,
-    PanelSchema,
-    SimulatedPanel,
-    read_panel,
-    simulate_panel,
-    validate_long,
-    write_panel,
-)
-from causalmem.power import plan_sample_size
-from causalmem.predict import ProfilePrediction, predict_profile
-from causalmem.profile import MemorisationProfile
-from causalmem.report import build_report
-from causalmem.results import AggteResult, AttGtResult, BayesDidResult, TwfeResult
-from causalmem.tables import Table, etable
-from causalmem.validation import ValidationResult, validate, validation_section
+from lmecon.lazy import lazy_exports
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from causalmem.analysis.compare import ProfileComparison, compare_profiles
+    from causalmem.analysis.power import plan_sample_size
+    from causalmem.analysis.predict import ProfilePrediction, predict_profile
+    from causalmem.analysis.profile import MemorisationProfile
+    from causalmem.estimators.aggte import aggte
+    from causalmem.estimators.att_gt import att_gt
+    from causalmem.estimators.bayes import bayes_did
+    from causalmem.estimators.event_study import event_study
+    from causalmem.estimators.twfe import twfe
+    from causalmem.panel.io import read_panel, write_panel
+    from causalmem.panel.panel import Panel
+    from causalmem.panel.schema import PanelSchema
+    from causalmem.panel.simulate import SimulatedPanel, simulate_panel
+    from causalmem.panel.validate import validate_long
+    from causalmem.presentation.tables import Table, etable
+    from causalmem.results.aggte import AggteResult
+    from causalmem.results.attgt import AttGtResult
+    from causalmem.results.bayes import BayesDidResult
+    from causalmem.results.twfe import TwfeResult
+    from causalmem.workflows.family import (
+        FamilyConfig,
+        analyse_family,
+        build_family,
+        fit_family,
+        load_family,
+    )
+    from causalmem.workflows.report import build_report
+    from causalmem.workflows.validation import ValidationResult, validate, validation_section
 
 __all__ = [
     "AggteResult",
@@ -69,5 +84,43 @@ __all__ = [
     "validation_section",
     "write_panel",
 ]
+
+_WHERE = {
+    "ProfileComparison": "causalmem.analysis.compare",
+    "compare_profiles": "causalmem.analysis.compare",
+    "plan_sample_size": "causalmem.analysis.power",
+    "ProfilePrediction": "causalmem.analysis.predict",
+    "predict_profile": "causalmem.analysis.predict",
+    "MemorisationProfile": "causalmem.analysis.profile",
+    "aggte": "causalmem.estimators.aggte",
+    "att_gt": "causalmem.estimators.att_gt",
+    "bayes_did": "causalmem.estimators.bayes",
+    "event_study": "causalmem.estimators.event_study",
+    "twfe": "causalmem.estimators.twfe",
+    "read_panel": "causalmem.panel.io",
+    "write_panel": "causalmem.panel.io",
+    "Panel": "causalmem.panel.panel",
+    "PanelSchema": "causalmem.panel.schema",
+    "SimulatedPanel": "causalmem.panel.simulate",
+    "simulate_panel": "causalmem.panel.simulate",
+    "validate_long": "causalmem.panel.validate",
+    "build_report": "causalmem.workflows.report",
+    "Table": "causalmem.presentation.tables",
+    "etable": "causalmem.presentation.tables",
+    "AggteResult": "causalmem.results.aggte",
+    "AttGtResult": "causalmem.results.attgt",
+    "BayesDidResult": "causalmem.results.bayes",
+    "TwfeResult": "causalmem.results.twfe",
+    "FamilyConfig": "causalmem.workflows.family",
+    "analyse_family": "causalmem.workflows.family",
+    "build_family": "causalmem.workflows.family",
+    "fit_family": "causalmem.workflows.family",
+    "load_family": "causalmem.workflows.family",
+    "ValidationResult": "causalmem.workflows.validation",
+    "validate": "causalmem.workflows.validation",
+    "validation_section": "causalmem.workflows.validation",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, __all__)
 
 __version__ = "0.1.0"

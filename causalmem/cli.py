@@ -41,15 +41,16 @@ def demo(
     _threads()
     log = lambda m: console.print(f"[green]-[/green] {m}")  # noqa: E731
     if simulated:
-        from causalmem.demo import DemoConfig, run_demo
+        from causalmem.workflows.simulated_demo import SimulatedDemoConfig, run_demo
 
-        cfg = DemoConfig.from_toml(config) if config else DemoConfig()
+        cfg = SimulatedDemoConfig.from_toml(config) if config else SimulatedDemoConfig()
         res = run_demo(out, cfg, log=log)
         console.print(f"[bold]wrote {len(res.files)} files to {res.out_dir}/[/bold]")
         return
-    from causalmem.lab_demo import LabDemoConfig, run_lab_demo
+    from causalmem.lab.config import LabConfig
+    from causalmem.workflows.lab_demo import run_lab_demo
 
-    lab_cfg = LabDemoConfig.from_toml(config) if config else LabDemoConfig()
+    lab_cfg = LabConfig.from_toml(config) if config else LabConfig()
     lab = run_lab_demo(out, lab_cfg, log=log)
     console.print(
         f"[bold]wrote {len(lab.files)} files to {lab.out_dir}/[/bold] "
@@ -115,7 +116,7 @@ def family(
     for ``causalmem report OUT``.
     """
     _threads()
-    from causalmem.family import FamilyConfig, build_family
+    from causalmem.workflows.family import FamilyConfig, build_family
 
     fam = build_family(FamilyConfig.from_toml(config), out, log=console.print)
     console.print(fam.tidy().drop(columns=["path"]).to_string(index=False))
@@ -149,7 +150,8 @@ def report(
 ) -> None:
     """Write one self-contained HTML report: figures, tables, diagnostics, provenance."""
     _threads()
-    from causalmem.report import build_report, read_section
+    from causalmem.presentation.report import read_section
+    from causalmem.workflows.report import build_report
 
     target = out or panel_dir / "report.html"
     path = build_report(

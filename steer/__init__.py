@@ -5,42 +5,57 @@ https://arxiv.org/abs/2305.12798). A steer transforms every output embedding
 ``e_v -> (I + eps W) e_v`` with ``W = sum_i s_i P1_i P2_i^T``; it is applied through a hook on the
 hidden state entering the LM head and trained with the language model frozen.
 
-Nothing runs at import time; transformers is imported only by the functions that load models.
+Nothing runs at import time: the names below are imported on first use, so ``import steer``
+loads neither torch nor transformers nor anything of ``causalmem``. Layout: ``core``
+(transform, module, hooks, io), ``train``, ``factors``, ``highlighting``, ``generation``,
+``crossmodel`` (transfer between LMs), ``evaluation`` (harness, scorers), ``charts``,
+``resources`` (embedded models and data), ``workflows`` (the demo), ``cli``.
 """
 
 from __future__ import annotations
 
-from steer.config import SteerConfig, TrainConfig
-from steer.errors import (
-    ChecksumError,
-    FetchError,
-    LabelRangeError,
-    NoOutputEmbeddingsError,
-    SteerDimensionError,
-    SteerError,
-    SteerFormatError,
-    SteerInputError,
-    SteerValuesError,
-    SteerWarning,
-)
-from steer.evaluate import Evaluation, evaluate, save_evaluations, value_grid
-from steer.factors import FactorAnalysis, factor_analysis, factor_scores
-from steer.generate import Generation, decode, generate, generations_frame
-from steer.highlight import Highlight, find_max_subspans, highlight, highlight_grid, highlights_html
-from steer.hooks import SteerHandle, attach, steering
-from steer.io import load_steer, save_steer
-from steer.module import LowRankSteer
-from steer.train import SteerFit, fit_steer
-from steer.transfer import (
-    ContextMap,
-    EmbeddingMap,
-    fit_context_map,
-    fit_embedding_map,
-    transfer,
-    transfer_fidelities,
-    transfer_fidelity,
-)
-from steer.transform import SteerTransform, apply_steer, compose, steered_output_embeddings
+from typing import TYPE_CHECKING
+
+from lmecon.lazy import lazy_exports
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from steer.config import SteerConfig, SteerTrainConfig
+    from steer.core.hooks import SteerHandle, attach, steering
+    from steer.core.io import load_steer, save_steer
+    from steer.core.module import LowRankSteer
+    from steer.core.transform import SteerTransform, apply_steer, compose, steered_output_embeddings
+    from steer.crossmodel.transfer import (
+        ContextMap,
+        EmbeddingMap,
+        fit_context_map,
+        fit_embedding_map,
+        transfer,
+        transfer_fidelities,
+        transfer_fidelity,
+    )
+    from steer.errors import (
+        ChecksumError,
+        FetchError,
+        LabelRangeError,
+        NoOutputEmbeddingsError,
+        SteerDimensionError,
+        SteerError,
+        SteerFormatError,
+        SteerInputError,
+        SteerValuesError,
+        SteerWarning,
+    )
+    from steer.evaluation.harness import Evaluation, evaluate, save_evaluations, value_grid
+    from steer.factors import FactorAnalysis, factor_analysis, factor_scores
+    from steer.generation import Generation, decode, generate, generations_frame
+    from steer.highlighting import (
+        Highlight,
+        find_max_subspans,
+        highlight,
+        highlight_grid,
+        highlights_html,
+    )
+    from steer.train import SteerFit, fit_steer
 
 __all__ = [
     "ChecksumError",
@@ -64,7 +79,7 @@ __all__ = [
     "SteerTransform",
     "SteerValuesError",
     "SteerWarning",
-    "TrainConfig",
+    "SteerTrainConfig",
     "apply_steer",
     "attach",
     "compose",
@@ -91,3 +106,55 @@ __all__ = [
     "transfer_fidelity",
     "value_grid",
 ]
+
+_WHERE = {
+    "ChecksumError": "steer.errors",
+    "ContextMap": "steer.crossmodel.transfer",
+    "EmbeddingMap": "steer.crossmodel.transfer",
+    "Evaluation": "steer.evaluation.harness",
+    "FactorAnalysis": "steer.factors",
+    "FetchError": "steer.errors",
+    "Generation": "steer.generation",
+    "Highlight": "steer.highlighting",
+    "LabelRangeError": "steer.errors",
+    "LowRankSteer": "steer.core.module",
+    "NoOutputEmbeddingsError": "steer.errors",
+    "SteerConfig": "steer.config",
+    "SteerDimensionError": "steer.errors",
+    "SteerError": "steer.errors",
+    "SteerFit": "steer.train",
+    "SteerFormatError": "steer.errors",
+    "SteerHandle": "steer.core.hooks",
+    "SteerInputError": "steer.errors",
+    "SteerTransform": "steer.core.transform",
+    "SteerValuesError": "steer.errors",
+    "SteerWarning": "steer.errors",
+    "SteerTrainConfig": "steer.config",
+    "apply_steer": "steer.core.transform",
+    "attach": "steer.core.hooks",
+    "compose": "steer.core.transform",
+    "decode": "steer.generation",
+    "evaluate": "steer.evaluation.harness",
+    "factor_analysis": "steer.factors",
+    "factor_scores": "steer.factors",
+    "find_max_subspans": "steer.highlighting",
+    "fit_context_map": "steer.crossmodel.transfer",
+    "fit_embedding_map": "steer.crossmodel.transfer",
+    "fit_steer": "steer.train",
+    "generate": "steer.generation",
+    "generations_frame": "steer.generation",
+    "highlight": "steer.highlighting",
+    "highlight_grid": "steer.highlighting",
+    "highlights_html": "steer.highlighting",
+    "load_steer": "steer.core.io",
+    "save_evaluations": "steer.evaluation.harness",
+    "save_steer": "steer.core.io",
+    "steered_output_embeddings": "steer.core.transform",
+    "steering": "steer.core.hooks",
+    "transfer": "steer.crossmodel.transfer",
+    "transfer_fidelities": "steer.crossmodel.transfer",
+    "transfer_fidelity": "steer.crossmodel.transfer",
+    "value_grid": "steer.evaluation.harness",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, __all__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 # One validator for the whole distribution (re-exported for steer's modules).
-from causalmem._types import check_literal as check_literal
+from lmecon.options import check_literal as check_literal
 
 LabelMode = Literal["graded", "binary"]
 VaderSource = Literal["movie", "tweets", "amazon", "nyt"]

@@ -88,11 +88,11 @@ def train(
     """Train a steer on labelled texts with the LM frozen; write it as safetensors + JSON."""
     _threads(threads)
     from steer._types import HiddenCache, LabelMode, VaderSource, check_literal
-    from steer.config import SteerConfig, TrainConfig
-    from steer.data import sentiment_corpus, vader_snippets
-    from steer.hooks import head_hidden_size
-    from steer.io import save_steer
-    from steer.models import load_model
+    from steer.config import SteerConfig, SteerTrainConfig
+    from steer.core.hooks import head_hidden_size
+    from steer.core.io import save_steer
+    from steer.resources.data import sentiment_corpus, vader_snippets
+    from steer.resources.models import load_model
     from steer.train import fit_steer
 
     check_literal("hidden_cache", hidden_cache, HiddenCache)
@@ -116,7 +116,7 @@ def train(
     d = head_hidden_size(lm.model)
     sc = SteerConfig(num_steers=1, dummy_steer=dummy, rank=rank or d, epsilon=epsilon,
                      slot_names=names)  # fmt: skip
-    tc = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, regularization=regularization,
+    tc = SteerTrainConfig(steps=steps, batch_size=batch_size, lr=lr, regularization=regularization,
                      max_length=max_length, seed=seed, hidden_cache=hidden_cache)  # type: ignore[arg-type]  # fmt: skip
     _log(f"training on {len(texts)} texts")
     fit = fit_steer(lm.model, lm.tokenizer, texts, labels, sc, tc, base_model=lm.model_id)
@@ -172,10 +172,10 @@ def generate(
 ) -> None:
     """Generate continuations with a trained steer at one or more strengths."""
     _threads(threads)
-    from steer.generate import generate as run_generate
-    from steer.generate import generations_frame
-    from steer.io import load_steer
-    from steer.models import SMOLLM2, SMOLLM2_HUB_ID, load_model
+    from steer.core.io import load_steer
+    from steer.generation import generate as run_generate
+    from steer.generation import generations_frame
+    from steer.resources.models import SMOLLM2, SMOLLM2_HUB_ID, load_model
 
     tr = load_steer(steer_dir)
     name = model or (SMOLLM2 if tr.base_model == SMOLLM2_HUB_ID else tr.base_model)
@@ -251,12 +251,12 @@ def evaluate(
 ) -> None:
     """Evaluate a steer with the DExperts protocol: sentiment, offensiveness, fluency, diversity."""
     _threads(threads)
-    from steer.data import builtin_prompts, read_prompts
+    from steer.core.io import load_steer
     from steer.errors import SteerInputError
-    from steer.evaluate import evaluate as run_evaluate
-    from steer.evaluate import save_evaluations
-    from steer.io import load_steer
-    from steer.models import SMOLLM2, SMOLLM2_HUB_ID, load_model
+    from steer.evaluation.harness import evaluate as run_evaluate
+    from steer.evaluation.harness import save_evaluations
+    from steer.resources.data import builtin_prompts, read_prompts
+    from steer.resources.models import SMOLLM2, SMOLLM2_HUB_ID, load_model
 
     try:
         texts = (read_prompts(prompts, n_prompts or None) if prompts is not None
@@ -289,7 +289,7 @@ def evaluate(
                            "ppl_median", "dist_2") if m in set(ev.tidy()["metric"])]  # fmt: skip
     console.print(ev.to_markdown(metrics))
     if charts and tr is not None and len(ev.spec.settings or ()) > 1:
-        from steer.charts import epsilon_curves
+        from steer.charts.evaluation import epsilon_curves
 
         chart = epsilon_curves(ev.tidy(), metrics)
         for suffix in ("html", "png"):
@@ -311,9 +311,9 @@ def demo(
 ) -> None:
     """Train a sentiment steer on SmolLM2 offline and show generations and VADER per epsilon."""
     _threads(threads)
-    from steer.demo import DemoConfig, run_demo
+    from steer.workflows.demo import SteerDemoConfig, run_demo
 
-    cfg = DemoConfig.from_toml(config) if config else DemoConfig()
+    cfg = SteerDemoConfig.from_toml(config) if config else SteerDemoConfig()
     res = run_demo(out, cfg, log=_log, cache_dir=cache_dir)
     gens = res.generations
     for p in cfg.display_prompts:
@@ -339,8 +339,8 @@ def demo(
 
 
 def _load_steered(steer_dir: Path, model: str | None, cache_dir: Any) -> tuple[Any, Any]:
-    from steer.io import load_steer
-    from steer.models import SMOLLM2, SMOLLM2_HUB_ID, load_model
+    from steer.core.io import load_steer
+    from steer.resources.models import SMOLLM2, SMOLLM2_HUB_ID, load_model
 
     tr = load_steer(steer_dir)
     name = model or (SMOLLM2 if tr.base_model == SMOLLM2_HUB_ID else tr.base_model)
@@ -363,7 +363,7 @@ def factors(
 ) -> None:
     """Factor analysis of W: singular values (scree) and the tokens on both poles of each factor."""
     _threads(threads)
-    from causalmem._atomic import atomic_write_text
+    from lmecon.atomic import atomic_write_text
     from steer.errors import SteerInputError
     from steer.factors import factor_analysis
 
@@ -406,10 +406,10 @@ def highlight(
 ) -> None:
     """Per-token evidence of a steer (log-prob shift) with the best spans, as coloured HTML."""
     _threads(threads)
-    from causalmem._atomic import atomic_write_text
+    from lmecon.atomic import atomic_write_text
     from steer.errors import SteerInputError
-    from steer.highlight import highlight as run_highlight
-    from steer.highlight import highlights_html
+    from steer.highlighting import highlight as run_highlight
+    from steer.highlighting import highlights_html
 
     tr, lm = _load_steered(steer_dir, model, cache_dir)
     values = _parse_values(value, tr)

@@ -14,7 +14,7 @@ from typing import Any
 from steer._types import HiddenCache, check_literal
 from steer.errors import SteerInputError
 
-__all__ = ["SteerConfig", "TrainConfig"]
+__all__ = ["SteerConfig", "SteerTrainConfig"]
 
 
 def _from_dict(cls: type, data: Mapping[str, Any]) -> Any:
@@ -102,7 +102,7 @@ class SteerConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class SteerTrainConfig:
     """How :func:`steer.fit_steer` trains.
 
     Parameters
@@ -159,6 +159,6 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+    def from_dict(cls, data: Mapping[str, Any]) -> SteerTrainConfig:
         """Build from :meth:`to_dict` output; unknown keys are an error."""
         return _from_dict(cls, data)  # type: ignore[no-any-return]

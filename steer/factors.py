@@ -6,7 +6,7 @@ decompose ``W = U S V^T`` and list, for the top singular directions, the tokens 
 largest and smallest loadings ``E v_k``.
 
 **Orientation (pitfall 8).** ``W_i`` acts on the output embedding ``e_v`` (column vectors,
-``e'_v = (I + eps W) e_v``, see :mod:`steer.transform`). The steered logit of token ``v`` after a
+``e'_v = (I + eps W) e_v``, see :mod:`steer.core.transform`). The steered logit of token ``v`` after a
 context whose head input is ``h`` therefore moves by
 
     Delta logit_v = eps * s_i * h^T W_i e_v = eps * s_i * sum_k sigma_k (h . u_k) (e_v . v_k)
@@ -37,10 +37,10 @@ import pandas as pd
 import torch
 from torch import nn
 
+from steer.core.hooks import head_inputs, head_weight
+from steer.core.transform import SteerTransform
 from steer.errors import SteerDimensionError, SteerInputError
-from steer.hooks import head_inputs, head_weight
 from steer.train import pad_batch, pad_id
-from steer.transform import SteerTransform
 
 __all__ = [
     "FactorAnalysis",

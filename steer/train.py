@@ -30,12 +30,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from steer._provenance import library_versions, utc_now
-from steer.config import SteerConfig, TrainConfig
+from lmecon.provenance import library_versions, utc_now
+from steer.config import SteerConfig, SteerTrainConfig
+from steer.core.hooks import _attach_function, head_inputs, head_weight, output_head
+from steer.core.module import LowRankSteer
+from steer.core.transform import SteerTransform
 from steer.errors import LabelRangeError, SteerInputError, SteerWarning
-from steer.hooks import _attach_function, head_inputs, head_weight, output_head
-from steer.module import LowRankSteer
-from steer.transform import SteerTransform
 
 __all__ = ["SteerFit", "check_labels", "fit_steer", "model_id"]
 
@@ -65,7 +65,7 @@ class SteerFit:
 
     transform: SteerTransform
     steer_config: SteerConfig
-    train_config: TrainConfig
+    train_config: SteerTrainConfig
     loss: tuple[float, ...]
     nll: tuple[float, ...]
     penalty: tuple[float, ...]
@@ -353,7 +353,7 @@ def fit_steer(
     texts: Sequence[str],
     labels: Any,
     steer_config: SteerConfig | None = None,
-    train_config: TrainConfig | None = None,
+    train_config: SteerTrainConfig | None = None,
     *,
     base_model: str | None = None,
 ) -> SteerFit:
@@ -380,7 +380,7 @@ def fit_steer(
     steer_config
         Shape of the steer (default :class:`SteerConfig`).
     train_config
-        Optimisation settings (default :class:`TrainConfig`).
+        Optimisation settings (default :class:`SteerTrainConfig`).
     base_model
         Identifier recorded in the transform (default: the model's ``_name_or_path``).
 
@@ -399,12 +399,12 @@ def fit_steer(
     Examples
     --------
     >>> fit = fit_steer(model, tok, ["great film", "awful film"], [1.0, -1.0],
-    ...                 train_config=TrainConfig(steps=50))  # doctest: +SKIP
+    ...                 train_config=SteerTrainConfig(steps=50))  # doctest: +SKIP
     >>> with steering(model, fit.transform, fit.transform.values(3.0)):  # doctest: +SKIP
     ...     ...
     """
     sc = steer_config or SteerConfig()
-    tc = train_config or TrainConfig()
+    tc = train_config or SteerTrainConfig()
     weight = head_weight(model)
     d = int(weight.shape[1])
     texts = list(texts) if not isinstance(texts, str) else texts
@@ -499,7 +499,7 @@ def _optimise(
     seqs: list[list[int]],
     values: torch.Tensor,
     pad: int,
-    tc: TrainConfig,
+    tc: SteerTrainConfig,
 ) -> tuple[list[float], list[float], list[float], list[float]]:
     from tqdm.auto import tqdm
 

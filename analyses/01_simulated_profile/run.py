@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from causalmem.demo import DemoConfig, run_demo
+from causalmem.workflows.simulated_demo import SimulatedDemoConfig, run_demo
 
 HERE = Path(__file__).parent
 
@@ -19,7 +19,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("out") / HERE.name)
     ap.add_argument("--config", type=Path, default=HERE / "config.toml")
     args = ap.parse_args()
-    res = run_demo(args.out, DemoConfig.from_toml(args.config))
+    res = run_demo(args.out, SimulatedDemoConfig.from_toml(args.config))
     print(f"wrote {len(res.files)} files to {res.out_dir}")
 
 

@@ -7,13 +7,19 @@ Writes ``models/<name>/`` (a lab-demo folder per size), ``family.json`` and ``fa
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: analyses.wiring
+
 import os
 from pathlib import Path
 
 for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
 
-from causalmem.family import FamilyConfig, analysis_cli, build_family  # noqa: E402
+from analyses.wiring.family import analysis_cli
+from causalmem.workflows.family import FamilyConfig, build_family
 
 HERE = Path(__file__).parent
 

@@ -12,6 +12,11 @@ cohorts. ``findings.md`` / ``findings.json`` state whether findings (i)-(iii) ho
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: analyses.wiring
+
 import json
 import os
 from pathlib import Path
@@ -19,10 +24,11 @@ from pathlib import Path
 for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
 
-from causalmem import charts  # noqa: E402
-from causalmem._atomic import atomic_write_parquet, atomic_write_text  # noqa: E402
-from causalmem.family import analysis_from_cli, findings_markdown  # noqa: E402
-from causalmem.report import save_chart  # noqa: E402
+from analyses.wiring.family import analysis_from_cli
+from causalmem.presentation import charts
+from causalmem.workflows.family import findings_markdown
+from lmecon.atomic import atomic_write_parquet, atomic_write_text
+from lmecon.charts import save_chart
 
 HERE = Path(__file__).parent
 

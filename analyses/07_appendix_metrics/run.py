@@ -9,23 +9,24 @@ profile heat-map and the paths, on the memorisation scale (-ATT for surprisal, e
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: analyses.wiring
+
 import os
 from pathlib import Path
 
 for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
 
-import pandas as pd  # noqa: E402
+import pandas as pd
 
-from causalmem import charts  # noqa: E402
-from causalmem._atomic import atomic_write_parquet, atomic_write_text  # noqa: E402
-from causalmem.family import (  # noqa: E402
-    AnalysisConfig,
-    analysis_cli,
-    fit_family,
-    load_family,
-)
-from causalmem.report import save_chart  # noqa: E402
+from analyses.wiring.family import analysis_cli
+from causalmem.presentation import charts
+from causalmem.workflows.family import AnalysisConfig, fit_family, load_family
+from lmecon.atomic import atomic_write_parquet, atomic_write_text
+from lmecon.charts import save_chart
 
 HERE = Path(__file__).parent
 

@@ -21,16 +21,21 @@ import json
 import time
 import tomllib
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from causalmem._atomic import atomic_path, atomic_write_text
+from causalmem.analysis.power import check_power, fit_variance, plan_sample_size
+from causalmem.lab.config import LabConfig
 from causalmem.lab.ground_truth import ground_truth, replicate_config
-from causalmem.lab_demo import LabDemoConfig
-from causalmem.power import check_power, fit_variance, plan_sample_size
 from causalmem.results.base import render_frame
-from causalmem.validation import ESTIMATOR_LABELS, metrics_table, validate, validation_section
+from causalmem.workflows.validation import (
+    ESTIMATOR_LABELS,
+    metrics_table,
+    validate,
+    validation_section,
+)
+from lmecon.atomic import atomic_write_text
+from lmecon.charts import save_chart
 
 HERE = Path(__file__).parent
 
@@ -49,12 +54,6 @@ def _md(frame: pd.DataFrame, path: Path, caption: str, digits: int = 3) -> str:
     return text
 
 
-def _save_chart(chart: Any, stem: Path) -> None:
-    for fmt, kw in (("png", {"scale_factor": 2.0}), ("svg", {}), ("html", {"inline": True})):
-        with atomic_path(stem.with_suffix(f".{fmt}")) as tmp:
-            chart.save(str(tmp), format=fmt, **kw)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", type=Path, default=Path("out") / HERE.name)
@@ -64,7 +63,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     conf = tomllib.loads(args.config.read_text())
-    base = LabDemoConfig.from_toml(args.config)
+    base = LabConfig.from_toml(args.config)
     g = conf.get("ground_truth", {})
     pw = conf.get("power", {})
     out: Path = args.out
@@ -139,7 +138,7 @@ def main() -> None:
         pd.concat([t.checks.assign(replicate=s) for s, t in zip(seeds, truths, strict=True)]),
         out / "checks.csv",
     )
-    _save_chart(res.chart(), out / "validation")
+    save_chart(res.chart(), out / "validation")
     title, body = validation_section(res)
     atomic_write_text(out / "section.html", f"<h2>{title}</h2>\n{body}\n")
 

@@ -2,7 +2,7 @@
 
 Trains the sentiment steer of ``steer demo`` (VADER movie snippets, labels = rating / 4,
 sentiment slot + dummy slot), saves it to ``<out>/steer/`` for the other analyses, and evaluates
-the paper's four settings with :func:`steer.evaluate.evaluate`: the positive steer (+s) on
+the paper's four settings with :func:`steer.evaluation.harness.evaluate`: the positive steer (+s) on
 neutral and negative prompts, the negative steer (-s) on neutral and positive prompts, each next
 to the same prompts at value 0 (dummy slot only).
 
@@ -13,18 +13,23 @@ on ``../shared/data/lmsteer-prompts``).
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: analyses.wiring
+
 import json
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from causalmem._atomic import atomic_write_text
-from steer.analysis import analysis_parser, read_config, sentiment_steer
-from steer.charts import epsilon_curves
-from steer.data import builtin_prompts, read_prompts
-from steer.evaluate import evaluate, save_evaluations
-from steer.models import load_model
+from analyses.wiring.steer import analysis_parser, read_config, sentiment_steer
+from lmecon.atomic import atomic_write_text
+from steer.charts.evaluation import epsilon_curves
+from steer.evaluation.harness import evaluate, save_evaluations
+from steer.resources.data import builtin_prompts, read_prompts
+from steer.resources.models import load_model
 
 SETS = {"neutral": (-1.0, 0.0, 1.0), "negative": (0.0, 1.0), "positive": (-1.0, 0.0)}
 COLUMNS = ["vader_positive", "vader_mean", "textblob_positive", "textblob_mean", "offensive_max",
@@ -84,7 +89,7 @@ def main() -> None:
     table = "\n".join(["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|",
                        *rows])  # fmt: skip
     spec = evals[0].spec
-    src = ev_cfg["prompts_dir"] or "built-in lists (steer.data.BUILTIN_PROMPTS)"
+    src = ev_cfg["prompts_dir"] or "built-in lists (steer.resources.data.BUILTIN_PROMPTS)"
     n = {e.spec.prompt_set: e.spec.n_prompts for e in evals}
     report = f"""# Analysis 10: sentiment steer on {lm.model_id}, DExperts protocol
 

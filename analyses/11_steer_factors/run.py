@@ -11,18 +11,23 @@ Usage: ``python analyses/11_steer_factors/run.py [--out DIR] [--config TOML]``
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: analyses.wiring
+
 import json
 import time
 
 import numpy as np
 import pandas as pd
 
-from causalmem._atomic import atomic_write_text
-from causalmem.report import save_chart
-from steer.analysis import markdown_table, start_steer_analysis
-from steer.data import sentiment_corpus, vader_snippets
-from steer.factor_charts import loadings_chart, scree_chart
+from analyses.wiring.steer import markdown_table, start_steer_analysis
+from lmecon.atomic import atomic_write_text
+from lmecon.charts import save_chart
+from steer.charts.analysis import loadings_chart, scree_chart
 from steer.factors import factor_analysis, factor_scores
+from steer.resources.data import sentiment_corpus, vader_snippets
 
 
 def _markdown(df: pd.DataFrame) -> str:

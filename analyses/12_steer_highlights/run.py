@@ -1,6 +1,6 @@
 """Analysis 12: keyword evidence of a sentiment steer on SmolLM2 (the paper's Table 7).
 
-For each text, :func:`steer.highlight.highlight` computes the per-token shift
+For each text, :func:`steer.highlighting.highlight` computes the per-token shift
 ``Delta_i = log P_{eps W}(v_i | v_<i) - log P_0(v_i | v_<i)`` under the positive steer (+s) and
 the negative steer (-s) and picks the best spans by the paper's DP (4 spans of <= 10 tokens).
 Writes an HTML page with coloured tokens, the span table, every token's Delta, and a
@@ -14,18 +14,23 @@ Usage: ``python analyses/12_steer_highlights/run.py [--out DIR] [--config TOML]`
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: analyses.wiring
+
 import json
 import time
 
 import numpy as np
 import pandas as pd
 
-from causalmem._atomic import atomic_write_text
-from causalmem.report import save_chart
-from steer.analysis import markdown_table, start_steer_analysis
-from steer.data import sentiment_corpus, vader_snippets
-from steer.factor_charts import delta_chart
-from steer.highlight import highlight_grid, highlights_html
+from analyses.wiring.steer import markdown_table, start_steer_analysis
+from lmecon.atomic import atomic_write_text
+from lmecon.charts import save_chart
+from steer.charts.analysis import delta_chart
+from steer.highlighting import highlight_grid, highlights_html
+from steer.resources.data import sentiment_corpus, vader_snippets
 
 
 def _markdown(df: pd.DataFrame) -> str:

@@ -28,22 +28,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from causalmem._atomic import atomic_write_text
-from causalmem.report import save_chart
-from steer import generate, save_steer
-from steer._cache import cache_root
-from steer.analysis import (
+from analyses.wiring.steer import (
     fit_sentiment_steer,
     markdown_table,
     sentiment_corpus_of,
     start_steer_analysis,
 )
-from steer.data import neutral_prompts, vader_snippets
-from steer.evaluate import vader_compound
-from steer.factor_charts import fidelity_chart, generation_chart
-from steer.hooks import head_weight
-from steer.models import load_model
-from steer.transfer import (
+from lmecon.atomic import atomic_write_text
+from lmecon.charts import save_chart
+from lmecon.fetch import cache_root
+from steer import generate, save_steer
+from steer.charts.analysis import fidelity_chart, generation_chart
+from steer.core.hooks import head_weight
+from steer.crossmodel.transfer import (
     canonical_vocabulary,
     fit_context_map,
     fit_embedding_map,
@@ -51,10 +48,13 @@ from steer.transfer import (
     transfer,
     transfer_fidelities,
 )
+from steer.evaluation.harness import vader_compound
+from steer.resources.data import neutral_prompts, vader_snippets
+from steer.resources.models import load_model
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from target_model import gemma3_dir, load_or_train_target, token_counts  # noqa: E402
+from target_model import gemma3_dir, load_or_train_target, token_counts
 
 
 def _markdown(df: pd.DataFrame) -> str:

@@ -14,28 +14,28 @@ Usage: ``python analyses/14_steer_eps_sweep/run.py [--out DIR] [--config TOML]``
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: analyses.wiring
+
 import dataclasses
 import json
 import time
 from pathlib import Path
 
-from causalmem._atomic import atomic_write_text
-from steer import SteerConfig, TrainConfig, compose, fit_steer, load_steer, save_steer
-from steer.analysis import analysis_args, read_config
-from steer.charts import composition_grid, epsilon_curves
-from steer.data import builtin_prompts, read_prompts, source_corpus, vader_snippets
-from steer.evaluate import evaluate, save_evaluations, value_grid
-from steer.models import load_model
-from steer.scorers import naive_bayes_scorer, resolve_scorers
+from analyses.wiring.steer import analysis_args, read_config
+from lmecon.atomic import atomic_write_text
+from lmecon.charts import save_chart
+from steer import SteerConfig, SteerTrainConfig, compose, fit_steer, load_steer, save_steer
+from steer.charts.evaluation import composition_grid, epsilon_curves
+from steer.evaluation.harness import evaluate, save_evaluations, value_grid
+from steer.evaluation.scorers import naive_bayes_scorer, resolve_scorers
+from steer.resources.data import builtin_prompts, read_prompts, source_corpus, vader_snippets
+from steer.resources.models import load_model
 
 SWEEP_METRICS = ("vader_positive", "vader_mean", "textblob_positive", "offensive_max",
                  "ppl_median", "dist_2")  # fmt: skip
-
-
-def _save(chart: object, stem: Path, files: list[Path]) -> None:
-    for suffix in ("png", "html"):
-        chart.save(str(stem.with_suffix(f".{suffix}")))  # type: ignore[attr-defined]
-        files.append(stem.with_suffix(f".{suffix}"))
 
 
 def main() -> None:
@@ -65,9 +65,9 @@ def main() -> None:
                      samples=sw["samples"], scorers=ev["scorers"], prompt_set="neutral",
                      **common)  # fmt: skip
     files += save_evaluations(sweep, args.out / "sweep")
-    _save(epsilon_curves(sweep.tidy(), SWEEP_METRICS,
-                         title=f"Sentiment steer strength on {lm.model_id}"),
-          args.out / "sweep" / "epsilon_curves", files)  # fmt: skip
+    files += save_chart(epsilon_curves(sweep.tidy(), SWEEP_METRICS,
+                                       title=f"Sentiment steer strength on {lm.model_id}"),
+                        args.out / "sweep" / "epsilon_curves", ("png", "html"))  # fmt: skip
 
     # 2. formality steer, composed with the sentiment steer, on a grid of values
     snippets = vader_snippets((fm["positive"], fm["negative"]))
@@ -87,7 +87,7 @@ def main() -> None:
     )  # fmt: skip
     sc = SteerConfig(num_steers=1, dummy_steer=True, rank=fm["rank"], epsilon=fm["epsilon"],
                      slot_names=("formality",))  # fmt: skip
-    tc = TrainConfig(steps=fm["steps"], batch_size=fm["batch_size"], lr=fm["lr"],
+    tc = SteerTrainConfig(steps=fm["steps"], batch_size=fm["batch_size"], lr=fm["lr"],
                      regularization=fm["regularization"], max_length=fm["max_length"],
                      seed=fm["seed"])  # fmt: skip
     fit = fit_steer(lm.model, lm.tokenizer, corpus.texts, corpus.labels, sc, tc,
@@ -107,10 +107,10 @@ def main() -> None:
     gt = comp.tidy()
     for metric, domain in (("vader_positive", (0.0, 1.0)), ("formality_mean", (0.0, 1.0)),
                            ("ppl_median", None)):  # fmt: skip
-        _save(composition_grid(gt, metric, x="value_sentiment", y="value_formality",
-                               x_title="sentiment value s1", y_title="formality value s2",
-                               domain=domain),
-              args.out / "grid" / f"grid_{metric}", files)  # fmt: skip
+        files += save_chart(composition_grid(gt, metric, x="value_sentiment",
+                                             y="value_formality", x_title="sentiment value s1",
+                                             y_title="formality value s2", domain=domain),
+                            args.out / "grid" / f"grid_{metric}", ("png", "html"))  # fmt: skip
     # the formality scorer on its own snippets (a sanity check of the scorer)
     check = {
         "formal_snippets_mean": float(formality_scorer(pos[:200]).mean()),

@@ -25,6 +25,7 @@ from causalmem._numerics.cellcov import CellCovFactors, dense_factors, structure
 from causalmem._types import BoolArray, Float64Array, Int64Array, check_literal
 from causalmem.errors import CausalmemWarning
 from causalmem.results.base import provenance
+from lmecon.provenance import versions
 
 if TYPE_CHECKING:
     from causalmem.panel.panel import Panel
@@ -376,14 +377,7 @@ def _import_pymc() -> tuple[Any, Any]:
 
 
 def _bayes_versions(sampler_used: str) -> dict[str, str]:
-    from importlib import metadata
-
-    out = {}
-    for pkg in ("pymc", "pytensor", "arviz", "nutpie"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "not installed"
+    out = versions(("pymc", "pytensor", "arviz", "nutpie"))
     out["sampler"] = sampler_used
     return out
 

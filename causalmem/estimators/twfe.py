@@ -11,7 +11,7 @@ import scipy.linalg
 from causalmem._numerics.within import cluster_meat, combine_codes, demean, nested_in
 from causalmem._types import Float64Array, Int64Array
 from causalmem.errors import FormulaError, SingularDesignError
-from causalmem.formula import design, parse_formula
+from causalmem.estimators.formula import design, parse_formula
 from causalmem.results.base import provenance
 from causalmem.results.twfe import TwfeResult
 

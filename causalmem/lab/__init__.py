@@ -2,23 +2,23 @@
 
 The embedded default data of causalmem: corpus (:mod:`~causalmem.lab.corpus`, VADER snippets
 from PyPI or any text file), byte-level BPE (:mod:`~causalmem.lab.tokenizer`), packing,
-Pythia-style instance sampling and token indexes (:mod:`~causalmem.lab.instances`), and
+Pythia-style instance sampling and token indexes (:mod:`~causalmem.instances`), and
 training with AdamW, warm-up + cosine LR and a Pythia-like checkpoint schedule
 (:mod:`~causalmem.lab.train`). torch is imported only by the training functions.
 """
 
 from __future__ import annotations
 
-from causalmem._lazy import lazy_exports
-
 # Eager: the function shadows its module name (importing the submodule would otherwise leave
 # ``causalmem.lab.ground_truth`` bound to the module). It imports no torch at load time.
 from causalmem.lab.ground_truth import GroundTruth, ground_truth
+from lmecon.lazy import lazy_exports
 
 __all__ = [
     "Corpus",
     "GroundTruth",
     "Instances",
+    "LabConfig",
     "LabData",
     "MMapIndexedDataset",
     "NumpyTokenIndex",
@@ -47,15 +47,16 @@ _WHERE = {
     "load_text_file": "corpus",
     "load_vader": "corpus",
     "train_bpe": "tokenizer",
-    "Instances": "instances",
-    "MMapIndexedDataset": "instances",
-    "NumpyTokenIndex": "instances",
-    "macro_batches": "instances",
-    "pack_documents": "instances",
-    "sample_macro_batches": "instances",
-    "training_instances": "instances",
-    "validation_instances": "instances",
-    "write_indexed_dataset": "instances",
+    "Instances": "causalmem.instances",
+    "MMapIndexedDataset": "causalmem.instances",
+    "NumpyTokenIndex": "causalmem.instances",
+    "macro_batches": "causalmem.instances",
+    "pack_documents": "causalmem.instances",
+    "sample_macro_batches": "causalmem.instances",
+    "training_instances": "causalmem.instances",
+    "validation_instances": "causalmem.instances",
+    "write_indexed_dataset": "causalmem.instances",
+    "LabConfig": "config",
     "LabData": "train",
     "TrainConfig": "train",
     "TrainedRun": "train",

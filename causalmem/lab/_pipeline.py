@@ -1,6 +1,6 @@
 """Shared steps of the lab pipeline: corpus → tokenizer → split → grid → instances → scores.
 
-Used by :func:`causalmem.lab_demo.run_lab_demo` and :func:`causalmem.lab.ground_truth.ground_truth`
+Used by :func:`causalmem.workflows.lab_demo.run_lab_demo` and :func:`causalmem.lab.ground_truth.ground_truth`
 so that both build their runs the same way (and reuse each other's folder layout: the tokenizer
 folder with its ``causalmem.json`` fingerprint, one scoring folder per run). Private: the heavy
 dependencies (``tokenizers``, ``torch``) are imported when a step runs.
@@ -17,22 +17,22 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import numpy.typing as npt
 
-from causalmem._atomic import atomic_write_text
+from lmecon.atomic import atomic_write_text
 
 if TYPE_CHECKING:
     import pandas as pd
     from tokenizers import Tokenizer
 
+    from causalmem.instances import Instances
+    from causalmem.lab.config import LabConfig
     from causalmem.lab.corpus import Corpus
-    from causalmem.lab.instances import Instances
     from causalmem.lab.train import LabData, TrainConfig, TrainedRun
-    from causalmem.lab_demo import LabDemoConfig
     from causalmem.panel.panel import Panel
 
 Log = Callable[[str], None]
 
 
-def load_documents(cfg: LabDemoConfig, log: Log | None) -> tuple[Corpus, str]:
+def load_documents(cfg: LabConfig, log: Log | None) -> tuple[Corpus, str]:
     """Load and deduplicate the corpus of ``cfg``; return it and the SHA-256 of its documents."""
     from causalmem.lab.corpus import load_corpus
 
@@ -66,9 +66,7 @@ def fit_tokenizer(
     return tokenizer, False
 
 
-def split_data(
-    tokenizer: Tokenizer, corpus: Corpus, cfg: LabDemoConfig, tcfg: TrainConfig
-) -> LabData:
+def split_data(tokenizer: Tokenizer, corpus: Corpus, cfg: LabConfig, tcfg: TrainConfig) -> LabData:
     """Encode the documents and pack them into the shuffled train / held-out / reserve split."""
     from causalmem.lab.tokenizer import encode_documents
     from causalmem.lab.train import prepare_data
@@ -77,7 +75,7 @@ def split_data(
     return prepare_data(docs, tcfg, n_validation=cfg.n_heldout, seed=cfg.seed)
 
 
-def analysis_steps(run: TrainedRun, cfg: LabDemoConfig) -> npt.NDArray[np.int64]:
+def analysis_steps(run: TrainedRun, cfg: LabConfig) -> npt.NDArray[np.int64]:
     """Return the analysed checkpoints: all, or the regular grid (with 0 and the last step)."""
     steps = np.asarray(run.checkpoint_steps, dtype=np.int64)
     if cfg.score_log_spaced:
@@ -86,18 +84,18 @@ def analysis_steps(run: TrainedRun, cfg: LabDemoConfig) -> npt.NDArray[np.int64]
     return steps[keep]
 
 
-def sample_instances(steps: npt.ArrayLike, cfg: LabDemoConfig) -> pd.DataFrame:
+def sample_instances(steps: npt.ArrayLike, cfg: LabConfig) -> pd.DataFrame:
     """Sample Pythia-style: ``k`` batches × ``m`` sequences per macro-batch of ``steps``."""
-    from causalmem.lab.instances import sample_macro_batches
+    from causalmem.instances import sample_macro_batches
 
     return sample_macro_batches(steps, cfg.batch_size, k=cfg.k, m=cfg.m, seed=cfg.seed)
 
 
 def lab_instances(
-    run: TrainedRun, sample: pd.DataFrame, cfg: LabDemoConfig
+    run: TrainedRun, sample: pd.DataFrame, cfg: LabConfig
 ) -> tuple[Instances, Instances, Instances]:
     """Return the sampled trained instances, ``n_validation`` never-trained ones, and both."""
-    from causalmem.lab.instances import Instances, training_instances, validation_instances
+    from causalmem.instances import Instances, training_instances, validation_instances
 
     tr = training_instances(run.order(), sample)
     va = validation_instances(np.load(run.validation_path), cfg.n_validation, seed=cfg.seed)
@@ -109,7 +107,7 @@ def score_run(
     steps: npt.NDArray[np.int64],
     instances: Instances,
     out_dir: Path,
-    cfg: LabDemoConfig,
+    cfg: LabConfig,
     *,
     plan: Mapping[int, npt.ArrayLike] | None = None,
     progress: bool = True,

@@ -19,17 +19,15 @@ from __future__ import annotations
 import hashlib
 import html
 import io
-import json
 import os
-import subprocess
-import sys
 import tarfile
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
+
+from lmecon.fetch import cache_root
+from lmecon.vader import VADER_SDIST_SHA256, VADER_VERSION, fetch_vader_sdist
 
 __all__ = [
     "VADER_SDIST_SHA256",
@@ -44,9 +42,6 @@ __all__ = [
     "load_vader",
 ]
 
-VADER_VERSION = "3.3.2"
-VADER_SDIST_SHA256 = "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9"
-"""SHA-256 of ``vaderSentiment-3.3.2.tar.gz`` as served by PyPI."""
 VADER_SOURCES: Mapping[str, str] = {
     "movie": "movieReviewSnippets_GroundTruth.txt",
     "tweets": "tweets_GroundTruth.txt",
@@ -102,102 +97,7 @@ def cache_dir(path: str | os.PathLike[str] | None = None) -> Path:
 
     The directory is not created here.
     """
-    if path is not None:
-        return Path(path)
-    env = os.environ.get("CAUSALMEM_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "causalmem"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def fetch_vader_sdist(
-    cache: str | os.PathLike[str] | None = None,
-    *,
-    log: Log | None = None,
-    pip_args: Iterable[str] = (),
-) -> Path:
-    """Fetch the ``vaderSentiment`` sdist from PyPI once, check it, and record its provenance.
-
-    Runs ``python -m pip download --no-deps --no-binary :all: vaderSentiment==3.3.2`` into a
-    temporary directory inside the cache, verifies :data:`VADER_SDIST_SHA256`, then moves the
-    archive and a ``provenance.json`` into ``<cache>/corpora/vaderSentiment-3.3.2/``. A cached
-    archive with the right checksum is reused without touching the network.
-
-    Parameters
-    ----------
-    cache
-        Cache root (see :func:`cache_dir`).
-    log
-        Progress callback.
-    pip_args
-        Extra arguments for ``pip download`` (e.g. an ``--index-url``).
-
-    Returns
-    -------
-    pathlib.Path
-        The verified ``vaderSentiment-3.3.2.tar.gz``.
-
-    Raises
-    ------
-    RuntimeError
-        If pip fails (no network and no cached copy) or the checksum does not match.
-    """
-    target_dir = cache_dir(cache) / "corpora" / f"vaderSentiment-{VADER_VERSION}"
-    target = target_dir / f"vaderSentiment-{VADER_VERSION}.tar.gz"
-    if target.exists() and _sha256(target) == VADER_SDIST_SHA256:
-        return target
-    target_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--no-binary",
-        ":all:",
-        "--disable-pip-version-check",
-        "--quiet",
-        f"vaderSentiment=={VADER_VERSION}",
-        *pip_args,
-    ]
-    if log:
-        log(f"fetching vaderSentiment=={VADER_VERSION} sdist from PyPI into {target_dir}")
-    with tempfile.TemporaryDirectory(dir=target_dir, prefix=".download-") as tmp:
-        proc = subprocess.run([*cmd, "-d", tmp], capture_output=True, text=True, check=False)
-        got = Path(tmp) / target.name
-        if proc.returncode != 0 or not got.exists():
-            raise RuntimeError(
-                f"could not download the vaderSentiment sdist with {' '.join(cmd)!r} "
-                f"(exit {proc.returncode}): {proc.stderr.strip()[-800:]}. Without network, "
-                f"place {target.name} (sha256 {VADER_SDIST_SHA256}) in {target_dir}, or use a "
-                "local text file (load_text_file)."
-            )
-        digest = _sha256(got)
-        if digest != VADER_SDIST_SHA256:
-            raise RuntimeError(
-                f"checksum mismatch for {target.name}: got {digest}, expected "
-                f"{VADER_SDIST_SHA256}; refusing to use it."
-            )
-        provenance = {
-            "source": f"PyPI sdist vaderSentiment=={VADER_VERSION}",
-            "file": target.name,
-            "sha256": digest,
-            "licence": "MIT",
-            "content": f"{_VADER_INNER}: Hutto & Gilbert (ICWSM 2014) rated snippets",
-            "fetched_with": " ".join(cmd[2:]),
-            "fetched_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        prov_tmp = Path(tmp) / "provenance.json"
-        prov_tmp.write_text(json.dumps(provenance, indent=1))
-        os.replace(got, target)
-        os.replace(prov_tmp, target_dir / "provenance.json")
-    return target
+    return cache_root(path)
 
 
 def _decode(raw: bytes) -> str:

@@ -45,14 +45,14 @@ import numpy.typing as npt
 import pandas as pd
 from scipy.stats import norm
 
-from causalmem._atomic import atomic_write_text
 from causalmem.errors import GroundTruthError
 from causalmem.lab import _pipeline
 from causalmem.results.base import provenance
+from lmecon.atomic import atomic_write_text
 
 if TYPE_CHECKING:
+    from causalmem.lab.config import LabConfig
     from causalmem.lab.train import LabData, TrainConfig, TrainedRun
-    from causalmem.lab_demo import LabDemoConfig
     from causalmem.panel.panel import Panel
 
 __all__ = [
@@ -354,7 +354,7 @@ def truth_from_scores(
 
 # ----------------------------------------------------------------------------- the lab parts
 def _lab_inputs(
-    cfg: LabDemoConfig, out: Path, log: Log | None
+    cfg: LabConfig, out: Path, log: Log | None
 ) -> tuple[LabData, TrainConfig, int, dict[str, Any]]:
     """Corpus → tokenizer (reused when present) → packed, shuffled split (as the lab demo)."""
     corpus, sha = _pipeline.load_documents(cfg, log)
@@ -415,7 +415,7 @@ def _check_identical(run_a: TrainedRun, run_b: TrainedRun, first_swap: int | Non
 
 def ground_truth(
     out_dir: str | os.PathLike[str],
-    cfg: LabDemoConfig | None = None,
+    cfg: LabConfig | None = None,
     *,
     swap_cohorts: Sequence[int] | None = None,
     outcomes: Sequence[str] | None = None,
@@ -436,7 +436,7 @@ def ground_truth(
     out_dir
         Folder for both runs (created; a rerun reuses finished training and scoring).
     cfg
-        Lab settings (default :class:`~causalmem.lab_demo.LabDemoConfig`); ``seed`` is the
+        Lab settings (default :class:`~causalmem.workflows.lab_demo.LabConfig`); ``seed`` is the
         data-order and sampling seed, ``model_seed`` the initialisation seed of both runs.
     swap_cohorts
         Cohorts whose sampled instances are replaced in run B (default: every sampled
@@ -463,15 +463,15 @@ def ground_truth(
 
     Examples
     --------
-    >>> from causalmem.lab_demo import LabDemoConfig
-    >>> gt = ground_truth("out/gt", LabDemoConfig(steps=300))  # doctest: +SKIP
+    >>> from causalmem.lab.config import LabConfig
+    >>> gt = ground_truth("out/gt", LabConfig(steps=300))  # doctest: +SKIP
     >>> gt.tidy()[["group", "time", "estimate", "std_error"]]  # doctest: +SKIP
     """
+    from causalmem.lab.config import LabConfig
     from causalmem.lab.train import train
-    from causalmem.lab_demo import LabDemoConfig
     from causalmem.scoring.metrics import MEMORISATION_SIGN, METRICS
 
-    cfg = cfg or LabDemoConfig()
+    cfg = cfg or LabConfig()
     if cfg.outcome not in MEMORISATION_SIGN:
         raise ValueError(f"outcome={cfg.outcome!r}; use one of {sorted(MEMORISATION_SIGN)}.")
     outs = tuple(outcomes) if outcomes is not None else METRICS
@@ -568,6 +568,6 @@ def ground_truth(
     )
 
 
-def replicate_config(cfg: LabDemoConfig, seed: int) -> LabDemoConfig:
+def replicate_config(cfg: LabConfig, seed: int) -> LabConfig:
     """Return the lab config of replicate ``seed``: its own data order, sample and init seed."""
     return replace(cfg, seed=int(seed), model_seed=int(seed))

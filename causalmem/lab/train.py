@@ -39,9 +39,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from causalmem._atomic import atomic_write_bytes
-from causalmem.lab.instances import MMapIndexedDataset, pack_documents, write_indexed_dataset
+from causalmem.instances import MMapIndexedDataset, pack_documents, write_indexed_dataset
 from causalmem.scoring.checkpoints import Checkpoint
+from lmecon.atomic import atomic_write_bytes
 
 __all__ = [
     "LabData",

@@ -20,10 +20,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from causalmem._atomic import atomic_path
 from causalmem.errors import PanelSchemaError
 from causalmem.panel.panel import Panel
 from causalmem.panel.schema import SCHEMA_VERSION, PanelSchema
+from lmecon.atomic import atomic_path
 
 __all__ = ["METADATA_KEY", "read_panel", "write_panel"]
 

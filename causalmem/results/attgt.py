@@ -19,7 +19,6 @@ from causalmem.results.base import inference_columns, render_frame, significance
 if TYPE_CHECKING:
     from causalmem._numerics.dense import DenseIF
     from causalmem._numerics.structured import StructuredIF
-    from causalmem.results.aggte import AggteResult
 
 _CONTROL_NAMES = {"nevertreated": "Never Treated", "notyettreated": "Not Yet Treated"}
 _METHOD_NAMES = {
@@ -294,14 +293,6 @@ class AttGtResult:
             )
         return t[(t["time"] == at) & t["post"]].reset_index(drop=True)
 
-    def persistent(self, **kwargs: Any) -> AggteResult:
-        """Aggregate persistent memorisation by event time: ``aggte(self, "dynamic", min_e=0)``."""
-        from causalmem.estimators.aggte import aggte
-
-        kwargs.setdefault("min_e", 0)
-        return aggte(self, type="dynamic", **kwargs)
-
-    # ------------------------------------------------------------- rendering
     def summary(self) -> str:
         """R ``did``-style text summary."""
         t = self.tidy()

@@ -7,10 +7,8 @@ human labels are applied only when rendering (:data:`DISPLAY_LABELS`).
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 import platform
 from collections.abc import Mapping
-from importlib import metadata
 from typing import Any
 
 import numpy as np
@@ -18,6 +16,7 @@ import pandas as pd
 from scipy.stats import norm
 
 from causalmem._types import Float64Array
+from lmecon.provenance import versions
 
 TIDY_COLUMNS = (
     "term",
@@ -47,23 +46,12 @@ DISPLAY_LABELS: Mapping[str, str] = {
 _VERSIONED = ("causalmem", "numpy", "pandas", "scipy", "formulaic")
 
 
-@functools.cache
-def _versions() -> tuple[tuple[str, str], ...]:
-    out = []
-    for pkg in _VERSIONED:
-        try:
-            out.append((pkg, metadata.version(pkg)))
-        except metadata.PackageNotFoundError:
-            out.append((pkg, "not installed"))
-    return tuple(out)
-
-
 def provenance(**extra: Any) -> Mapping[str, Any]:
     """Library versions, creation time (UTC) and caller-supplied fields, as a plain mapping."""
     return {
         "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
-        "versions": dict(_versions()),
+        "versions": versions(_VERSIONED),
         **extra,
     }
 

@@ -13,7 +13,7 @@ needs them is called: ``import causalmem.scoring`` stays light.
 
 from __future__ import annotations
 
-from causalmem._lazy import lazy_exports
+from lmecon.lazy import lazy_exports
 
 __all__ = [
     "METRICS",

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from causalmem.lab.instances import Instances
+from causalmem.instances import Instances
 from causalmem.panel.panel import Panel
 from causalmem.scoring.checkpoints import Checkpoint, DuplicateWeightsError
 from causalmem.scoring.runner import (

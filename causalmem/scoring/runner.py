@@ -34,7 +34,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -44,11 +43,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from causalmem._atomic import atomic_write_bytes
 from causalmem.errors import CausalmemError
-from causalmem.lab.instances import Instances
+from causalmem.instances import Instances
 from causalmem.panel.panel import Panel
 from causalmem.scoring.checkpoints import Checkpoint, DuplicateWeightsError
+from lmecon.atomic import atomic_write_bytes
+from lmecon.provenance import versions
 
 if TYPE_CHECKING:
     import torch
@@ -126,16 +126,6 @@ class ShardRecord:
         kw["checkpoint"] = Checkpoint.from_dict(kw["checkpoint"])
         kw["versions"] = dict(kw.get("versions", {}))
         return cls(**kw)
-
-
-def _versions() -> dict[str, str]:
-    out = {}
-    for pkg in ("causalmem", "torch", "transformers"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:  # pragma: no cover
-            out[pkg] = "not installed"
-    return out
 
 
 def shard_name(step: int) -> str:
@@ -439,7 +429,7 @@ def score_checkpoint(
         seconds_load=round(seconds_load, 4),
         seconds_score=round(seconds_score, 4),
         scored_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        versions=_versions(),
+        versions=versions(("causalmem", "torch", "transformers")),
     )
     return record, frame
 

@@ -115,7 +115,7 @@ def test_family_analyses_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 @pytest.mark.slow
 def test_lab_family_trains_on_shared_instances(tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    from causalmem.family import FamilyConfig, build_family
+    from causalmem.workflows.family import FamilyConfig, build_family
     from tests.causalmem.test_lab_train import synthetic_text
 
     text = tmp_path / "text.txt"

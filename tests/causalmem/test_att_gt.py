@@ -340,7 +340,7 @@ def test_memorisation_views() -> None:
     assert resid["time"].eq(7).all() and resid["group"].tolist() == [3.0, 4.0, 5.0]
     with pytest.raises(ValueError, match="not an observed step"):
         res.residual(at=7.5)
-    pers = res.persistent()
+    pers = cm.aggte(res, "dynamic", min_e=0)  # persistent memorisation by event time
     assert pers.labels.min() == 0 and pers.spec.type == "dynamic"
     assert {"se_method", "band"} <= set(pers.tidy().columns)
 

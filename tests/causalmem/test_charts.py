@@ -9,7 +9,7 @@ import pytest
 alt = pytest.importorskip("altair")
 
 from causalmem import aggte, att_gt, simulate_panel  # noqa: E402
-from causalmem.charts import (  # noqa: E402
+from causalmem.presentation.charts import (  # noqa: E402
     event_path,
     instantaneous_vs_lr,
     profile_heatmap,
@@ -81,7 +81,7 @@ def test_png_and_html_render(fitted: tuple[pd.DataFrame, pd.DataFrame, pd.DataFr
 
 def test_issue5_charts_have_the_expected_encodings(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import causalmem as cm
-    from causalmem import charts
+    from causalmem.presentation import charts
 
     sim = cm.simulate_panel(
         cohorts=(3, 4, 5),
@@ -117,7 +117,7 @@ def test_issue5_charts_have_the_expected_encodings(tmp_path) -> None:  # type: i
 def _family_fit():  # type: ignore[no-untyped-def]
     """A two-model family (shared units) fitted once; tidy frames with a ``model`` column."""
     import causalmem as cm
-    from causalmem.family import Family, ModelRun, fit_family, pythia_lr_schedule
+    from causalmem.workflows.family import Family, ModelRun, fit_family, pythia_lr_schedule
 
     sim = cm.simulate_panel(
         cohorts=(3, 4, 5),
@@ -150,7 +150,7 @@ def _family_fit():  # type: ignore[no-untyped-def]
 
 
 def test_family_charts_have_the_expected_encodings() -> None:
-    from causalmem import charts
+    from causalmem.presentation import charts
 
     fit = _family_fit()
     cells = fit.cells()
@@ -202,8 +202,8 @@ def test_family_charts_have_the_expected_encodings() -> None:
 
 
 def test_prediction_scatter_encodings() -> None:
-    from causalmem import charts
-    from causalmem.predict import predict_profile
+    from causalmem.analysis.predict import predict_profile
+    from causalmem.presentation import charts
 
     w = pd.DataFrame(
         {

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import causalmem as cm
-from causalmem.compare import compare_profiles
+from causalmem.analysis.compare import compare_profiles
 
 
 def _two_models(seed: int, rho: float) -> tuple[pd.DataFrame, float]:

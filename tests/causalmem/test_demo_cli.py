@@ -9,9 +9,9 @@ from typer.testing import CliRunner
 
 import causalmem as cm
 from causalmem.cli import app
-from causalmem.demo import DemoConfig, run_demo
+from causalmem.workflows.simulated_demo import SimulatedDemoConfig, run_demo
 
-SMALL = DemoConfig(
+SMALL = SimulatedDemoConfig(
     units_per_cohort=20,
     n_never=200,
     cohort_every=4000,
@@ -42,9 +42,9 @@ def test_demo_config_from_toml_rejects_unknown_keys(tmp_path: Path) -> None:
     p = tmp_path / "c.toml"
     p.write_text("[demo]\nbiters = 10\nbogus = 1\n")
     with pytest.raises(ValueError, match="bogus"):
-        DemoConfig.from_toml(p)
+        SimulatedDemoConfig.from_toml(p)
     p.write_text("[demo]\nbiters = 10\n")
-    assert DemoConfig.from_toml(p).biters == 10
+    assert SimulatedDemoConfig.from_toml(p).biters == 10
 
 
 def test_cli_demo_and_fit(tmp_path: Path) -> None:

@@ -8,20 +8,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from causalmem.family import (
+from analyses.wiring.family import analysis_cli, analysis_from_cli
+from causalmem.panel.io import write_panel
+from causalmem.panel.panel import Panel
+from causalmem.workflows.family import (
     FamilyConfig,
     FamilyMember,
     analyse_family,
-    analysis_cli,
-    analysis_from_cli,
     build_family,
     findings_markdown,
     fit_family,
     load_family,
     pythia_lr_schedule,
 )
-from causalmem.panel.io import write_panel
-from causalmem.panel.panel import Panel
 
 STEPS = np.arange(0, 301, 50)
 COHORTS = STEPS[1:]

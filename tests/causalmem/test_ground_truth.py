@@ -15,6 +15,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("tokenizers")
 
 from causalmem.errors import GroundTruthError  # noqa: E402
+from causalmem.lab.config import LabConfig  # noqa: E402
 from causalmem.lab.ground_truth import (  # noqa: E402
     GroundTruth,
     event_path_truth,
@@ -23,7 +24,6 @@ from causalmem.lab.ground_truth import (  # noqa: E402
     truth_from_scores,
 )
 from causalmem.lab.train import LabData  # noqa: E402
-from causalmem.lab_demo import LabDemoConfig  # noqa: E402
 from causalmem.scoring.checkpoints import Checkpoint, load_causal_lm, weights_hash  # noqa: E402
 from tests.causalmem.test_lab_train import synthetic_text  # noqa: E402
 
@@ -54,14 +54,14 @@ TINY: dict[str, Any] = {
 
 
 @pytest.fixture(scope="module")
-def cfg(tmp_path_factory: pytest.TempPathFactory) -> LabDemoConfig:
+def cfg(tmp_path_factory: pytest.TempPathFactory) -> LabConfig:
     text = tmp_path_factory.mktemp("corpus") / "text.txt"
     text.write_text(synthetic_text(400))
-    return LabDemoConfig(corpus=str(text), **TINY)
+    return LabConfig(corpus=str(text), **TINY)
 
 
 @pytest.fixture(scope="module")
-def partial(cfg: LabDemoConfig, tmp_path_factory: pytest.TempPathFactory) -> GroundTruth:
+def partial(cfg: LabConfig, tmp_path_factory: pytest.TempPathFactory) -> GroundTruth:
     """Swap only cohorts 10 and 15: checkpoints 0 … 5 must be identical."""
     return ground_truth(tmp_path_factory.mktemp("gt") / "partial", cfg, swap_cohorts=[10, 15])
 
@@ -123,7 +123,7 @@ def test_runs_identical_before_first_swap_and_different_after(partial: GroundTru
     early = truth[truth["time"] < first]
     assert len(early) and (early["estimate"] == 0).all() and (early["std_error"] == 0).all()
     # run B really trained the reserve chunks at the swapped positions
-    from causalmem.lab.instances import MMapIndexedDataset
+    from causalmem.instances import MMapIndexedDataset
 
     order_b = MMapIndexedDataset(run_b / "data" / "train")
     order_a = MMapIndexedDataset(run_a / "data" / "train")
@@ -141,9 +141,7 @@ def test_runs_identical_before_first_swap_and_different_after(partial: GroundTru
     assert partial.provenance["model_seed"] == 3 and partial.provenance["data_seed"] == 5
 
 
-def test_swap_nothing_gives_identical_runs_and_zero_truth(
-    cfg: LabDemoConfig, tmp_path: Path
-) -> None:
+def test_swap_nothing_gives_identical_runs_and_zero_truth(cfg: LabConfig, tmp_path: Path) -> None:
     gt = ground_truth(tmp_path / "none", cfg, swap_cohorts=())
     assert gt.first_swap_step is None and gt.swapped.empty
     assert gt.checks["identical"].all()
@@ -154,7 +152,7 @@ def test_swap_nothing_gives_identical_runs_and_zero_truth(
 
 
 def test_rerun_reuses_runs_and_reproduces_truth(
-    partial: GroundTruth, cfg: LabDemoConfig, tmp_path: Path
+    partial: GroundTruth, cfg: LabConfig, tmp_path: Path
 ) -> None:
     out = Path(partial.provenance["out_dir"])
     mtime = (out / "A" / "run.json").stat().st_mtime_ns
@@ -167,7 +165,7 @@ def test_rerun_reuses_runs_and_reproduces_truth(
 
 
 def test_non_identical_runs_raise(
-    partial: GroundTruth, cfg: LabDemoConfig, monkeypatch: pytest.MonkeyPatch
+    partial: GroundTruth, cfg: LabConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real = gt_mod._hashes
     calls = {"n": 0}
@@ -225,9 +223,7 @@ def test_truth_from_scores_by_hand() -> None:
         truth_from_scores(a, b.assign(step=[0, 2, 0, 1, 0, 1]), ["y"], [1], [0, 1], [1])
 
 
-def test_shared_pipeline_steps_match_the_lab_layout(
-    partial: GroundTruth, cfg: LabDemoConfig
-) -> None:
+def test_shared_pipeline_steps_match_the_lab_layout(partial: GroundTruth, cfg: LabConfig) -> None:
     """The steps shared with the lab demo: tokenizer reuse by fingerprint, grid, instances."""
     from causalmem.lab import _pipeline
 

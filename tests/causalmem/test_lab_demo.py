@@ -12,8 +12,9 @@ pytest.importorskip("torch")
 pytest.importorskip("altair")
 pytest.importorskip("vl_convert")
 
-from causalmem.lab_demo import LabDemoConfig, run_lab_demo  # noqa: E402
+from causalmem.lab.config import LabConfig  # noqa: E402
 from causalmem.panel.io import read_panel  # noqa: E402
+from causalmem.workflows.lab_demo import run_lab_demo  # noqa: E402
 from tests.causalmem.test_lab_train import synthetic_text  # noqa: E402
 
 # 60 steps × 16 sequences + 200 held out: about the prototype's 640-chunk test run.
@@ -40,7 +41,7 @@ SMALL = {
 def test_lab_demo_end_to_end_on_synthetic_text(tmp_path: Path) -> None:
     text = tmp_path / "text.txt"
     text.write_text(synthetic_text(5000))
-    cfg = LabDemoConfig(corpus=str(text), **SMALL)  # type: ignore[arg-type]
+    cfg = LabConfig(corpus=str(text), **SMALL)  # type: ignore[arg-type]
     out = tmp_path / "demo"
     msgs: list[str] = []
     res = run_lab_demo(out, cfg, log=msgs.append, progress=False)
@@ -79,7 +80,7 @@ def test_lab_demo_end_to_end_on_synthetic_text(tmp_path: Path) -> None:
 @pytest.mark.network
 def test_lab_demo_test_size_on_real_english(tmp_path: Path) -> None:
     # the VADER snippets from PyPI; 30 steps × 16 + 160 held out = 640 chunks
-    cfg = LabDemoConfig(
+    cfg = LabConfig(
         corpus="vader",
         vocab_size=1024,
         d_model=128,

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from causalmem.lab.instances import (
+from causalmem.instances import (
     Instances,
     MMapIndexedDataset,
     NumpyTokenIndex,

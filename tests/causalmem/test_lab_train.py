@@ -12,8 +12,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("tokenizers")
 
+from causalmem.instances import MMapIndexedDataset  # noqa: E402
 from causalmem.lab.corpus import Corpus, cache_dir, load_corpus, load_text_file  # noqa: E402
-from causalmem.lab.instances import MMapIndexedDataset  # noqa: E402
 from causalmem.lab.tokenizer import (  # noqa: E402
     encode_documents,
     load_tokenizer,

@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from causalmem.estimators.att_gt import att_gt
-from causalmem.panel.simulate import simulate_panel
-from causalmem.power import (
+from causalmem.analysis.power import (
     check_power,
     critical_value,
     fit_variance,
@@ -18,6 +16,8 @@ from causalmem.power import (
     power,
     required_n,
 )
+from causalmem.estimators.att_gt import att_gt
+from causalmem.panel.simulate import simulate_panel
 
 Z975, Z80 = norm.ppf(0.975), norm.ppf(0.8)
 

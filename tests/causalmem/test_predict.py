@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 import causalmem as cm
-from causalmem.compare import compare_profiles
-from causalmem.predict import holdout_mask, predict_profile
+from causalmem.analysis.compare import compare_profiles
+from causalmem.analysis.predict import holdout_mask, predict_profile
 from tests.causalmem.test_compare import _two_models
 
 
@@ -114,7 +114,7 @@ def test_bad_inputs() -> None:
 
 
 def test_bootstrap_draws_vectorised_equal_the_per_draw_fits() -> None:
-    from causalmem.predict import _all_methods, _all_methods_draws, _errors
+    from causalmem.analysis.predict import _all_methods, _all_methods_draws, _errors
 
     rng = np.random.default_rng(3)
     n, p, b = 40, 2, 7

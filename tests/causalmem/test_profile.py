@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 import causalmem as cm
-from causalmem.profile import MemorisationProfile, metric_sign, to_memorisation
+from causalmem.analysis.profile import MemorisationProfile, metric_sign, to_memorisation
 
 
 def test_sign_convention_keeps_se_and_swaps_bounds() -> None:

@@ -10,10 +10,10 @@ import pytest
 pytest.importorskip("altair")
 pytest.importorskip("vl_convert")
 
-from causalmem.family import FamilyConfig, build_family  # noqa: E402
 from causalmem.panel.io import write_panel  # noqa: E402
 from causalmem.panel.panel import Panel  # noqa: E402
-from causalmem.report import build_report, load_panels  # noqa: E402
+from causalmem.workflows.family import FamilyConfig, build_family  # noqa: E402
+from causalmem.workflows.report import build_report, load_panels  # noqa: E402
 from tests.causalmem.test_family import family_frame, write_family_files  # noqa: E402
 
 
@@ -98,7 +98,7 @@ def test_cli_report(family_dir: Path, tmp_path: Path) -> None:
 
 
 def test_read_section_title_body_and_refusals(tmp_path: Path) -> None:
-    from causalmem.report import read_section
+    from causalmem.presentation.report import read_section
 
     f = tmp_path / "section.html"
     f.write_text("<h2>Validation &amp; truth</h2>\n<p>bias 0.2%</p>\n<svg></svg>\n")

@@ -13,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from causalmem.lab.instances import Instances  # noqa: E402
+from causalmem.instances import Instances  # noqa: E402
 from causalmem.panel.panel import Panel  # noqa: E402
 from causalmem.scoring import runner  # noqa: E402
 from causalmem.scoring.checkpoints import (  # noqa: E402

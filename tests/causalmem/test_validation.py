@@ -8,7 +8,7 @@ import pytest
 
 from causalmem.lab.ground_truth import GroundTruth
 from causalmem.panel.simulate import simulate_panel
-from causalmem.validation import (
+from causalmem.workflows.validation import (
     ESTIMATORS,
     METRIC_COLUMNS,
     estimate_all,

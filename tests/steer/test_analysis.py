@@ -1,4 +1,4 @@
-"""The shared wiring of the steer analyses (steer.analysis)."""
+"""The shared wiring of the steer analyses (analyses.wiring.steer)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from steer import load_steer, save_steer
-from steer.analysis import (
+from analyses.wiring.steer import (
     analysis_args,
     analysis_parser,
     fit_sentiment_steer,
@@ -22,7 +21,8 @@ from steer.analysis import (
     sentiment_steer,
     start_steer_analysis,
 )
-from steer.demo import DemoConfig
+from steer import load_steer, save_steer
+from steer.workflows.demo import SteerDemoConfig
 from tests.steer import _tiny
 from tests.steer.conftest import random_transform
 
@@ -65,7 +65,7 @@ def test_markdown_table() -> None:
 
 
 def test_recipe_is_the_demo_config() -> None:
-    assert sentiment_recipe(TRAIN) == DemoConfig(**TRAIN)
+    assert sentiment_recipe(TRAIN) == SteerDemoConfig(**TRAIN)
     with pytest.raises(TypeError):
         sentiment_recipe({**TRAIN, "unknown": 1})
 
@@ -89,7 +89,7 @@ def test_sentiment_steer_loads_the_first_saved_candidate(tmp_path: Path) -> None
 def test_sentiment_steer_trains_with_the_recipe(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("steer.analysis.vader_snippets", _snippets)
+    monkeypatch.setattr("analyses.wiring.steer.vader_snippets", _snippets)
     model, tok = _tiny.model("llama"), _tiny.tokenizer()
     lm = SimpleNamespace(model=model, tokenizer=tok, model_id="tiny")
     logs: list[str] = []
@@ -115,7 +115,7 @@ def test_start_steer_analysis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         names.append(name)
         return lm
 
-    monkeypatch.setattr("steer.analysis.load_model", load)
+    monkeypatch.setattr("analyses.wiring.steer.load_model", load)
     logs: list[str] = []
     threads = torch.get_num_threads()
     try:

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from steer.charts import composition_grid, epsilon_curves
+from steer.charts.evaluation import composition_grid, epsilon_curves
 
 
 def _values() -> pd.DataFrame:

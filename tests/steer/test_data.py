@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from steer import ChecksumError, FetchError, SteerInputError
-from steer import data as sd
+from steer.resources import data as sd
 
 MOVIE = (
     "1\t2.5\tA wonderful film.\r\n"
@@ -103,10 +103,11 @@ def test_balanced_corpus_and_prompts() -> None:
 
 
 def test_fetch_checks_the_sha256(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # steer.data.fetch_vader_sdist delegates to causalmem.lab.corpus (one implementation)
+    # steer.resources.data.fetch_vader_sdist delegates to lmecon (one implementation)
     import subprocess
 
-    from causalmem.lab import corpus as cc
+    from lmecon import fetch as cf
+    from lmecon import vader as cc
 
     calls: list[list[str]] = []
 
@@ -116,7 +117,7 @@ def test_fetch_checks_the_sha256(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         (dest / "vaderSentiment-3.3.2.tar.gz").write_bytes(b"tampered")
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    monkeypatch.setattr(cc.subprocess, "run", fake_run)
+    monkeypatch.setattr(cf.subprocess, "run", fake_run)
     with pytest.raises(ChecksumError, match="checksum mismatch"):
         sd.fetch_vader_sdist(tmp_path)
     assert "vaderSentiment==3.3.2" in calls[0] and "--no-binary" in calls[0]
@@ -125,7 +126,7 @@ def test_fetch_checks_the_sha256(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     def failing_run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess(cmd, 1, "", "no network")
 
-    monkeypatch.setattr(cc.subprocess, "run", failing_run)
+    monkeypatch.setattr(cf.subprocess, "run", failing_run)
     with pytest.raises(FetchError, match="no network"):
         sd.fetch_vader_sdist(tmp_path)
     # the cache root: the argument, else $STEER_CACHE, else causalmem's default
@@ -137,6 +138,6 @@ def test_fetch_checks_the_sha256(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     sd.fetch_vader_sdist()
     sd.fetch_vader_sdist(tmp_path / "arg")
     assert seen == [None, tmp_path / "env", tmp_path / "arg"]
-    from steer._cache import cache_root
+    from lmecon.fetch import cache_root
 
-    assert cache_root() == tmp_path / "env"
+    assert cache_root(env="STEER_CACHE", sub="steer") == tmp_path / "env"

@@ -19,8 +19,8 @@ from steer import (
     compose,
     generate,
 )
-from steer.data import builtin_prompts, read_prompts
-from steer.evaluate import (
+from steer.core.hooks import head_inputs
+from steer.evaluation.harness import (
     Evaluation,
     conditional_perplexity,
     distinct_n,
@@ -32,9 +32,9 @@ from steer.evaluate import (
     vader_compound,
     value_grid,
 )
-from steer.generate import Generation
-from steer.hooks import head_inputs
-from steer.scorers import offensive_scorer
+from steer.evaluation.scorers import offensive_scorer
+from steer.generation import Generation
+from steer.resources.data import builtin_prompts, read_prompts
 from tests.steer import _tiny
 from tests.steer.conftest import random_transform
 

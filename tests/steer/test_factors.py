@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from steer import SteerDimensionError, SteerInputError, SteerTransform, steering
+from steer.core.hooks import head_inputs, head_weight
 from steer.factors import factor_analysis, factor_scores, lowrank_svd, token_strings, varimax
-from steer.hooks import head_inputs, head_weight
 from tests.steer import _tiny
 from tests.steer.conftest import random_transform
 
@@ -224,14 +224,14 @@ def test_specific_errors(tok: Any) -> None:
 
 def test_charts_read_the_tidy_frames(tok: Any) -> None:
     pytest.importorskip("altair")
-    from steer.factor_charts import (
+    from steer.charts.analysis import (
         delta_chart,
         fidelity_chart,
         generation_chart,
         loadings_chart,
         scree_chart,
     )
-    from steer.highlight import highlight
+    from steer.highlighting import highlight
 
     t = random_transform(k=2, r=4)
     fa = factor_analysis(t, _tiny.model("gpt2"), tok, k=3, n_tokens=4)

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from steer import SteerDimensionError, SteerInputError, steered_output_embeddings
-from steer.highlight import find_max_subspans, highlight, highlight_grid, highlights_html
-from steer.hooks import head_inputs, head_weight
+from steer.core.hooks import head_inputs, head_weight
+from steer.highlighting import find_max_subspans, highlight, highlight_grid, highlights_html
 from tests.steer import _tiny
 from tests.steer.conftest import random_transform
 

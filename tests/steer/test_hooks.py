@@ -20,7 +20,7 @@ from steer import (
     steered_output_embeddings,
     steering,
 )
-from steer.hooks import head_inputs
+from steer.core.hooks import head_inputs
 from tests.steer import _tiny
 from tests.steer.conftest import random_transform
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from steer import generate, steering
-from steer import models as sm
+from steer.resources import models as sm
 from tests.steer import _tiny
 from tests.steer.conftest import random_transform
 

@@ -9,8 +9,7 @@ import pandas as pd
 import pytest
 
 from steer import SteerInputError
-from steer.data import source_corpus
-from steer.scorers import (
+from steer.evaluation.scorers import (
     Scorer,
     get_scorer,
     naive_bayes_scorer,
@@ -19,6 +18,7 @@ from steer.scorers import (
     textblob_scorer,
     vader_scorer,
 )
+from steer.resources.data import source_corpus
 
 
 def test_vader_on_known_sentences() -> None:

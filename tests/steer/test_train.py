@@ -14,17 +14,17 @@ from steer import (
     LabelRangeError,
     SteerConfig,
     SteerInputError,
+    SteerTrainConfig,
     SteerWarning,
-    TrainConfig,
     fit_steer,
     steering,
 )
-from steer.module import LowRankSteer
+from steer.core.module import LowRankSteer
 from steer.train import _FusedHeadNLL, _masked_nll, pad_batch
 from tests.steer import _tiny
 
 SC = SteerConfig(rank=16, epsilon=0.1)
-TC = TrainConfig(steps=40, batch_size=8, lr=1e-2, progress=False)
+TC = SteerTrainConfig(steps=40, batch_size=8, lr=1e-2, progress=False)
 
 
 def corpus(n: int = 48, seed: int = 0) -> tuple[list[str], list[float]]:
@@ -85,7 +85,7 @@ def test_training_lowers_the_loss_on_labelled_data(arch: str, tok: Any) -> None:
 def test_cached_hidden_states_equal_end_to_end(arch: str, tok: Any) -> None:
     model = _tiny.model(arch)
     texts, labels = corpus(24)
-    tc = TrainConfig(steps=6, batch_size=8, progress=False)
+    tc = SteerTrainConfig(steps=6, batch_size=8, progress=False)
     cached = fit_steer(model, tok, texts, labels, SC, tc)
     full = fit_steer(
         model,
@@ -93,7 +93,7 @@ def test_cached_hidden_states_equal_end_to_end(arch: str, tok: Any) -> None:
         texts,
         labels,
         SC,
-        TrainConfig(steps=6, batch_size=8, progress=False, hidden_cache="never"),
+        SteerTrainConfig(steps=6, batch_size=8, progress=False, hidden_cache="never"),
     )
     assert cached.hidden_cache_used and not full.hidden_cache_used
     np.testing.assert_allclose(cached.loss, full.loss, rtol=0, atol=1e-5)
@@ -104,7 +104,7 @@ def test_first_loss_is_the_pad_masked_token_mean(tok: Any) -> None:
     """Step 1 of the end-to-end path (padded batch) equals the unpadded per-text computation."""
     model = _tiny.model("qwen2")
     texts, labels = corpus(8)
-    tc = TrainConfig(steps=1, batch_size=8, progress=False, hidden_cache="never")
+    tc = SteerTrainConfig(steps=1, batch_size=8, progress=False, hidden_cache="never")
     fit = fit_steer(model, tok, texts, labels, SC, tc)
     init = LowRankSteer(
         2, _tiny.D, SC.rank, SC.epsilon, SC.init_var, torch.Generator().manual_seed(0)
@@ -149,7 +149,7 @@ def test_uncachable_head_falls_back_with_a_warning(tok: Any) -> None:
     model = _tiny.build(cfg)
     texts, labels = corpus(8)
     with pytest.warns(SteerWarning, match="could not be reproduced"):
-        fit = fit_steer(model, tok, texts, labels, SC, TrainConfig(steps=2, progress=False))
+        fit = fit_steer(model, tok, texts, labels, SC, SteerTrainConfig(steps=2, progress=False))
     assert not fit.hidden_cache_used
     with pytest.raises(SteerInputError, match="hidden_cache='never'"):
         fit_steer(
@@ -158,7 +158,7 @@ def test_uncachable_head_falls_back_with_a_warning(tok: Any) -> None:
             texts,
             labels,
             SC,
-            TrainConfig(steps=2, progress=False, hidden_cache="always"),
+            SteerTrainConfig(steps=2, progress=False, hidden_cache="always"),
         )
 
 
@@ -169,7 +169,12 @@ def test_model_stays_frozen_and_unmodified(tok: Any) -> None:
     texts, labels = corpus(8)
     for mode in ("always", "never"):
         fit_steer(
-            model, tok, texts, labels, SC, TrainConfig(steps=3, progress=False, hidden_cache=mode)
+            model,
+            tok,
+            texts,
+            labels,
+            SC,
+            SteerTrainConfig(steps=3, progress=False, hidden_cache=mode),
         )  # type: ignore[arg-type]
     assert model.training
     assert all(p.requires_grad and p.grad is None for p in model.parameters())
@@ -179,11 +184,16 @@ def test_model_stays_frozen_and_unmodified(tok: Any) -> None:
 def test_seeds_are_explicit(tok: Any) -> None:
     model = _tiny.model("llama")
     texts, labels = corpus(16)
-    tc = TrainConfig(steps=3, batch_size=4, progress=False)
+    tc = SteerTrainConfig(steps=3, batch_size=4, progress=False)
     a = fit_steer(model, tok, texts, labels, SC, tc).transform
     b = fit_steer(model, tok, texts, labels, SC, tc).transform
     c = fit_steer(
-        model, tok, texts, labels, SC, TrainConfig(steps=3, batch_size=4, progress=False, seed=1)
+        model,
+        tok,
+        texts,
+        labels,
+        SC,
+        SteerTrainConfig(steps=3, batch_size=4, progress=False, seed=1),
     ).transform
     assert torch.equal(a.p1, b.p1) and torch.equal(a.p2, b.p2) and not torch.equal(a.p1, c.p1)
 
@@ -194,7 +204,7 @@ def test_graded_and_multi_slot_labels(tok: Any) -> None:
     graded = [0.5 * y for y in labels]
     two = np.column_stack([graded, np.linspace(-1, 1, 8)])
     sc = SteerConfig(num_steers=2, rank=4, slot_names=("sentiment", "topic"))
-    fit = fit_steer(model, tok, texts, two, sc, TrainConfig(steps=2, progress=False))
+    fit = fit_steer(model, tok, texts, two, sc, SteerTrainConfig(steps=2, progress=False))
     assert fit.transform.slot_names == ("sentiment", "topic", "dummy")
     assert fit.transform.values([1.0, 2.0]) == (1.0, 2.0, 1.0)
 
@@ -214,6 +224,6 @@ def test_malformed_inputs(tok: Any) -> None:
     with pytest.raises(SteerInputError, match="fewer than 2 tokens"):
         fit_steer(m, tok, ["good", "bad"], [1.0, -1.0], SC, TC)
     with pytest.raises(ValueError, match="'auto', 'always', 'never'"):
-        TrainConfig(hidden_cache="sometimes")  # type: ignore[arg-type]
+        SteerTrainConfig(hidden_cache="sometimes")  # type: ignore[arg-type]
     with pytest.raises(SteerInputError, match="rank"):
         SteerConfig(rank=0)

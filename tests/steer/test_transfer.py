@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from steer import SteerDimensionError, SteerInputError, steering
-from steer.hooks import head_weight
-from steer.transfer import (
+from steer.core.hooks import head_weight
+from steer.crossmodel.transfer import (
     canonical_vocabulary,
     fit_context_map,
     fit_embedding_map,

@@ -18,7 +18,7 @@ from steer import (
     compose,
     steered_output_embeddings,
 )
-from steer.transform import as_values
+from steer.core.transform import as_values
 from tests.steer.conftest import random_transform
 
 ATOL = 1e-5  # float32 products of size-32 vectors with O(1) entries

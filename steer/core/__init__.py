@@ -1,0 +1,1 @@
+"""The steer itself: the frozen transform, its trainable module, the LM-head hook and file I/O."""

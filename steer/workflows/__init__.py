@@ -1,0 +1,1 @@
+"""Applications built on steer: the demo (train, generate, evaluate, write a report)."""
