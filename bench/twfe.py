@@ -4,7 +4,7 @@ Run by hand: ``.venv/bin/python bench/twfe.py [--scales 0.25 1] [--peer-timeout 
 
 Each measurement runs in a fresh subprocess (so its peak RSS is its own) on the same simulated
 panel: Pythia's 154 checkpoints, 143 cohorts x ``100 * scale`` units + ``2000 * scale`` never
-treated. Tools: ours (``causalmem.twfe`` and ``causalmem.event_study(..., "twfe")``),
+treated. Tools: ours (``causalmem.twfe`` and ``causalmem.event_study(..., estimator="twfe")``),
 pyfixest ``feols`` (TWFE and the event study with explicit relative-period indicators), and
 linearmodels ``PanelOLS`` (entity + time effects). Prints wall time, peak memory, the ratio of
 each peer's time to ours and the largest coefficient / SE difference.
@@ -68,7 +68,7 @@ def worker(tool: str, scale: float) -> dict:
     elif tool == "ours_es":
         import causalmem as cm
 
-        r = cm.event_study(df, "y", "step", "unit", "cohort", "twfe")
+        r = cm.event_study(df, "y", "step", "unit", "cohort", estimator="twfe").path
         coef, se = r.coef.tolist(), r.se.tolist()
     elif tool == "pyfixest_twfe":
         import pyfixest as pf

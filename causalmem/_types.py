@@ -22,3 +22,20 @@ EstMethod = Literal["dr", "reg", "ipw"]
 AggType = Literal["simple", "dynamic", "group", "calendar"]
 InferenceKind = Literal["analytic", "bootstrap"]
 BandKind = Literal["pointwise", "uniform"]
+
+# estimators
+EventEstimator = Literal["twfe", "sunab", "diff", "simple_diff"]
+BayesModel = Literal["cells", "units"]
+Pooling = Literal["rw", "gp"]
+Sampler = Literal["auto", "pymc", "nutpie"]
+
+# analysis
+CellSet = Literal["all", "post", "post_first_epoch"]
+CorrMethod = Literal["pearson", "spearman"]
+Holdout = Literal["alternate", "last"]
+
+# panel
+BeyondCutoff = Literal["raise", "na"]
+
+# scoring
+BatchSize = int | Literal["auto"]

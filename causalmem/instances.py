@@ -156,7 +156,9 @@ class Instances:
             raise ValueError(f"unit has {units.size} values for {n} sequences.")
         if np.unique(units).size != n:
             raise ValueError("unit ids must be distinct.")
-        coh = pd.array(pd.Series(list(np.asarray(cohort, dtype=object).reshape(-1))), "Int64")
+        coh = pd.array(  # type: ignore[call-overload]  # pandas-stubs lacks Series -> "Int64"
+            pd.Series(list(np.asarray(cohort, dtype=object).reshape(-1))), "Int64"
+        )
         if len(coh) != n:
             raise ValueError(f"cohort has {len(coh)} values for {n} sequences.")
         if bool((coh.fillna(1) < 0).any()):
@@ -236,7 +238,7 @@ class Instances:
         units = np.concatenate([p.unit for p in items])
         if np.unique(units).size != units.size:
             raise ValueError("unit ids overlap between the parts; make them distinct.")
-        cohort = pd.array(
+        cohort = pd.array(  # type: ignore[call-overload]  # pandas-stubs lacks Series -> "Int64"
             pd.concat([pd.Series(p.cohort) for p in items], ignore_index=True), "Int64"
         )
         info = pd.concat([p.info for p in items], ignore_index=True)
@@ -615,9 +617,10 @@ def sample_macro_batches(
             raise ValueError(f"cohorts {sorted(unknown)} are not checkpoint steps.")
         mb = mb[mb["cohort"].isin(wanted)]
     out: list[pd.DataFrame] = []
-    for row in mb.itertuples(index=False):
-        rng = np.random.default_rng([int(seed), int(row.cohort)])
-        batches = np.arange(row.first_batch, row.last_batch + 1, dtype=np.int64)
+    plan = mb[["cohort", "first_batch", "last_batch", "base"]].to_numpy(np.int64)
+    for cohort_step, first_batch, last_batch, base in plan:  # one row per cohort, not per unit
+        rng = np.random.default_rng([int(seed), int(cohort_step)])
+        batches = np.arange(first_batch, last_batch + 1, dtype=np.int64)
         chosen = np.sort(rng.choice(batches, size=min(k, batches.size), replace=False))
         for b in chosen:
             offsets = np.sort(rng.choice(batch_size, size=m, replace=False))
@@ -628,8 +631,8 @@ def sample_macro_batches(
                         "seq_idx": seq.astype(np.int64),
                         "batch": np.int64(b),
                         "step": np.int64(b + 1),
-                        "cohort": np.int64(row.cohort),
-                        "base": np.int64(row.base),
+                        "cohort": np.int64(cohort_step),
+                        "base": np.int64(base),
                     }
                 )
             )

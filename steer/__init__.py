@@ -24,15 +24,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from steer.core.io import load_steer, save_steer
     from steer.core.module import LowRankSteer
     from steer.core.transform import SteerTransform, apply_steer, compose, steered_output_embeddings
-    from steer.crossmodel.transfer import (
-        ContextMap,
-        EmbeddingMap,
-        fit_context_map,
-        fit_embedding_map,
-        transfer,
-        transfer_fidelities,
-        transfer_fidelity,
-    )
+    from steer.crossmodel.context_map import ContextMap, fit_context_map
+    from steer.crossmodel.embedding_map import EmbeddingMap, fit_embedding_map
+    from steer.crossmodel.fidelity import TransferFidelity, transfer_fidelities, transfer_fidelity
+    from steer.crossmodel.transfer import transfer
     from steer.errors import (
         ChecksumError,
         FetchError,
@@ -45,7 +40,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         SteerValuesError,
         SteerWarning,
     )
-    from steer.evaluation.harness import Evaluation, evaluate, save_evaluations, value_grid
+    from steer.evaluation.harness import evaluate
+    from steer.evaluation.result import Evaluation, save_evaluations
+    from steer.evaluation.settings import value_grid
     from steer.factors import FactorAnalysis, factor_analysis, factor_scores
     from steer.generation import Generation, decode, generate, generations_frame
     from steer.highlighting import (
@@ -80,6 +77,7 @@ __all__ = [
     "SteerValuesError",
     "SteerWarning",
     "SteerTrainConfig",
+    "TransferFidelity",
     "apply_steer",
     "attach",
     "compose",
@@ -109,9 +107,9 @@ __all__ = [
 
 _WHERE = {
     "ChecksumError": "steer.errors",
-    "ContextMap": "steer.crossmodel.transfer",
-    "EmbeddingMap": "steer.crossmodel.transfer",
-    "Evaluation": "steer.evaluation.harness",
+    "ContextMap": "steer.crossmodel.context_map",
+    "EmbeddingMap": "steer.crossmodel.embedding_map",
+    "Evaluation": "steer.evaluation.result",
     "FactorAnalysis": "steer.factors",
     "FetchError": "steer.errors",
     "Generation": "steer.generation",
@@ -130,6 +128,7 @@ _WHERE = {
     "SteerValuesError": "steer.errors",
     "SteerWarning": "steer.errors",
     "SteerTrainConfig": "steer.config",
+    "TransferFidelity": "steer.crossmodel.fidelity",
     "apply_steer": "steer.core.transform",
     "attach": "steer.core.hooks",
     "compose": "steer.core.transform",
@@ -138,8 +137,8 @@ _WHERE = {
     "factor_analysis": "steer.factors",
     "factor_scores": "steer.factors",
     "find_max_subspans": "steer.highlighting",
-    "fit_context_map": "steer.crossmodel.transfer",
-    "fit_embedding_map": "steer.crossmodel.transfer",
+    "fit_context_map": "steer.crossmodel.context_map",
+    "fit_embedding_map": "steer.crossmodel.embedding_map",
     "fit_steer": "steer.train",
     "generate": "steer.generation",
     "generations_frame": "steer.generation",
@@ -147,14 +146,14 @@ _WHERE = {
     "highlight_grid": "steer.highlighting",
     "highlights_html": "steer.highlighting",
     "load_steer": "steer.core.io",
-    "save_evaluations": "steer.evaluation.harness",
+    "save_evaluations": "steer.evaluation.result",
     "save_steer": "steer.core.io",
     "steered_output_embeddings": "steer.core.transform",
     "steering": "steer.core.hooks",
     "transfer": "steer.crossmodel.transfer",
-    "transfer_fidelities": "steer.crossmodel.transfer",
-    "transfer_fidelity": "steer.crossmodel.transfer",
-    "value_grid": "steer.evaluation.harness",
+    "transfer_fidelities": "steer.crossmodel.fidelity",
+    "transfer_fidelity": "steer.crossmodel.fidelity",
+    "value_grid": "steer.evaluation.settings",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _WHERE, __all__)

@@ -11,6 +11,30 @@ LabelMode = Literal["graded", "binary"]
 VaderSource = Literal["movie", "tweets", "amazon", "nyt"]
 HiddenCache = Literal["auto", "always", "never"]
 
+# evaluation
+Level = Literal["value", "prompt", "sample"]
+ScorerKind = Literal["sentiment", "offensive"]
+OffensiveBackend = Literal["auto", "profanity-check", "word-list"]
+
+# highlighting, factors, crossmodel
+Baseline = Literal["zero", "negated", "dummy"]
+Rotation = Literal["varimax"]
+RankBy = Literal["loading", "cosine"]
+MarkerStyle = Literal["byte_level", "metaspace", "raw"]
+
 VADER_SOURCES: tuple[str, ...] = get_args(VaderSource)
 
-__all__ = ["VADER_SOURCES", "HiddenCache", "LabelMode", "VaderSource", "check_literal"]
+__all__ = [
+    "VADER_SOURCES",
+    "Baseline",
+    "HiddenCache",
+    "LabelMode",
+    "Level",
+    "MarkerStyle",
+    "OffensiveBackend",
+    "RankBy",
+    "Rotation",
+    "ScorerKind",
+    "VaderSource",
+    "check_literal",
+]

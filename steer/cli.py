@@ -254,7 +254,7 @@ def evaluate(
     from steer.core.io import load_steer
     from steer.errors import SteerInputError
     from steer.evaluation.harness import evaluate as run_evaluate
-    from steer.evaluation.harness import save_evaluations
+    from steer.evaluation.result import save_evaluations
     from steer.resources.data import builtin_prompts, read_prompts
     from steer.resources.models import SMOLLM2, SMOLLM2_HUB_ID, load_model
 
@@ -319,7 +319,8 @@ def demo(
     for p in cfg.display_prompts:
         table = Table("s", "eps", "VADER", "continuation", title=repr(p), show_lines=False)
         for r in gens[gens["prompt"] == p].itertuples():
-            table.add_row(f"{r.value:+g}", f"{r.epsilon:+.2g}", f"{r.vader:+.2f}", r.continuation)
+            cells = (f"{r.value:+g}", f"{r.epsilon:+.2g}", f"{r.vader:+.2f}", str(r.continuation))
+            table.add_row(*cells)
         console.print(table)
     t = Table("s", "eps", "n", "mean VADER", "se", "positive", "dist-2", "ppl (median)",
               title="mean VADER compound per epsilon (all prompts)")  # fmt: skip

@@ -6,8 +6,8 @@ decompose ``W = U S V^T`` and list, for the top singular directions, the tokens 
 largest and smallest loadings ``E v_k``.
 
 **Orientation (pitfall 8).** ``W_i`` acts on the output embedding ``e_v`` (column vectors,
-``e'_v = (I + eps W) e_v``, see :mod:`steer.core.transform`). The steered logit of token ``v`` after a
-context whose head input is ``h`` therefore moves by
+``e'_v = (I + eps W) e_v``, see :mod:`steer.core.transform`). The steered logit of token ``v``
+after a context whose head input is ``h`` therefore moves by
 
     Delta logit_v = eps * s_i * h^T W_i e_v = eps * s_i * sum_k sigma_k (h . u_k) (e_v . v_k)
 
@@ -27,16 +27,18 @@ of the small ``R1 R2^T``) in float64: the ``d x d`` matrix is never formed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
+from lmecon.result import ResultMixin, frozen_mapping
+from steer._types import RankBy, Rotation
 from steer.core.hooks import head_inputs, head_weight
 from steer.core.transform import SteerTransform
 from steer.errors import SteerDimensionError, SteerInputError
@@ -53,9 +55,6 @@ __all__ = [
     "token_strings",
     "varimax",
 ]
-
-Rotation = Literal["varimax"]
-RankBy = Literal["loading", "cosine"]
 
 
 @dataclass(frozen=True)
@@ -220,7 +219,7 @@ def _raw_tokens(tokenizer: Any, ids: Sequence[int]) -> list[str]:
 
 
 @dataclass(frozen=True, eq=False)
-class FactorAnalysis:
+class FactorAnalysis(ResultMixin):
     """Result of :func:`factor_analysis` (immutable; arrays are float64 copies).
 
     Attributes
@@ -270,6 +269,55 @@ class FactorAnalysis:
             object.__setattr__(self, name, MappingProxyType(d))
         object.__setattr__(self, "loadings", self.loadings.copy())
         object.__setattr__(self, "info", MappingProxyType(dict(self.info)))
+
+    @property
+    def spec(self) -> Mapping[str, Any]:
+        """The call's settings: ``slots``, ``k``, ``n_tokens``, ``rotation``, ``rank_by``."""
+        return frozen_mapping(
+            {"slots": self.slots, "k": self.k, "n_tokens": self.n_tokens,
+             "rotation": self.rotation, "rank_by": self.info.get("rank_by")}
+        )  # fmt: skip
+
+    @property
+    def provenance(self) -> Mapping[str, Any]:
+        """The steer's base model, vocabulary and hidden size and rank (``info``)."""
+        return self.info
+
+    def glance(self) -> pd.DataFrame:
+        """One row: the steer analysed and the settings."""
+        return pd.DataFrame(
+            [
+                {
+                    "base_model": self.info.get("base_model"),
+                    "n_slots": len(self.slots),
+                    "slot_names": ",".join(self.slot_names),
+                    "k": self.k,
+                    "n_tokens": self.n_tokens,
+                    "rotation": self.rotation or "none",
+                    "rank_by": self.info.get("rank_by"),
+                    "epsilon": self.epsilon,
+                    "vocab_size": self.info.get("vocab_size"),
+                    "hidden_size": self.info.get("hidden_size"),
+                    "rank": self.info.get("rank"),
+                }
+            ]
+        )
+
+    def summary(self, n: int = 5) -> str:
+        """Return the top / bottom ``n`` tokens of every factor of every slot, as text."""
+        rot = f", {self.rotation} rotation" if self.rotation else ""
+        lines = [f"Factor analysis of {self.info.get('base_model')} (k = {self.k}{rot})"]
+        for slot, name in zip(self.slots, self.slot_names, strict=True):
+            lines.append(f"slot {slot} ({name}):")
+            for r in self.table(slot, n).itertuples():
+                lines.append(f"  factor {r.factor} (scale {r.scale:.4g}): + {r.top} | - {r.bottom}")
+        return "\n".join(lines)
+
+    def _table(self) -> pd.DataFrame:
+        frames = [self.table(s).assign(slot_name=name)
+                  for s, name in zip(self.slots, self.slot_names, strict=True)]  # fmt: skip
+        out = pd.concat(frames, ignore_index=True)
+        return out[["slot_name", *(c for c in out.columns if c != "slot_name")]]
 
     def scree(self) -> pd.DataFrame:
         """Scree frame: ``slot, slot_name, factor, singular_value, explained, cumulative``.
@@ -325,14 +373,17 @@ class FactorAnalysis:
         n = n or self.n_tokens
         lo = self.loadings[(self.loadings["slot"] == s) & (self.loadings["rank"] < n)]
         scree = self.scree()
-        scree = scree[scree["slot"] == s].set_index("factor")["explained"]
+        explained = dict(zip(scree.loc[scree["slot"] == s, "factor"],
+                             scree.loc[scree["slot"] == s, "explained"], strict=True))  # fmt: skip
+        if self.rotation is not None:
+            explained = {}
         rows = []
         for f, grp in lo.groupby("factor", sort=True):
             rows.append(
                 {
-                    "factor": int(f),
+                    "factor": int(cast(int, f)),
                     "scale": float(grp["scale"].iloc[0]),
-                    "explained": float(scree.get(f, np.nan)) if self.rotation is None else np.nan,
+                    "explained": float(explained.get(f, np.nan)),
                     "top": " ".join(grp[grp["pole"] == "top"].sort_values("rank")["text"]),
                     "bottom": " ".join(grp[grp["pole"] == "bottom"].sort_values("rank")["text"]),
                 }
@@ -393,6 +444,48 @@ def _orient(u: np.ndarray, v: np.ndarray, tok_load: np.ndarray) -> tuple[np.ndar
     sign = np.sign(tok_load[idx, np.arange(tok_load.shape[1])])
     sign[sign == 0] = 1.0
     return u * sign, v * sign, tok_load * sign
+
+
+def _select_slots(
+    slot: int | str | Sequence[int | str] | None, t: SteerTransform
+) -> tuple[int, ...]:
+    """Slot indices named by ``slot`` (``None``: every slot)."""
+    all_slots = tuple(range(t.num_steers))
+    if slot is None:
+        return all_slots
+    if isinstance(slot, int | str):
+        return (_slot_index(slot, t.slot_names, all_slots),)
+    slots = tuple(_slot_index(s, t.slot_names, all_slots) for s in slot)
+    if not slots:
+        raise SteerInputError("slot is an empty list; pass None for every slot.")
+    return slots
+
+
+def _directions(
+    svd: SlotSVD, emb: np.ndarray, k: int, rotation: Rotation | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return the top-``k`` directions of one slot (rotated if asked, oriented, ordered).
+
+    Returns ``u, v, scale, rotation matrix, token loadings E v``.
+    """
+    kk = min(k, len(svd.s))
+    u, v, sig = svd.u[:, :kk], svd.v[:, :kk], svd.s[:kk]
+    tok_load = emb @ v  # [V, k]
+    rot = np.eye(kk)
+    if rotation == "varimax":
+        _, rot = varimax(tok_load * sig)
+        v = v @ rot
+        u = (u * sig) @ rot  # W_k = (U S R)(V R)^T
+        tok_load = emb @ v
+        scale = np.linalg.norm(u, axis=0)
+    else:
+        scale = sig.copy()
+    u, v, tok_load = _orient(u, v, tok_load)
+    if rotation == "varimax":
+        order = np.argsort(-scale, kind="stable")
+        u, v, tok_load = u[:, order], v[:, order], tok_load[:, order]
+        scale, rot = scale[order], rot[:, order]
+    return u, v, scale, rot, tok_load
 
 
 def factor_analysis(
@@ -470,15 +563,7 @@ def factor_analysis(
             f"hidden size {transform.hidden_size} (base model {transform.base_model!r}); pass "
             "the model the steer was trained on, or transfer the steer first."
         )
-    all_slots = tuple(range(transform.num_steers))
-    if slot is None:
-        slots = all_slots
-    elif isinstance(slot, int | str):
-        slots = (_slot_index(slot, transform.slot_names, all_slots),)
-    else:
-        slots = tuple(_slot_index(s, transform.slot_names, all_slots) for s in slot)
-        if not slots:
-            raise SteerInputError("slot is an empty list; pass None for every slot.")
+    slots = _select_slots(slot, transform)
     n_vocab = emb.shape[0]
     keep_mask = np.ones(n_vocab, dtype=bool)
     if exclude_special and tokenizer is not None:
@@ -493,25 +578,9 @@ def factor_analysis(
     for s in slots:
         svd = lowrank_svd(transform.p1[s], transform.p2[s])
         svals[s] = svd.s
-        kk = min(int(k), len(svd.s))
-        u, v, sig = svd.u[:, :kk], svd.v[:, :kk], svd.s[:kk]
-        tok_load = emb @ v  # [V, k]
-        rot = np.eye(kk)
-        if rotation == "varimax":
-            _, rot = varimax(tok_load * sig)
-            v = v @ rot
-            u = (u * sig) @ rot  # W_k = (U S R)(V R)^T
-            tok_load = emb @ v
-            scale = np.linalg.norm(u, axis=0)
-        else:
-            scale = sig.copy()
-        u, v, tok_load = _orient(u, v, tok_load)
-        if rotation == "varimax":
-            order = np.argsort(-scale, kind="stable")
-            u, v, tok_load = u[:, order], v[:, order], tok_load[:, order]
-            scale, rot = scale[order], rot[:, order]
+        u, v, scale, rot, tok_load = _directions(svd, emb, int(k), rotation)
         us[s], vs[s], scales[s], rots[s] = u, v, scale, rot
-        for f in range(kk):
+        for f in range(len(scale)):
             col = tok_load[cand, f] * (inv_norm[cand] if rank_by == "cosine" else 1.0)
             top = cand[np.argsort(-col, kind="stable")[:n_list]]
             bot = cand[np.argsort(col, kind="stable")[:n_list]]

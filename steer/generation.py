@@ -260,7 +260,8 @@ def generate(
     sample_seeds
         ``[len(prompts)][num_samples]`` seeds, one per continuation (sampling only; replaces
         ``seed``): each continuation then draws from its own generator, so it does not depend
-        on the batch size or on the other prompts (see :func:`steer.evaluation.harness.sample_seeds`).
+        on the batch size or on the other prompts (see
+        :func:`steer.evaluation.settings.sample_seeds`).
 
     Returns
     -------

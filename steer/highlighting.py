@@ -15,15 +15,17 @@ at 0 and the dummy slots kept, which removes the dummy's label-independent domai
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
+from lmecon.result import ResultMixin, frozen_mapping
+from steer._types import Baseline
 from steer.core.hooks import check_dimension, steering
 from steer.core.transform import SteerTransform, ValuesLike, as_values
 from steer.errors import SteerInputError
@@ -36,8 +38,6 @@ __all__ = [
     "highlight_grid",
     "highlights_html",
 ]
-
-Baseline = Literal["zero", "negated", "dummy"]
 
 
 def find_max_subspans(
@@ -135,7 +135,7 @@ def _token_logprobs(
 
 
 @dataclass(frozen=True, eq=False)
-class Highlight:
+class Highlight(ResultMixin):
     """Per-token steer evidence of one text (result of :func:`highlight`).
 
     Attributes
@@ -175,6 +175,45 @@ class Highlight:
             a = np.array(getattr(self, name), dtype=np.float64)
             a.setflags(write=False)
             object.__setattr__(self, name, a)
+
+    @property
+    def spec(self) -> Mapping[str, Any]:
+        """The comparison: steered ``values``, ``baseline`` and ``baseline_values``."""
+        return frozen_mapping(
+            {"values": self.values, "baseline": self.baseline,
+             "baseline_values": self.baseline_values}
+        )  # fmt: skip
+
+    @property
+    def provenance(self) -> Mapping[str, Any]:
+        """The text's size: ``n_tokens`` and ``n_chars``."""
+        return frozen_mapping({"n_tokens": len(self.token_ids), "n_chars": len(self.text)})
+
+    def glance(self) -> pd.DataFrame:
+        """One row: the text, the comparison, ``total_delta`` and the number of spans."""
+        return pd.DataFrame(
+            [
+                {
+                    "text": self.text,
+                    "n_tokens": len(self.token_ids),
+                    "values": ",".join(f"{v:g}" for v in self.values),
+                    "baseline": self.baseline,
+                    "total_delta": self.total_delta,
+                    "n_spans": len(self.spans),
+                }
+            ]
+        )
+
+    def summary(self) -> str:
+        """Return ``total_delta`` and the best spans as text."""
+        vals = ", ".join(f"{v:g}" for v in self.values)
+        lines = [
+            f"Highlight of {len(self.token_ids)} tokens, values ({vals}) against the "
+            f"{self.baseline!r} baseline: total Delta log P {self.total_delta:+.3f}"
+        ]
+        for r in self.spans_frame().itertuples():
+            lines.append(f"  span {r.span}: {r.text!r} ({r.total_delta:+.3f})")
+        return "\n".join(lines)
 
     @property
     def total_delta(self) -> float:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmecon.provenance import library_versions, utc_now
+from lmecon.result import ResultMixin, frozen_mapping
 from steer.config import SteerConfig, SteerTrainConfig
 from steer.core.hooks import _attach_function, head_inputs, head_weight, output_head
 from steer.core.module import LowRankSteer
@@ -41,7 +42,7 @@ __all__ = ["SteerFit", "check_labels", "fit_steer", "model_id"]
 
 
 @dataclass(frozen=True, eq=False)
-class SteerFit:
+class SteerFit(ResultMixin):
     """The result of :func:`fit_steer`.
 
     Attributes
@@ -76,6 +77,60 @@ class SteerFit:
     n_texts: int
     n_tokens: int
     n_dropped: int
+
+    @property
+    def spec(self) -> Mapping[str, Any]:
+        """The call's settings: ``steer_config`` and ``train_config`` (frozen dataclasses)."""
+        return frozen_mapping(
+            {"steer_config": self.steer_config, "train_config": self.train_config}
+        )
+
+    @property
+    def provenance(self) -> Mapping[str, Any]:
+        """The trained steer's provenance (time, library versions, configs, data sizes)."""
+        return self.transform.provenance
+
+    def tidy(self) -> pd.DataFrame:
+        """Return the per-step history (:meth:`history_frame`)."""
+        return self.history_frame()
+
+    def glance(self) -> pd.DataFrame:
+        """One row: the steer's shape, the data, the final loss and the timings."""
+        t = self.transform
+        return pd.DataFrame(
+            [
+                {
+                    "base_model": t.base_model,
+                    "num_steers": t.num_steers,
+                    "hidden_size": t.hidden_size,
+                    "rank": t.rank,
+                    "epsilon": t.epsilon,
+                    "steps": len(self.loss),
+                    "n_texts": self.n_texts,
+                    "n_tokens": self.n_tokens,
+                    "n_dropped": self.n_dropped,
+                    "final_loss": self.loss[-1] if self.loss else float("nan"),
+                    "final_nll": self.nll[-1] if self.nll else float("nan"),
+                    "hidden_cache_used": self.hidden_cache_used,
+                    "cache_seconds": self.cache_seconds,
+                    "train_seconds": self.train_seconds,
+                }
+            ]
+        )
+
+    def summary(self) -> str:
+        """Return the steer's shape, the data and the loss as text."""
+        g = self.glance().iloc[0]
+        return (
+            f"Steer for {g['base_model']}: {g['num_steers']} slots, d = {g['hidden_size']}, "
+            f"r = {g['rank']}, eps_0 = {g['epsilon']:g}; {g['steps']} steps on {g['n_texts']} "
+            f"texts ({g['n_tokens']} tokens, {g['n_dropped']} dropped); final loss "
+            f"{g['final_loss']:.4f} (token NLL {g['final_nll']:.4f}); training "
+            f"{self.train_seconds:.1f} s, caching {self.cache_seconds:.1f} s."
+        )
+
+    def _table(self) -> pd.DataFrame:
+        return self.glance()
 
     def history_frame(self, gamma: float = 0.99) -> pd.DataFrame:
         """Per-step history as a frame.

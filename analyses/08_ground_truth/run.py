@@ -155,7 +155,7 @@ def main() -> None:
             model,
             pw.get("deltas", [0.5, 1.0, 2.0, 4.0]),
             pw.get("event_periods", [0, 1, 2, 4, 8]),
-            alpha=float(pw.get("alpha", 0.05)),
+            alp=float(pw.get("alpha", 0.05)),
             target_power=float(pw.get("power", 0.8)),
             n_controls=int(pw.get("n_controls", 500)),
             band=band,
@@ -194,7 +194,7 @@ def main() -> None:
             model,
             ns=pw.get("subsample_n", [5, 10, 20]),
             draws=int(pw.get("subsample_draws", 400)),
-            alpha=float(pw.get("alpha", 0.05)),
+            alp=float(pw.get("alpha", 0.05)),
             seed=s,
         )
         checks.append(c.assign(replicate=s))

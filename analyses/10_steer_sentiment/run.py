@@ -27,7 +27,7 @@ import pandas as pd
 from analyses.wiring.steer import analysis_parser, read_config, sentiment_steer
 from lmecon.atomic import atomic_write_text
 from steer.charts.evaluation import epsilon_curves
-from steer.evaluation.harness import evaluate, save_evaluations
+from steer.evaluation import evaluate, save_evaluations
 from steer.resources.data import builtin_prompts, read_prompts
 from steer.resources.models import load_model
 
@@ -71,7 +71,7 @@ def main() -> None:
         ))  # fmt: skip
     files = save_evaluations(evals, args.out, markdown_metrics=COLUMNS)
 
-    summary = pd.concat([e.summary() for e in evals], ignore_index=True)
+    summary = pd.concat([e.summary_frame() for e in evals], ignore_index=True)
     rows = []
     for label, pset, value in (
         ("positive steer", "neutral", s), ("positive steer", "negative", s),

@@ -25,7 +25,7 @@ import pandas as pd
 from analyses.wiring.steer import markdown_table, start_steer_analysis
 from lmecon.atomic import atomic_write_text
 from lmecon.charts import save_chart
-from steer.charts.analysis import loadings_chart, scree_chart
+from steer.charts.factors import loadings_chart, scree_chart
 from steer.factors import factor_analysis, factor_scores
 from steer.resources.data import sentiment_corpus, vader_snippets
 

@@ -28,7 +28,7 @@ import pandas as pd
 from analyses.wiring.steer import markdown_table, start_steer_analysis
 from lmecon.atomic import atomic_write_text
 from lmecon.charts import save_chart
-from steer.charts.analysis import delta_chart
+from steer.charts.highlight import delta_chart
 from steer.highlighting import highlight_grid, highlights_html
 from steer.resources.data import sentiment_corpus, vader_snippets
 

@@ -38,17 +38,18 @@ from lmecon.atomic import atomic_write_text
 from lmecon.charts import save_chart
 from lmecon.fetch import cache_root
 from steer import generate, save_steer
-from steer.charts.analysis import fidelity_chart, generation_chart
+from steer.charts.generation import generation_chart
+from steer.charts.transfer import fidelity_chart
 from steer.core.hooks import head_weight
-from steer.crossmodel.transfer import (
+from steer.crossmodel import (
     canonical_vocabulary,
     fit_context_map,
     fit_embedding_map,
     marker_style,
-    transfer,
     transfer_fidelities,
 )
-from steer.evaluation.harness import vader_compound
+from steer.crossmodel.transfer import transfer
+from steer.evaluation import vader_compound
 from steer.resources.data import neutral_prompts, vader_snippets
 from steer.resources.models import load_model
 
@@ -165,7 +166,7 @@ def main() -> None:
     fids = transfer_fidelities(steer, src.model, src.tokenizer, named, tgt, ttok, held_texts,
                                values=fc["value"], shared=emap_all.shared, top_k=fc["top_k"],
                                max_tokens=fc["max_tokens"])  # fmt: skip
-    fid_rows = [{"steer": name, **f.summary()} for name, f in fids.items()]
+    fid_rows = [{"steer": name, **f.summary_dict()} for name, f in fids.items()]
     pos_frames = [f.tidy().assign(steer=name) for name, f in fids.items()]
     fidelity = pd.DataFrame(fid_rows)
     positions = pd.concat(pos_frames, ignore_index=True)
@@ -212,9 +213,9 @@ def main() -> None:
 
     summary = {
         "source": src.model_id, "steer_origin": origin, "target": tinfo,
-        "map": emap.summary(), "map_all_shared": emap_all.summary(),
-        "map_control": ctrl_map.summary(),
-        "context_map": cmap.summary(),
+        "map": emap.summary_dict(), "map_all_shared": emap_all.summary_dict(),
+        "map_control": ctrl_map.summary_dict(),
+        "context_map": cmap.summary_dict(),
         "fidelity": fid_rows, "vader_slope_per_unit_value": slope, "seconds": secs,
         "config": cfg,
     }  # fmt: skip
@@ -236,7 +237,7 @@ def main() -> None:
         f"H fitted on {emap.overlap} of them"
         + (f" (those the target saw >= {mc['min_count']} times)" if frequent is not None else "")
         + " "
-        f"({emap.summary()['n_fit']} fit, {emap.summary()['n_heldout']} held out): R^2 "
+        f"({emap.summary_dict()['n_fit']} fit, {emap.summary_dict()['n_heldout']} held out): R^2 "
         f"{emap.r2_fit:.3f} (fit) / {emap.r2_heldout:.3f} (held-out); on all shared tokens "
         f"{emap_all.r2_heldout:.3f}; control map (random pairs) {ctrl_map.r2_heldout:.3f}.\n\n"
         "Deviation from eq. 3 (`transferred, context map`): P1' = G^T P1 with G (c = G c') "

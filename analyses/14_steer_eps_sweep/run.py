@@ -29,7 +29,7 @@ from lmecon.atomic import atomic_write_text
 from lmecon.charts import save_chart
 from steer import SteerConfig, SteerTrainConfig, compose, fit_steer, load_steer, save_steer
 from steer.charts.evaluation import composition_grid, epsilon_curves
-from steer.evaluation.harness import evaluate, save_evaluations, value_grid
+from steer.evaluation import evaluate, save_evaluations, value_grid
 from steer.evaluation.scorers import naive_bayes_scorer, resolve_scorers
 from steer.resources.data import builtin_prompts, read_prompts, source_corpus, vader_snippets
 from steer.resources.models import load_model

@@ -3,8 +3,9 @@
 Each analysis script takes ``--out`` (default ``out/<script folder>``) and ``--config``
 (default ``<script folder>/config.toml``), reads the TOML config and runs single-threaded. Most
 of them need the sentiment steer of analysis 10: :func:`sentiment_steer` loads the first saved
-candidate, else trains one with the recipe of ``steer demo`` (:mod:`steer.workflows.demo`: VADER snippets,
-labels = rating / 4, sentiment slot + dummy slot) from the config's ``[train]`` table.
+candidate, else trains one with the recipe of ``steer demo`` (:mod:`steer.workflows.demo`:
+VADER snippets, labels = rating / 4, sentiment slot + dummy slot) from the config's ``[train]``
+table.
 
 Nothing runs at import time; torch threads are set only by :func:`read_config`.
 """
@@ -119,9 +120,9 @@ def sentiment_recipe(train: Mapping[str, Any]) -> SteerDemoConfig:
     Parameters
     ----------
     train
-        Any :class:`steer.workflows.demo.SteerDemoConfig` fields (the analyses set ``source, n_per_class,
-        min_abs_rating, max_words, rank, epsilon, steps, batch_size, lr, regularization,
-        max_length, seed``); unknown keys are an error.
+        Any :class:`steer.workflows.demo.SteerDemoConfig` fields (the analyses set ``source,
+        n_per_class, min_abs_rating, max_words, rank, epsilon, steps, batch_size, lr,
+        regularization, max_length, seed``); unknown keys are an error.
 
     Returns
     -------

@@ -23,18 +23,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import combinations
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
 from causalmem._numerics.inference import rademacher_chunks, summarise_draws
+from causalmem._types import CellSet, CorrMethod
 from causalmem.results.attgt import AttGtResult
-from causalmem.results.base import inference_columns, provenance
-
-CellSet = Literal["all", "post", "post_first_epoch"]
-CorrMethod = Literal["pearson", "spearman"]
+from causalmem.results.base import RenderMixin, inference_columns, provenance
 
 
 def _corr_rows(a: np.ndarray, b: np.ndarray, method: str) -> np.ndarray:
@@ -65,29 +63,103 @@ def _disattenuated(
     return np.asarray(cov / np.sqrt(va * vb))
 
 
+@dataclass(frozen=True)
+class CompareSpec:
+    """The :func:`compare_profiles` call (frozen); ``seed`` is None for a caller Generator."""
+
+    models: tuple[str, ...]
+    cells: str
+    method: str
+    epoch_end: float | None
+    biters: int
+    alp: float
+    seed: int | None
+
+
 @dataclass(frozen=True, eq=False)
-class ProfileComparison:
+class ProfileComparison(RenderMixin):
     """Pairwise profile correlations and cell-wise differences with joint-bootstrap inference.
 
     ``correlations`` (tidy): ``term`` (``"A~B"``), ``estimate`` (noise-corrected correlation of
     the profiles), ``raw`` (plain correlation of the estimates, the paper's number),
     ``std_error`` (bootstrap), ``conf_low`` / ``conf_high``, ``n_cells``, ``cells``, ``method``.
+    Honours :class:`lmecon.result.Result` (``spec``: :class:`CompareSpec`).
     """
 
+    spec: CompareSpec
     correlations: pd.DataFrame
-    models: tuple[str, ...]
-    cells: str
-    biters: int
-    seed: int | None
     _draws: dict[str, np.ndarray] = field(repr=False)
     _est: dict[str, np.ndarray] = field(repr=False)
     _index: pd.DataFrame = field(repr=False)
-    alp: float = 0.05
     provenance: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """Model names, in the order given."""
+        return self.spec.models
+
+    @property
+    def cells(self) -> str:
+        """Which cells were compared (``"all"``, ``"post"``, ``"post_first_epoch"``)."""
+        return self.spec.cells
+
+    @property
+    def biters(self) -> int:
+        """Joint multiplier-bootstrap draws."""
+        return self.spec.biters
+
+    @property
+    def seed(self) -> int | None:
+        """The integer seed (None when a Generator or nothing was given)."""
+        return self.spec.seed
+
+    @property
+    def alp(self) -> float:
+        """Level of the intervals."""
+        return self.spec.alp
 
     def tidy(self) -> pd.DataFrame:
         """Pairwise correlations (one row per pair of models)."""
         return self.correlations.copy()
+
+    def glance(self) -> pd.DataFrame:
+        """One row: models, pairs, selected cells, method and bootstrap settings."""
+        return pd.DataFrame(
+            [
+                {
+                    "n_models": len(self.models),
+                    "n_pairs": len(self.correlations),
+                    "n_cells": int(self._index.shape[0]),
+                    "cells": self.cells,
+                    "method": self.spec.method,
+                    "biters": self.biters,
+                    "alp": self.alp,
+                }
+            ]
+        )
+
+    def summary(self) -> str:
+        """Text summary: one line per pair of models."""
+        lvl = int(round(100 * (1 - self.alp)))
+        lines = [
+            f"Profile correlations ({self.spec.method}, {self.cells} cells, "
+            f"{int(self._index.shape[0])} cells; joint bootstrap, {self.biters} draws)",
+            "",
+            f"{'pair':>24} {'Estimate':>9} {'Raw':>9} {'Std. Error':>11}   [{lvl}% Conf. Int.]",
+        ]
+        for r in self.correlations.itertuples(index=False):
+            lines.append(
+                f"{str(r.term)[:24]:>24} {r.estimate:>9.4f} {r.raw:>9.4f} {r.std_error:>11.4f}"
+                f"   [{r.conf_low:>7.4f}, {r.conf_high:>7.4f}]"
+            )
+        return "\n".join(lines)
+
+    def _table(self) -> pd.DataFrame:
+        cols = ["term", "estimate", "raw", "std_error", "conf_low", "conf_high", "n_cells"]
+        return self.correlations[cols]
+
+    def _caption(self) -> str:
+        return f"Profile correlations ({self.spec.method}, {self.cells} cells)"
 
     def difference(self, a: str, b: str) -> pd.DataFrame:
         """Cell-wise difference ``tau_a - tau_b`` with joint-bootstrap SEs and a uniform band."""
@@ -179,6 +251,63 @@ def compare_profiles(
     -------
     ProfileComparison
     """
+    _check_options(results, cells, method, epoch_end)
+    names = tuple(results)
+    ref_keys = _check_results(results)
+    c = results[names[0]].cells
+    sel = np.ones(c.n_cells, dtype=bool) & ~c.reference
+    if cells != "all":
+        sel &= c.post
+    if cells == "post_first_epoch":
+        assert epoch_end is not None
+        sel &= (c.group <= epoch_end) & (c.time <= epoch_end)
+    for name in names:
+        sel &= np.isfinite(results[name].att)
+    idx = np.flatnonzero(sel)
+    if idx.size < 3:
+        raise ValueError(f"Only {idx.size} cells selected; a correlation needs at least 3.")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    n_rows = ref_keys.size
+    chunks = list(rademacher_chunks(n_rows, biters, rng))
+    draws = {
+        m: results[m].engine.draws(iter(chunks), biters)[0][idx].astype(np.float64) for m in names
+    }
+    est = {m: np.asarray(results[m].att)[idx] for m in names}
+    rows = [
+        {
+            "term": f"{a}~{b}",
+            **_pair(est[a], est[b], draws[a], draws[b], method, alp),
+            "n_cells": int(idx.size),
+            "cells": cells,
+            "method": method,
+        }
+        for a, b in combinations(names, 2)
+    ]
+    corr = pd.DataFrame(rows)
+    corr.insert(3, "statistic", np.nan)
+    corr.insert(4, "p_value", np.nan)
+    index = pd.DataFrame({"group": c.group[idx], "time": c.time[idx]})
+    return ProfileComparison(
+        spec=CompareSpec(
+            models=names,
+            cells=cells,
+            method=method,
+            epoch_end=epoch_end,
+            biters=biters,
+            alp=alp,
+            seed=seed if isinstance(seed, int) else None,
+        ),
+        correlations=corr,
+        _draws=draws,
+        _est=est,
+        _index=index,
+        provenance=provenance(seed=str(seed)),
+    )
+
+
+def _check_options(
+    results: Mapping[str, AttGtResult], cells: str, method: str, epoch_end: float | None
+) -> None:
     if len(results) < 2:
         raise ValueError("compare_profiles() needs at least two models.")
     if cells not in ("all", "post", "post_first_epoch"):
@@ -187,6 +316,10 @@ def compare_profiles(
         raise ValueError(f"method={method!r}; use 'pearson' or 'spearman'.")
     if cells == "post_first_epoch" and epoch_end is None:
         raise ValueError("cells='post_first_epoch' needs epoch_end (the paper uses 95_000).")
+
+
+def _check_results(results: Mapping[str, AttGtResult]) -> np.ndarray:
+    """Check every result has the first one's cells and units; return the unit keys."""
     names = tuple(results)
     first = results[names[0]]
     ref_keys = _keys(first)
@@ -208,72 +341,35 @@ def compare_profiles(
                 f"{name}: its units (instances) differ from {names[0]!r}'s; a joint bootstrap "
                 "needs the same instances scored by every model."
             )
-    c = first.cells
-    sel = np.ones(c.n_cells, dtype=bool) & ~c.reference
-    if cells != "all":
-        sel &= c.post
-    if cells == "post_first_epoch":
-        assert epoch_end is not None
-        sel &= (c.group <= epoch_end) & (c.time <= epoch_end)
-    for name in names:
-        sel &= np.isfinite(results[name].att)
-    idx = np.flatnonzero(sel)
-    if idx.size < 3:
-        raise ValueError(f"Only {idx.size} cells selected; a correlation needs at least 3.")
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    n_rows = ref_keys.size
-    chunks = list(rademacher_chunks(n_rows, biters, rng))
-    draws = {
-        m: results[m].engine.draws(iter(chunks), biters)[0][idx].astype(np.float64) for m in names
-    }
-    est = {m: np.asarray(results[m].att)[idx] for m in names}
-    rows = []
-    for a, b in combinations(names, 2):
-        raw = float(_corr_rows(est[a][:, None], est[b][:, None], method)[0])
-        if method == "pearson":
-            da, db = draws[a], draws[b]
-            noise = (
-                float(np.mean(_col_cov(da, db))),
-                float(np.mean(_col_cov(da, da))),
-                float(np.mean(_col_cov(db, db))),
-            )
-            point = float(_disattenuated(est[a][:, None], est[b][:, None], noise, 1.0)[0])
-            star = _disattenuated(est[a][:, None] + da, est[b][:, None] + db, noise, 2.0)
-            lo, hi = np.quantile(star - np.mean(star), [alp / 2, 1 - alp / 2])
-            low, high = point - hi, point - lo
-        else:
-            star = _corr_rows(est[a][:, None] + draws[a], est[b][:, None] + draws[b], method)
-            lo, hi = np.quantile(star, [alp / 2, 1 - alp / 2])
-            point, low, high = 2 * raw - float(np.median(star)), 2 * raw - hi, 2 * raw - lo
-        rows.append(
-            {
-                "term": f"{a}~{b}",
-                "estimate": float(np.clip(point, -1, 1)),
-                "raw": raw,
-                "std_error": float(np.std(star, ddof=1)),
-                "conf_low": float(np.clip(low, -1, 1)),
-                "conf_high": float(np.clip(high, -1, 1)),
-                "n_cells": int(idx.size),
-                "cells": cells,
-                "method": method,
-            }
+    return ref_keys
+
+
+def _pair(
+    ea: np.ndarray, eb: np.ndarray, da: np.ndarray, db: np.ndarray, method: str, alp: float
+) -> dict[str, float]:
+    """Correlation of two models' cells with its joint-bootstrap SE and interval."""
+    raw = float(_corr_rows(ea[:, None], eb[:, None], method)[0])
+    if method == "pearson":
+        noise = (
+            float(np.mean(_col_cov(da, db))),
+            float(np.mean(_col_cov(da, da))),
+            float(np.mean(_col_cov(db, db))),
         )
-    corr = pd.DataFrame(rows)
-    corr.insert(3, "statistic", np.nan)
-    corr.insert(4, "p_value", np.nan)
-    index = pd.DataFrame({"group": c.group[idx], "time": c.time[idx]})
-    return ProfileComparison(
-        correlations=corr,
-        models=names,
-        cells=cells,
-        biters=biters,
-        seed=seed if isinstance(seed, int) else None,
-        _draws=draws,
-        _est=est,
-        _index=index,
-        alp=alp,
-        provenance=provenance(seed=str(seed)),
-    )
+        point = float(_disattenuated(ea[:, None], eb[:, None], noise, 1.0)[0])
+        star = _disattenuated(ea[:, None] + da, eb[:, None] + db, noise, 2.0)
+        lo, hi = np.quantile(star - np.mean(star), [alp / 2, 1 - alp / 2])
+        low, high = point - hi, point - lo
+    else:
+        star = _corr_rows(ea[:, None] + da, eb[:, None] + db, method)
+        lo, hi = np.quantile(star, [alp / 2, 1 - alp / 2])
+        point, low, high = 2 * raw - float(np.median(star)), 2 * raw - hi, 2 * raw - lo
+    return {
+        "estimate": float(np.clip(point, -1, 1)),
+        "raw": raw,
+        "std_error": float(np.std(star, ddof=1)),
+        "conf_low": float(np.clip(low, -1, 1)),
+        "conf_high": float(np.clip(high, -1, 1)),
+    }
 
 
 def _keys(r: AttGtResult) -> np.ndarray:

@@ -34,13 +34,15 @@ import numpy.typing as npt
 import pandas as pd
 from scipy.stats import norm
 
-from causalmem.results.base import provenance
+from causalmem._types import BandKind as Band
+from causalmem.results.base import RenderMixin, provenance
 
 if TYPE_CHECKING:
     from causalmem.panel.panel import Panel
 
 __all__ = [
     "VarianceModel",
+    "VarianceSpec",
     "check_power",
     "critical_value",
     "fit_variance",
@@ -49,26 +51,37 @@ __all__ = [
     "required_n",
 ]
 
-Band = Literal["pointwise", "uniform"]
 
-
-def critical_value(alpha: float = 0.05, band: Band = "pointwise", n_cells: int = 1) -> float:
+def critical_value(alp: float = 0.05, *, band: Band = "pointwise", n_cells: int = 1) -> float:
     """Two-sided critical value: ``z_{1−α/2}``, or Šidák's for a uniform band over ``n_cells``.
+
+    Parameters
+    ----------
+    alp
+        Significance level ``α`` (R did's ``alp``).
+    band
+        ``"pointwise"`` or ``"uniform"`` (Šidák over ``n_cells`` cells).
+    n_cells
+        Cells the uniform band covers.
+
+    Returns
+    -------
+    float
 
     Examples
     --------
-    >>> round(critical_value(0.05), 4), round(critical_value(0.05, "uniform", 10), 3)
-    (1.96, 2.802)
+    >>> round(critical_value(0.05), 4), round(critical_value(0.05, band="uniform", n_cells=10), 3)
+    (1.96, 2.8)
     """
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must lie in (0, 1); got {alpha}.")
+    if not 0 < alp < 1:
+        raise ValueError(f"alp must lie in (0, 1); got {alp}.")
     if band == "pointwise":
-        return float(norm.ppf(1 - alpha / 2))
+        return float(norm.ppf(1 - alp / 2))
     if band != "uniform":
         raise ValueError(f"band={band!r}; use 'pointwise' or 'uniform'.")
     if n_cells < 1:
         raise ValueError("n_cells must be at least 1.")
-    a1 = 1 - (1 - alpha) ** (1 / n_cells)
+    a1 = 1 - (1 - alp) ** (1 / n_cells)
     return float(norm.ppf(1 - a1 / 2))
 
 
@@ -87,9 +100,19 @@ def _wide(panel: Panel, outcome: str) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return y.to_numpy(np.float64), np.asarray(y.columns, dtype=np.int64), cohort
 
 
+@dataclass(frozen=True)
+class VarianceSpec:
+    """The :func:`fit_variance` call (frozen): outcome and largest tabulated distance."""
+
+    outcome: str
+    max_distance: int | None = None
+
+
 @dataclass(frozen=True, eq=False)
-class VarianceModel:
+class VarianceModel(RenderMixin):
     """Variance of ``d``-checkpoint outcome changes, treated and control, fitted on a panel.
+
+    Honours :class:`lmecon.result.Result` (``spec``: :class:`VarianceSpec`).
 
     Attributes
     ----------
@@ -104,16 +127,21 @@ class VarianceModel:
     coef_treated, coef_control
         ``(a, b)`` of the linear fit ``σ²(d) = a + b d`` (weighted by cells; used beyond the
         calibrated distances and with ``smooth=True``).
-    outcome
-        The outcome it was fitted on.
+    spec
+        The call; ``outcome`` (a property) is the outcome it was fitted on.
     """
 
     table: pd.DataFrame = field(repr=False)
     cells: pd.DataFrame = field(repr=False)
     coef_treated: tuple[float, float]
     coef_control: tuple[float, float]
-    outcome: str
+    spec: VarianceSpec
     provenance: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    @property
+    def outcome(self) -> str:
+        """The outcome the variances were fitted on."""
+        return self.spec.outcome
 
     def variance(
         self,
@@ -149,6 +177,41 @@ class VarianceModel:
         t["fit_treated"] = self.variance(t["distance"], "treated", smooth=True)
         t["fit_control"] = self.variance(t["distance"], "control", smooth=True)
         return t
+
+    def glance(self) -> pd.DataFrame:
+        """One row: outcome, calibrated distances and the linear fits ``σ²(d) = a + b d``."""
+        return pd.DataFrame(
+            [
+                {
+                    "outcome": self.outcome,
+                    "n_distances": len(self.table),
+                    "n_cells": len(self.cells),
+                    "intercept_treated": self.coef_treated[0],
+                    "slope_treated": self.coef_treated[1],
+                    "intercept_control": self.coef_control[0],
+                    "slope_control": self.coef_control[1],
+                }
+            ]
+        )
+
+    def summary(self) -> str:
+        """Text summary of the calibration."""
+        (at, bt), (ac, bc) = self.coef_treated, self.coef_control
+        lines = [
+            f"Variance of d-checkpoint changes of {self.outcome} "
+            f"({len(self.table)} distances, {len(self.cells)} cohort cells)",
+            f"treated: σ²(d) = {at:.4g} + {bt:.4g} d;  control: σ²(d) = {ac:.4g} + {bc:.4g} d",
+            "",
+            f"{'distance':>9} {'var_treated':>12} {'var_control':>12} {'n_cells':>8}",
+        ]
+        for r in self.table.itertuples(index=False):
+            lines.append(
+                f"{r.distance:>9d} {r.var_treated:>12.4g} {r.var_control:>12.4g} {r.n_cells:>8d}"
+            )
+        return "\n".join(lines)
+
+    def _caption(self) -> str:
+        return f"Variance of d-checkpoint changes of {self.outcome}"
 
 
 def _linfit(d: np.ndarray, v: np.ndarray, w: np.ndarray) -> tuple[float, float]:
@@ -228,7 +291,7 @@ def fit_variance(panel: Panel, outcome: str, *, max_distance: int | None = None)
         cells=pd.DataFrame(cell_rows),
         coef_treated=_linfit(dist, table["var_treated"].to_numpy(), w),
         coef_control=_linfit(dist, table["var_control"].to_numpy(), np.ones_like(dist)),
-        outcome=outcome,
+        spec=VarianceSpec(outcome=outcome, max_distance=max_distance),
         provenance=dict(
             provenance(
                 n_units=int(y.shape[0]),
@@ -248,7 +311,7 @@ def power(
     var_control: float | npt.ArrayLike,
     *,
     n_controls: float | npt.ArrayLike | None = None,
-    alpha: float = 0.05,
+    alp: float = 0.05,
     band: Band = "pointwise",
     n_cells: int = 1,
 ) -> Any:
@@ -256,16 +319,32 @@ def power(
 
     ``se = sqrt(σ²_T / n + σ²_C / n_C)``; ``n_controls=None`` means ``n_C = n``.
 
+    Parameters
+    ----------
+    delta
+        True effect ``δ`` (outcome units).
+    n, n_controls
+        Treated and control instances (``n_controls=None``: as many as treated).
+    var_treated, var_control
+        ``σ²_T(d)`` and ``σ²_C(d)`` (e.g. from :meth:`VarianceModel.variance`).
+    alp, band, n_cells
+        Test level; ``"uniform"`` uses Šidák's critical value over ``n_cells`` cells.
+
+    Returns
+    -------
+    float or numpy.ndarray
+        Power, broadcast over the array arguments.
+
     Examples
     --------
     >>> round(float(power(0.5, 63, 1.0, 1.0)), 3)
-    0.803
+    0.801
     """
     d = np.asarray(delta, dtype=np.float64)
     nn = np.asarray(n, dtype=np.float64)
     nc = nn if n_controls is None else np.asarray(n_controls, dtype=np.float64)
     se = np.sqrt(np.asarray(var_treated) / nn + np.asarray(var_control) / nc)
-    z = critical_value(alpha, band, n_cells)
+    z = critical_value(alp, band=band, n_cells=n_cells)
     out = norm.cdf(np.abs(d) / se - z) + norm.cdf(-np.abs(d) / se - z)
     return float(out) if out.ndim == 0 else out
 
@@ -276,7 +355,7 @@ def required_n(
     var_control: float,
     *,
     n_controls: float | None = None,
-    alpha: float = 0.05,
+    alp: float = 0.05,
     target_power: float = 0.8,
     band: Band = "pointwise",
     n_cells: int = 1,
@@ -285,6 +364,24 @@ def required_n(
 
     Returns ``inf`` when the control noise alone, ``σ²_C / n_C``, already exceeds the allowed
     variance (more controls are needed, not more treated instances).
+
+    Parameters
+    ----------
+    delta
+        Effect to detect (outcome units).
+    var_treated, var_control
+        ``σ²_T(d)`` and ``σ²_C(d)``.
+    n_controls
+        Control instances (None: as many as treated).
+    alp, target_power
+        Test level and power.
+    band, n_cells
+        ``"uniform"`` plans for Šidák's critical value over ``n_cells`` cells.
+
+    Returns
+    -------
+    float
+        Instances per cohort (``inf`` when unreachable).
 
     Examples
     --------
@@ -295,7 +392,7 @@ def required_n(
         return math.inf
     if not 0 < target_power < 1:
         raise ValueError(f"target_power must lie in (0, 1); got {target_power}.")
-    z = critical_value(alpha, band, n_cells) + float(norm.ppf(target_power))
+    z = critical_value(alp, band=band, n_cells=n_cells) + float(norm.ppf(target_power))
     allowed = (abs(delta) / z) ** 2
     if n_controls is None:
         return float(math.ceil((var_treated + var_control) / allowed - 1e-9))
@@ -310,7 +407,7 @@ def plan_sample_size(
     deltas: Sequence[float],
     event_periods: Sequence[int],
     *,
-    alpha: float = 0.05,
+    alp: float = 0.05,
     target_power: float = 0.8,
     n_controls: int | None = None,
     band: Band = "pointwise",
@@ -328,7 +425,7 @@ def plan_sample_size(
         Memorisation sizes to detect (outcome units, e.g. nats of log p(x)).
     event_periods
         ``k`` (0 = instantaneous); the outcome change spans ``d = k + 1`` checkpoints.
-    alpha, target_power
+    alp, target_power
         Test level and power.
     n_controls
         Never-trained instances (None: as many as treated).
@@ -344,9 +441,9 @@ def plan_sample_size(
     pandas.DataFrame
         ``group, variance_source`` (``cohort``, ``pooled`` or ``fit``), ``delta, event_period,
         distance, var_treated, var_control, crit, n_required,
-        n_controls, alpha, power, band``.
+        n_controls, alp, power, band``.
     """
-    crit = critical_value(alpha, band, n_cells)
+    crit = critical_value(alp, band=band, n_cells=n_cells)
     rows = []
     for k in event_periods:
         d = int(k) + 1
@@ -375,13 +472,13 @@ def plan_sample_size(
                         vt,
                         vc,
                         n_controls=n_controls,
-                        alpha=alpha,
+                        alp=alp,
                         target_power=target_power,
                         band=band,
                         n_cells=n_cells,
                     ),
                     "n_controls": n_controls if n_controls is not None else "= n",
-                    "alpha": alpha,
+                    "alp": alp,
                     "power": target_power,
                     "band": band,
                 }
@@ -400,7 +497,7 @@ def check_power(
     n_controls: int | None = None,
     event_periods: Sequence[int] | None = None,
     draws: int = 400,
-    alpha: float = 0.05,
+    alp: float = 0.05,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Predicted power vs the empirical rejection rate of subsamples of a lab panel.
@@ -427,7 +524,7 @@ def check_power(
         Restrict to these ``k`` (default: all).
     draws
         Subsamples per cell and ``n``.
-    alpha
+    alp
         Test level.
     seed
         Seed of the subsampling.
@@ -446,7 +543,7 @@ def check_power(
     n_c = n_controls or max(2, never.size // 2)
     if n_c > never.size:
         raise ValueError(f"n_controls={n_c} exceeds the {never.size} never-trained instances.")
-    z = critical_value(alpha)
+    z = critical_value(alp)
     rows = []
     for g in np.unique(cohort[~np.isnan(cohort)]):
         if int(g) not in pos or pos[int(g)] < 1:

@@ -22,19 +22,19 @@ metrics. They describe the estimation noise of the profiles, not the sampling of
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from causalmem._types import Holdout
 from causalmem.analysis.compare import ProfileComparison
+from causalmem.results.base import RenderMixin, provenance
 
-__all__ = ["ProfilePrediction", "holdout_mask", "predict_profile"]
-
-Holdout = Literal["alternate", "last"]
+__all__ = ["PredictSpec", "ProfilePrediction", "holdout_mask", "predict_profile"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,16 +125,27 @@ def holdout_mask(groups: npt.ArrayLike, holdout: Holdout = "alternate", frac: fl
     return np.isin(g, test)
 
 
+@dataclass(frozen=True)
+class PredictSpec:
+    """The :func:`predict_profile` call (frozen)."""
+
+    target: str
+    predictors: tuple[str, ...]
+    holdout: str
+    frac: float
+    sign: int
+    alp: float
+
+
 @dataclass(frozen=True, eq=False)
-class ProfilePrediction:
+class ProfilePrediction(RenderMixin):
     """Out-of-sample prediction of one model's profile from others.
+
+    Honours :class:`lmecon.result.Result` (``spec``: :class:`PredictSpec`; ``target``,
+    ``predictors``, ``holdout`` and ``meta`` read it).
 
     Attributes
     ----------
-    target, predictors
-        Model names.
-    holdout
-        How cohorts were split.
     coefficients
         Tidy OLS coefficients (``term`` ``intercept`` / predictor names, ``estimate``,
         ``std_error``, ``conf_low``, ``conf_high`` from the joint bootstrap when available).
@@ -148,20 +159,77 @@ class ProfilePrediction:
     cells
         Every cell with ``group, time, event_time, split`` (``train``/``test``), the target's
         estimate ``observed`` and the predictions ``linear``, ``nearest``, ``event_mean``.
+    biters
+        Bootstrap draws used (0 without a comparison).
     """
 
-    target: str
-    predictors: tuple[str, ...]
-    holdout: str
+    spec: PredictSpec
     coefficients: pd.DataFrame
     metrics: pd.DataFrame
     cells: pd.DataFrame
     biters: int = 0
-    meta: dict[str, Any] = field(default_factory=dict)
+    provenance: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def target(self) -> str:
+        """The predicted model."""
+        return self.spec.target
+
+    @property
+    def predictors(self) -> tuple[str, ...]:
+        """The models predicted from (the ``nearest`` baseline uses the last)."""
+        return self.spec.predictors
+
+    @property
+    def holdout(self) -> str:
+        """How cohorts were split (``"alternate"`` or ``"last"``)."""
+        return self.spec.holdout
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """``sign``, ``alp`` and ``frac`` of the call (a new dict)."""
+        return {"sign": self.spec.sign, "alp": self.spec.alp, "frac": self.spec.frac}
 
     def tidy(self) -> pd.DataFrame:
         """Error metrics, one row per (method, metric)."""
         return self.metrics.copy()
+
+    def glance(self) -> pd.DataFrame:
+        """One row: target, predictors, split sizes and the linear predictor's errors."""
+        m = self.metrics
+        first = m.iloc[0] if len(m) else None
+        return pd.DataFrame(
+            [
+                {
+                    "target": self.target,
+                    "predictors": ",".join(self.predictors),
+                    "holdout": self.holdout,
+                    "n_train": int(first["n_train"]) if first is not None else 0,
+                    "n_test": int(first["n_test"]) if first is not None else 0,
+                    "rmse": self.metric("linear", "rmse"),
+                    "r2": self.metric("linear", "r2"),
+                    "biters": self.biters,
+                }
+            ]
+        )
+
+    def summary(self) -> str:
+        """Text summary: held-out errors of every method."""
+        lines = [
+            f"Prediction of {self.target} from {', '.join(self.predictors)} "
+            f"(held-out cohorts: {self.holdout})",
+            "",
+            f"{'method':>12} {'metric':>7} {'Estimate':>10} {'Std. Error':>11}",
+        ]
+        for r in self.metrics.itertuples(index=False):
+            lines.append(f"{r.method:>12} {r.metric:>7} {r.estimate:>10.4f} {r.std_error:>11.4f}")
+        return "\n".join(lines)
+
+    def _table(self) -> pd.DataFrame:
+        return self.metrics[["method", "metric", "estimate", "std_error", "conf_low", "conf_high"]]
+
+    def _caption(self) -> str:
+        return f"Held-out prediction of {self.target} ({self.holdout} cohorts)"
 
     def metric(self, method: str = "linear", metric: str = "r2") -> float:
         """One headline number, e.g. ``metric("linear", "r2")``."""
@@ -274,29 +342,12 @@ def predict_profile(
     ...                   "small": [1.0, 0.5, 2.0, 1.0, 3.0, 1.5, 4.0, 2.0]})
     >>> w["large"] = 0.5 + 2 * w["small"]
     >>> p = predict_profile(w, "large", ["small"])
-    >>> round(p.metric("linear", "rmse"), 12), round(p.coefficients["estimate"].iloc[1], 6)
+    >>> round(p.metric("linear", "rmse"), 12), round(float(p.coefficients["estimate"].iloc[1]), 6)
     (0.0, 2.0)
     """
     if sign not in (-1, 1):
         raise ValueError(f"sign must be -1 or +1, got {sign!r}.")
-    draws: dict[str, np.ndarray] | None
-    if isinstance(source, ProfileComparison):
-        models = list(source.models)
-        est = {m: sign * np.asarray(source._est[m], dtype=np.float64) for m in models}
-        draws = {m: sign * np.asarray(source._draws[m], dtype=np.float64) for m in models}
-        index = source._index.reset_index(drop=True)
-    elif isinstance(source, pd.DataFrame):
-        missing = [c for c in ("group", "time") if c not in source.columns]
-        if missing:
-            raise KeyError(f"The wide frame needs columns 'group' and 'time'; missing {missing}.")
-        models = [c for c in source.columns if c not in ("group", "time", "event_time")]
-        est = {m: sign * source[m].to_numpy(dtype=np.float64) for m in models}
-        draws = None
-        index = source[["group", "time"]].reset_index(drop=True)
-    else:
-        raise TypeError(
-            f"source must be a ProfileComparison or a wide DataFrame, got {type(source).__name__}."
-        )
+    models, est, draws, index = _source_arrays(source, sign)
     if target not in models:
         raise KeyError(f"Unknown target {target!r}; models are {models}.")
     preds_names = [m for m in models if m != target] if predictors is None else list(predictors)
@@ -334,7 +385,76 @@ def predict_profile(
         coef_draws, errs = _all_methods_draws(yb, xb, ee, tt)
         for i, k in enumerate(("linear", "nearest", "event_mean")):
             boot[k] = errs[:, i, :]
+    sizes = {"n_train": int(train.sum()), "n_test": int(test.sum())}
+    rows = _metric_rows(point, boot, alp, sizes)
+    if draws is not None:
+        # RMSE that estimation noise alone gives: the target's held-out cells are themselves
+        # estimates, so no predictor can beat sqrt(mean bootstrap variance) on average.
+        var = np.var(draws[target][use][tt], axis=1, ddof=1)
+        nan = float("nan")
+        rows.append(
+            {
+                "method": "noise_floor",
+                "metric": "rmse",
+                "estimate": float(np.sqrt(np.mean(var))),
+                "std_error": nan,
+                "conf_low": nan,
+                "conf_high": nan,
+                **sizes,
+            }
+        )
+    cells = pd.DataFrame({"group": g[use], "time": t[use], "event_time": ee, "observed": y}).assign(
+        split=np.where(tt, "test", "train")
+    )
+    cells["linear"] = np.column_stack([np.ones(len(y)), x]) @ fit.coef
+    cells["nearest"] = x[:, -1]
+    cells["event_mean"] = np.nan
+    cells.loc[tt, "event_mean"] = preds["event_mean"]
+    return ProfilePrediction(
+        spec=PredictSpec(
+            target=target,
+            predictors=tuple(preds_names),
+            holdout=holdout,
+            frac=frac,
+            sign=sign,
+            alp=alp,
+        ),
+        coefficients=_coef_frame(["intercept", *preds_names], fit.coef, coef_draws, alp),
+        metrics=pd.DataFrame(rows),
+        cells=cells,
+        biters=biters,
+        provenance=provenance(),
+    )
 
+
+def _source_arrays(
+    source: ProfileComparison | pd.DataFrame, sign: int
+) -> tuple[list[str], dict[str, np.ndarray], dict[str, np.ndarray] | None, pd.DataFrame]:
+    """Models, signed cell estimates, joint draws (None for a frame) and the cells' index."""
+    if isinstance(source, ProfileComparison):
+        models = list(source.models)
+        est = {m: sign * np.asarray(source._est[m], dtype=np.float64) for m in models}
+        draws = {m: sign * np.asarray(source._draws[m], dtype=np.float64) for m in models}
+        return models, est, draws, source._index.reset_index(drop=True)
+    if isinstance(source, pd.DataFrame):
+        missing = [c for c in ("group", "time") if c not in source.columns]
+        if missing:
+            raise KeyError(f"The wide frame needs columns 'group' and 'time'; missing {missing}.")
+        models = [c for c in source.columns if c not in ("group", "time", "event_time")]
+        est = {m: sign * source[m].to_numpy(dtype=np.float64) for m in models}
+        return models, est, None, source[["group", "time"]].reset_index(drop=True)
+    raise TypeError(
+        f"source must be a ProfileComparison or a wide DataFrame, got {type(source).__name__}."
+    )
+
+
+def _metric_rows(
+    point: Mapping[str, tuple[float, float, float]],
+    boot: Mapping[str, np.ndarray],
+    alp: float,
+    sizes: Mapping[str, int],
+) -> list[dict[str, Any]]:
+    """One row per (method, metric): the point error and, with draws, its SE and interval."""
     rows = []
     for k in ("linear", "nearest", "event_mean"):
         for j, metric in enumerate(("rmse", "mae", "r2")):
@@ -347,51 +467,20 @@ def predict_profile(
                 row["conf_low"], row["conf_high"] = float(lo), float(hi)
             else:
                 row["std_error"] = row["conf_low"] = row["conf_high"] = float("nan")
-            row["n_train"] = int(train.sum())
-            row["n_test"] = int(test.sum())
+            row.update(sizes)
             rows.append(row)
-    if draws is not None:
-        # RMSE that estimation noise alone gives: the target's held-out cells are themselves
-        # estimates, so no predictor can beat sqrt(mean bootstrap variance) on average.
-        var = np.var(draws[target][use][tt], axis=1, ddof=1)
-        rows.append(
-            {
-                "method": "noise_floor",
-                "metric": "rmse",
-                "estimate": float(np.sqrt(np.mean(var))),
-                "std_error": float("nan"),
-                "conf_low": float("nan"),
-                "conf_high": float("nan"),
-                "n_train": int(train.sum()),
-                "n_test": int(test.sum()),
-            }
-        )
-    metrics = pd.DataFrame(rows)
+    return rows
 
-    terms = ["intercept", *preds_names]
-    coef = pd.DataFrame({"term": terms, "estimate": fit.coef})
+
+def _coef_frame(
+    terms: list[str], coef: np.ndarray, coef_draws: np.ndarray | None, alp: float
+) -> pd.DataFrame:
+    """Tidy OLS coefficients with joint-bootstrap SEs and percentile intervals when drawn."""
+    out = pd.DataFrame({"term": terms, "estimate": coef})
     if coef_draws is not None:
-        coef["std_error"] = np.std(coef_draws, axis=0, ddof=1)
+        out["std_error"] = np.std(coef_draws, axis=0, ddof=1)
         q = np.quantile(coef_draws, [alp / 2, 1 - alp / 2], axis=0)
-        coef["conf_low"], coef["conf_high"] = q[0], q[1]
+        out["conf_low"], out["conf_high"] = q[0], q[1]
     else:
-        coef["std_error"] = coef["conf_low"] = coef["conf_high"] = np.nan
-
-    cells = pd.DataFrame({"group": g[use], "time": t[use], "event_time": ee, "observed": y}).assign(
-        split=np.where(tt, "test", "train")
-    )
-    train_fit = np.column_stack([np.ones(len(y)), x]) @ fit.coef
-    cells["linear"] = train_fit
-    cells["nearest"] = x[:, -1]
-    cells["event_mean"] = np.nan
-    cells.loc[tt, "event_mean"] = preds["event_mean"]
-    return ProfilePrediction(
-        target=target,
-        predictors=tuple(preds_names),
-        holdout=holdout,
-        coefficients=coef,
-        metrics=metrics,
-        cells=cells,
-        biters=biters,
-        meta={"sign": sign, "alp": alp, "frac": frac},
-    )
+        out["std_error"] = out["conf_low"] = out["conf_high"] = np.nan
+    return out

@@ -9,53 +9,22 @@ both bounds without swapping them and negated the SE: pitfall 3).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from causalmem.panel.schema import METRIC_SIGNS as METRIC_SIGNS
+from causalmem.panel.schema import metric_sign
 from causalmem.results.aggte import AggteResult
 from causalmem.results.attgt import AttGtResult
+from causalmem.results.base import RenderMixin
 from causalmem.results.bayes import BayesDidResult
+from causalmem.results.event_study import EventStudyResult
 from causalmem.results.twfe import TwfeResult
-
-#: Sign that turns an ATT on the metric into memorisation (substring match on the outcome name).
-METRIC_SIGNS: dict[str, int] = {
-    "sup": -1,
-    "surprisal": -1,
-    "nll": -1,
-    "loss": -1,
-    "entr": -1,
-    "entropy": -1,
-    "rank": -1,
-    "acc": +1,
-    "accuracy": +1,
-    "logprob": +1,
-    "log_prob": +1,
-    "loglik": +1,
-}
-
-
-def metric_sign(metric: str) -> int:
-    """Sign turning an ATT on ``metric`` into memorisation (-1 surprisal/entropy/rank, +1 accuracy).
-
-    Raises ``ValueError`` for an unknown metric: pass ``sign=`` explicitly then.
-
-    Examples
-    --------
-    >>> metric_sign("sup_seq"), metric_sign("acc_seq"), metric_sign("avg_rank")
-    (-1, 1, -1)
-    """
-    name = metric.lower()
-    hits = {s for key, s in METRIC_SIGNS.items() if key in name}
-    if len(hits) != 1:
-        raise ValueError(
-            f"Cannot tell whether memorisation is +ATT or -ATT for the metric {metric!r}; pass "
-            "sign=-1 (lower is memorised: surprisal, entropy, rank) or sign=+1 (higher is "
-            "memorised: accuracy, log-probability)."
-        )
-    return hits.pop()
+from lmecon.result import frozen_mapping
 
 
 def to_memorisation(tidy: pd.DataFrame, sign: int) -> pd.DataFrame:
@@ -72,27 +41,63 @@ def to_memorisation(tidy: pd.DataFrame, sign: int) -> pd.DataFrame:
     return out
 
 
-@dataclass(frozen=True, eq=False)
-class MemorisationProfile:
-    """The profile tau(g, c) (and/or the event-time path) on the memorisation scale; immutable.
+@dataclass(frozen=True)
+class ProfileSpec:
+    """How a :class:`MemorisationProfile` was built (frozen).
 
-    Build with :meth:`from_result`. ``cells`` holds one row per (cohort g, checkpoint c) with the
-    tidy columns on the memorisation scale (+ ``group``, ``time``, ``event_time``, ``post``,
-    ``significant``, ``se_method``, ``band``); ``path`` holds the event-time average.
+    ``source`` names the result type (``att_gt``, ``aggte``, ``bayes_did``,
+    ``twfe_event_study``, ``event_study:<estimator>``); ``options`` holds the source's settings
+    (e.g. ``control_group``, ``hdi_prob``), read-only.
     """
 
     metric: str
     sign: int
     source: str
+    event_time: str | None = None
+    options: Mapping[str, Any] = field(default_factory=lambda: frozen_mapping({}))
+
+
+@dataclass(frozen=True, eq=False)
+class MemorisationProfile(RenderMixin):
+    """The profile tau(g, c) (and/or the event-time path) on the memorisation scale; immutable.
+
+    Build with :meth:`from_result`. ``cells`` holds one row per (cohort g, checkpoint c) with the
+    tidy columns on the memorisation scale (+ ``group``, ``time``, ``event_time``, ``post``,
+    ``significant``, ``se_method``, ``band``); ``path`` holds the event-time average. Honours
+    :class:`lmecon.result.Result` (``spec``: :class:`ProfileSpec`; ``metric``, ``sign``,
+    ``source`` and ``meta`` read it).
+    """
+
+    spec: ProfileSpec
     cells: pd.DataFrame | None
     path: pd.DataFrame | None
-    meta: dict[str, Any] = field(default_factory=dict)
+    provenance: Mapping[str, Any] = field(default_factory=dict, repr=False)
     _result: Any = field(default=None, repr=False)
+
+    @property
+    def metric(self) -> str:
+        """Outcome name."""
+        return self.spec.metric
+
+    @property
+    def sign(self) -> int:
+        """``+1`` (memorisation = ATT) or ``-1`` (memorisation = -ATT)."""
+        return self.spec.sign
+
+    @property
+    def source(self) -> str:
+        """The kind of result the profile was built from."""
+        return self.spec.source
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The source's settings (a new dict)."""
+        return dict(self.spec.options)
 
     @classmethod
     def from_result(
         cls,
-        result: AttGtResult | AggteResult | TwfeResult | BayesDidResult,
+        result: AttGtResult | AggteResult | TwfeResult | EventStudyResult | BayesDidResult,
         *,
         metric: str | None = None,
         sign: int | None = None,
@@ -105,84 +110,117 @@ class MemorisationProfile:
         ----------
         result
             An :class:`AttGtResult` (cells and path), an :class:`AggteResult` of type
-            ``dynamic`` (path), an event-study :class:`TwfeResult` (path), or a
-            :class:`BayesDidResult` (posterior cells and the pooled path ``mu(e)``, HDIs).
+            ``dynamic`` (path), an :class:`EventStudyResult` (path, any estimator), an
+            event-study :class:`TwfeResult` (path), or a :class:`BayesDidResult` (posterior
+            cells and the pooled path ``mu(e)``, HDIs).
         metric
-            Outcome name (default: the result's ``yname``).
+            Outcome name (default: the result's ``yname``; required for a ``TwfeResult``).
         sign
             Override the sign convention (default from :func:`metric_sign`).
         event_time
             For an ``AttGtResult``: the path's event-time unit, ``"steps"`` or ``"periods"``.
         hdi_prob
             For a ``BayesDidResult``: the probability of the highest-density intervals.
-        """
-        from causalmem.estimators.aggte import aggte
 
+        Returns
+        -------
+        MemorisationProfile
+        """
         if isinstance(result, AttGtResult):
-            metric = metric or result.spec.yname
-            s = metric_sign(metric) if sign is None else sign
-            cells = to_memorisation(result.tidy(), s)
-            path = to_memorisation(aggte(result, "dynamic", event_time=event_time).tidy(), s)
-            return cls(
-                metric=metric,
-                sign=s,
-                source="att_gt",
-                cells=cells,
-                path=path,
-                meta={
-                    "control_group": result.spec.control_group,
-                    "base_period": result.spec.base_period,
-                },
-                _result=result,
-            )
+            return cls._from_att_gt(result, metric, sign, event_time)
         if isinstance(result, AggteResult):
             if result.spec.type != "dynamic":
                 raise ValueError(
                     f"A profile path needs aggte(type='dynamic'), got type={result.spec.type!r}."
                 )
-            metric = metric or result.yname
-            s = metric_sign(metric) if sign is None else sign
-            return cls(
-                metric=metric,
-                sign=s,
-                source="aggte",
-                cells=None,
-                path=to_memorisation(result.tidy(), s),
-                _result=result,
-            )
+            spec = _spec(metric or result.yname, sign, "aggte")
+            return cls(spec, None, to_memorisation(result.tidy(), spec.sign), _prov(result), result)
         if isinstance(result, BayesDidResult):
-            metric = metric or result.spec.yname
-            s = metric_sign(metric) if sign is None else sign
-            cells = to_memorisation(result.tidy(hdi_prob=hdi_prob), s)
-            cells["reference"] = False
-            return cls(
-                metric=metric,
-                sign=s,
-                source="bayes_did",
-                cells=cells,
-                path=to_memorisation(result.profile(hdi_prob=hdi_prob), s),
-                meta={"model": result.spec.model, "hdi_prob": hdi_prob},
-                _result=result,
+            spec = _spec(
+                metric or result.spec.yname,
+                sign,
+                "bayes_did",
+                options={"model": result.spec.model, "hdi_prob": hdi_prob},
             )
+            cells = to_memorisation(result.tidy(hdi_prob=hdi_prob), spec.sign)
+            cells["reference"] = False
+            path = to_memorisation(result.profile(hdi_prob=hdi_prob), spec.sign)
+            return cls(spec, cells, path, _prov(result), result)
+        if isinstance(result, EventStudyResult):
+            spec = _spec(
+                metric or result.spec.yname,
+                sign,
+                f"event_study:{result.estimator}",
+                event_time="periods",
+            )
+            return cls(spec, None, to_memorisation(result.tidy(), spec.sign), _prov(result), result)
         if isinstance(result, TwfeResult):
             t = result.tidy()
             if "event_time" not in t:
                 raise ValueError("A TwfeResult profile needs an event study (event_time terms).")
             if metric is None:
                 raise ValueError("Pass metric= (the outcome name) for a TwfeResult.")
-            s = metric_sign(metric) if sign is None else sign
-            return cls(
-                metric=metric,
-                sign=s,
-                source="twfe_event_study",
-                cells=None,
-                path=to_memorisation(t, s),
-                _result=result,
-            )
+            spec = _spec(metric, sign, "twfe_event_study", event_time="periods")
+            return cls(spec, None, to_memorisation(t, spec.sign), _prov(result), result)
         raise TypeError(
             f"Cannot build a MemorisationProfile from {type(result).__name__}; pass an "
-            "AttGtResult, a dynamic AggteResult, an event-study TwfeResult or a BayesDidResult."
+            "AttGtResult, a dynamic AggteResult, an EventStudyResult, an event-study TwfeResult "
+            "or a BayesDidResult."
         )
+
+    @classmethod
+    def _from_att_gt(
+        cls, result: AttGtResult, metric: str | None, sign: int | None, event_time: str
+    ) -> MemorisationProfile:
+        from causalmem.estimators.aggte import aggte
+
+        spec = _spec(
+            metric or result.spec.yname,
+            sign,
+            "att_gt",
+            event_time=event_time,
+            options={
+                "control_group": result.spec.control_group,
+                "base_period": result.spec.base_period,
+            },
+        )
+        cells = to_memorisation(result.tidy(), spec.sign)
+        path = to_memorisation(aggte(result, "dynamic", event_time=event_time).tidy(), spec.sign)
+        return cls(spec, cells, path, _prov(result), result)
+
+    def glance(self) -> pd.DataFrame:
+        """One row: metric, sign, source and the profile's size."""
+        return pd.DataFrame(
+            [
+                {
+                    "metric": self.metric,
+                    "sign": self.sign,
+                    "source": self.source,
+                    "n_cells": 0 if self.cells is None else len(self.cells),
+                    "n_event_times": 0 if self.path is None else len(self.path),
+                }
+            ]
+        )
+
+    def summary(self) -> str:
+        """Text summary: the memorisation path by event time (or the cells without a path)."""
+        frame = self._table()
+        scale = "ATT" if self.sign == 1 else "-ATT"
+        lines = [
+            f"Memorisation profile of {self.metric} (memorisation = {scale}; from {self.source})",
+            "",
+            frame.to_string(index=False, float_format=lambda v: f"{v:.4f}"),
+        ]
+        return "\n".join(lines)
+
+    def _table(self) -> pd.DataFrame:
+        frame = self.path if self.path is not None else self.cells
+        assert frame is not None
+        cols = ["term", "estimate", "std_error", "conf_low", "conf_high", "significant"]
+        return frame[[c for c in cols if c in frame.columns]]
+
+    def _caption(self) -> str:
+        return f"Memorisation profile of {self.metric} ({self.source})"
 
     def _need_cells(self) -> pd.DataFrame:
         if self.cells is None:
@@ -245,3 +283,26 @@ class MemorisationProfile:
         if post_only:
             c = c[c["post"]]
         return c.pivot(index="group", columns="time", values="estimate")
+
+
+def _spec(
+    metric: str,
+    sign: int | None,
+    source: str,
+    *,
+    event_time: str | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> ProfileSpec:
+    """Build the profile's spec, with the sign from :func:`metric_sign` unless given."""
+    return ProfileSpec(
+        metric=metric,
+        sign=metric_sign(metric) if sign is None else sign,
+        source=source,
+        event_time=event_time,
+        options=frozen_mapping(options or {}),
+    )
+
+
+def _prov(result: Any) -> Mapping[str, Any]:
+    """Return the source result's provenance (empty when it records none)."""
+    return dict(getattr(result, "provenance", None) or {})

@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 
-from causalmem._numerics.aggregate import build_aggregation
+from causalmem._numerics.aggregate import AggSpec, build_aggregation
 from causalmem._numerics.inference import pointwise_crit, summarise_draws
 from causalmem._types import AggType, check_literal
 from causalmem.errors import CausalmemWarning
@@ -18,6 +18,7 @@ from causalmem.results.base import provenance
 def aggte(
     result: AttGtResult,
     type: AggType = "group",  # noqa: A002 - R did's argument name
+    *,
     min_e: float = -np.inf,
     max_e: float = np.inf,
     balance_e: float | None = None,
@@ -119,40 +120,7 @@ def aggte(
     se = np.sqrt(result.engine.sum_squares(agg.weights, agg.h))
     se[se <= np.sqrt(np.finfo(float).eps) * 10] = np.nan
     se[np.isnan(agg.estimate)] = np.nan
-    crit = pointwise_crit(alp)
-    band = "pointwise"
-    n_lab = agg.labels.size - 1
-    if bstrap or cband:
-        if result.draws is None:
-            if cband_explicit:
-                warnings.warn(
-                    "A uniform band needs the bootstrap draws (att_gt was run with "
-                    "bstrap=False); reporting pointwise intervals.",
-                    CausalmemWarning,
-                    stacklevel=2,
-                )
-        else:
-            d = result.draws
-            zc = np.nan_to_num(d.cells[keep]) if not keep.all() else d.cells
-            w = agg.weights[keep] if not keep.all() else agg.weights
-            zb = np.asarray(w.T @ zc) + agg.h.T @ d.omega / result.n_units
-            if bstrap:
-                summ = summarise_draws(zb, n_units=result.n_units, n_clusters=d.n_clusters, alp=alp)
-                se = np.where(np.isnan(se), np.nan, summ.se)
-            if cband and n_lab > 0:
-                summ_e = summarise_draws(
-                    zb[:n_lab], n_units=result.n_units, n_clusters=d.n_clusters, alp=alp
-                )
-                if not np.isfinite(summ_e.crit_val) or summ_e.crit_val < crit:
-                    warnings.warn(
-                        f"The sup-t critical value ({summ_e.crit_val:.3f}) is undefined or below "
-                        f"the pointwise one ({crit:.3f}); reporting pointwise intervals "
-                        "(as R did does, did #244).",
-                        CausalmemWarning,
-                        stacklevel=2,
-                    )
-                else:
-                    crit, band = summ_e.crit_val, "uniform"
+    se, crit, band = _band(result, agg, keep, se, bstrap, cband, cband_explicit, alp)
     return AggteResult(
         spec=AggteSpec(
             type=type,
@@ -179,3 +147,56 @@ def aggte(
         _h=agg.h,
         provenance=provenance(att_gt=result.provenance),
     )
+
+
+def _band(
+    result: AttGtResult,
+    agg: AggSpec,
+    keep: np.ndarray,
+    se: np.ndarray,
+    bstrap: bool,
+    cband: bool,
+    cband_explicit: bool,
+    alp: float,
+) -> tuple[np.ndarray, float, str]:
+    """``(se, crit, band)``: bootstrap SEs from att_gt's draws and the sup-t band if asked.
+
+    The uniform band falls back to a pointwise one (with a warning) when the draws are
+    missing or the sup-t critical value is undefined or below the normal one (R did #244).
+    """
+    crit = pointwise_crit(alp)
+    band = "pointwise"
+    n_lab = agg.labels.size - 1
+    if not (bstrap or cband):
+        return se, crit, band
+    if result.draws is None:
+        if cband_explicit:
+            warnings.warn(
+                "A uniform band needs the bootstrap draws (att_gt was run with "
+                "bstrap=False); reporting pointwise intervals.",
+                CausalmemWarning,
+                stacklevel=3,
+            )
+        return se, crit, band
+    d = result.draws
+    zc = np.nan_to_num(d.cells[keep]) if not keep.all() else d.cells
+    w = agg.weights[keep] if not keep.all() else agg.weights
+    zb = np.asarray(w.T @ zc) + agg.h.T @ d.omega / result.n_units
+    if bstrap:
+        summ = summarise_draws(zb, n_units=result.n_units, n_clusters=d.n_clusters, alp=alp)
+        se = np.where(np.isnan(se), np.nan, summ.se)
+    if cband and n_lab > 0:
+        summ_e = summarise_draws(
+            zb[:n_lab], n_units=result.n_units, n_clusters=d.n_clusters, alp=alp
+        )
+        if not np.isfinite(summ_e.crit_val) or summ_e.crit_val < crit:
+            warnings.warn(
+                f"The sup-t critical value ({summ_e.crit_val:.3f}) is undefined or below "
+                f"the pointwise one ({crit:.3f}); reporting pointwise intervals "
+                "(as R did does, did #244).",
+                CausalmemWarning,
+                stacklevel=3,
+            )
+        else:
+            crit, band = summ_e.crit_val, "uniform"
+    return se, crit, band

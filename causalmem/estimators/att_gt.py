@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from causalmem._numerics.cells import build_cells
+from causalmem._numerics.cells import CellLayout, build_cells
 from causalmem._numerics.dense import DenseIF
 from causalmem._numerics.inference import pointwise_crit, summarise_draws
 from causalmem._numerics.structured import CohortRows, StructuredIF
@@ -35,6 +35,7 @@ def att_gt(
     tname: str | None = None,
     idname: str | None = None,
     gname: str | None = None,
+    *,
     xformla: str | None = None,
     control_group: ControlGroup = "nevertreated",
     anticipation: int = 0,
@@ -56,6 +57,9 @@ def att_gt(
     periods", *Journal of Econometrics* 225(2), https://doi.org/10.1016/j.jeconom.2020.12.001.
     For memorisation, ``g`` is the step at which an instance is trained on, ``t`` a checkpoint,
     and ATT(g, t) the causal effect of that training on the outcome at ``t`` (Lesci et al. 2024).
+
+    The data and the four role columns are positional (R ``did``'s order); every other
+    argument is keyword-only.
 
     Parameters
     ----------
@@ -129,21 +133,7 @@ def _att_gt(*, _engine: str = "auto", _difference: bool = False, **kw: Any) -> A
     spec = AttGtSpec.from_kwargs(kw)
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}.")
-    check_literal("control_group", spec.control_group, ControlGroup)
-    check_literal("base_period", spec.base_period, BasePeriod)
-    check_literal("est_method", spec.est_method, EstMethod)
-    if not isinstance(spec.biters, int) or spec.biters < 1:
-        raise ValueError(f"biters must be a positive integer, got {spec.biters!r}.")
-    if not 0 < spec.alp < 1:
-        raise ValueError(f"alp must lie in (0, 1), got {spec.alp!r}.")
-    if not isinstance(spec.anticipation, int | np.integer) or spec.anticipation < 0:
-        raise ValueError(f"anticipation must be a non-negative integer, got {spec.anticipation!r}.")
-    clustervars = tuple(c for c in spec.clustervars if c != spec.idname)
-    if len(clustervars) > 1:
-        raise ValueError(
-            f"clustervars={list(spec.clustervars)!r}: at most one cluster variable besides "
-            f"idname={spec.idname!r} is supported (as in R did)."
-        )
+    clustervars = _check_spec(spec)
     xnames: tuple[str, ...] = ()
     if spec.xformla is not None:
         # Evaluate the formula on the caller's rows, then carry the design columns (named
@@ -174,9 +164,81 @@ def _att_gt(*, _engine: str = "auto", _difference: bool = False, **kw: Any) -> A
     return _estimate(spec, wide, _engine, difference=_difference)
 
 
+def _check_spec(spec: AttGtSpec) -> tuple[str, ...]:
+    """Validate the options; return the cluster variables besides ``idname``."""
+    check_literal("control_group", spec.control_group, ControlGroup)
+    check_literal("base_period", spec.base_period, BasePeriod)
+    check_literal("est_method", spec.est_method, EstMethod)
+    if not isinstance(spec.biters, int) or spec.biters < 1:
+        raise ValueError(f"biters must be a positive integer, got {spec.biters!r}.")
+    if not 0 < spec.alp < 1:
+        raise ValueError(f"alp must lie in (0, 1), got {spec.alp!r}.")
+    if not isinstance(spec.anticipation, int | np.integer) or spec.anticipation < 0:
+        raise ValueError(f"anticipation must be a non-negative integer, got {spec.anticipation!r}.")
+    clustervars = tuple(c for c in spec.clustervars if c != spec.idname)
+    if len(clustervars) > 1:
+        raise ValueError(
+            f"clustervars={list(spec.clustervars)!r}: at most one cluster variable besides "
+            f"idname={spec.idname!r} is supported (as in R did)."
+        )
+    return clustervars
+
+
 def _estimate(
     spec: AttGtSpec, wide: WideData, engine: str, difference: bool = False
 ) -> AttGtResult:
+    y, tlist, x, cohort, glist = _window(spec, wide)
+    cells, y = _layout(spec, tlist, glist, y, x, difference)
+    k_idx = np.searchsorted(glist, cohort)  # never treated (inf) -> K
+    k_idx = np.where(np.isin(cohort, glist), k_idx, glist.size)
+    # Units of dropped cohorts (no base period) are neither treated nor comparison units.
+    in_sample = np.isinf(cohort) | np.isin(cohort, glist)
+    sel = np.flatnonzero(in_sample)
+    failures: list[tuple[int, str]] = []
+    engine_obj, n_clusters = _engine_for(
+        spec, wide, y, x, k_idx, sel, cells, glist.size, engine, failures
+    )
+    n_units = int(sel.size)
+    est = engine_obj.est
+    if failures:
+        shown = "; ".join(
+            f"(g={cells.group[j]:g}, t={cells.time[j]:g}): {m}" for j, m in failures[:5]
+        )
+        warnings.warn(
+            f"{len(failures)} ATT(g, t) cells could not be estimated and are NaN: {shown}",
+            CausalmemWarning,
+            stacklevel=3,
+        )
+    se, draws, crit, band = _inference(spec, engine_obj, cells, est.se, n_units, n_clusters)
+    pg = np.bincount(k_idx[sel], weights=wide.w[sel], minlength=glist.size + 1)[:-1] / sel.size
+    return AttGtResult(
+        spec=spec,
+        cells=cells,
+        att=est.att,
+        se=se,
+        se_analytic=est.se,
+        n_treated=est.n_treated,
+        n_control=est.n_control,
+        crit_val=float(crit),
+        band=band,
+        se_method="bootstrap" if spec.bstrap else "analytic",
+        engine=engine_obj,
+        draws=draws,
+        pg_cohort=pg,
+        n_units=n_units,
+        n_clusters=n_clusters,
+        provenance=provenance(seed=spec.seed_repr()),
+    )
+
+
+def _window(
+    spec: AttGtSpec, wide: WideData
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+    """Select the steps and cohorts that identify ATT(g, t): ``(y, tlist, x, cohort, glist)``.
+
+    Without never-treated units the last cohort becomes the comparison group (its steps are
+    dropped); cohorts without a pre-treatment period are dropped. Both warn, as R did does.
+    """
     nyt = spec.control_group == "notyettreated"
     glist = np.unique(wide.cohort[np.isfinite(wide.cohort)])
     cohort = wide.cohort
@@ -205,7 +267,7 @@ def _estimate(
             f"No never-treated units: cohort {last:g} serves as the comparison group and steps "
             f">= {last - spec.anticipation:g} are dropped (as R did does).",
             CausalmemWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
         y, tlist = y[:, keep_t], tlist[keep_t]
         x = x[:, keep_t] if x is not None else None
@@ -218,19 +280,31 @@ def _estimate(
             f"Cohorts {glist[no_base].tolist()} have no pre-treatment period given "
             f"anticipation={spec.anticipation}; their units are dropped (as R did does).",
             CausalmemWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
         glist = glist[~no_base]
         if glist.size == 0:
             raise IdentificationError(
                 f"No cohort has a pre-treatment period with anticipation={spec.anticipation}."
             )
+    return y, tlist, x, cohort, glist
+
+
+def _layout(
+    spec: AttGtSpec,
+    tlist: np.ndarray,
+    glist: np.ndarray,
+    y: np.ndarray,
+    x: np.ndarray | None,
+    difference: bool,
+) -> tuple[CellLayout, np.ndarray]:
+    """Build the ATT(g, t) cells (and ``y``, with a zero column for the difference estimator)."""
     cells = build_cells(
         tlist,
         glist,
         base_period="universal" if difference else spec.base_period,
         anticipation=spec.anticipation,
-        notyettreated=nyt,
+        notyettreated=spec.control_group == "notyettreated",
     )
     if difference:
         # Estimator 1: no base period. Point every cell at an all-zero outcome column.
@@ -245,81 +319,76 @@ def _estimate(
             raise ValueError("The difference estimator takes no covariates.")
     if cells.n_cells == 0:
         raise IdentificationError("No ATT(g, t) cell is identified with these settings.")
-    k_idx = np.searchsorted(glist, cohort)  # never treated (inf) -> K
-    k_idx = np.where(np.isin(cohort, glist), k_idx, glist.size)
-    # Units of dropped cohorts (no base period) are neither treated nor comparison units.
-    in_sample = np.isinf(cohort) | np.isin(cohort, glist)
-    nested = _clusters_nested(wide.cluster[in_sample], k_idx[in_sample])
+    return cells, y
+
+
+def _engine_for(
+    spec: AttGtSpec,
+    wide: WideData,
+    y: np.ndarray,
+    x: np.ndarray | None,
+    k_idx: np.ndarray,
+    sel: np.ndarray,
+    cells: CellLayout,
+    n_g: int,
+    engine: str,
+    failures: list[tuple[int, str]],
+) -> tuple[StructuredIF | DenseIF, int]:
+    """Build the influence-function engine; return it with the number of clusters.
+
+    ``"structured"`` (closed form per cohort block: balanced, no covariates, clusters nested in
+    cohorts) or ``"dense"``; ``"auto"`` picks the structured one when it applies. Cells the
+    dense engine cannot estimate are appended to ``failures``.
+    """
+    nested = _clusters_nested(wide.cluster[sel], k_idx[sel])
     use_structured = engine == "structured" or (
         engine == "auto" and x is None and wide.balanced and nested
     )
-    failures: list[tuple[int, str]] = []
-    sel = np.flatnonzero(in_sample)
     if use_structured:
         rows = _cohort_rows(
-            y[sel], wide.w[sel], k_idx[sel], wide.cluster[sel], glist.size, wide.units[sel]
+            y[sel], wide.w[sel], k_idx[sel], wide.cluster[sel], n_g, wide.units[sel]
         )
-        engine_obj: StructuredIF | DenseIF = StructuredIF(rows, cells)
-        n_clusters = rows.Z.shape[0]
-    else:
-        cl_codes, cl_keys = pd.factorize(wide.cluster[sel])
-        cl = cl_codes.astype(np.int64)
-        row_keys = wide.units[sel] if wide.n_clusters == wide.y.shape[0] else np.asarray(cl_keys)
-        engine_obj = DenseIF(
-            y[sel],
-            k_idx[sel],
-            wide.w[sel],
-            cl,
-            cells,
-            x[sel] if x is not None else None,
-            spec.est_method,
-            on_fail=lambda j, msg: failures.append((j, msg)),
-            keys=row_keys,
-        )
-        n_clusters = engine_obj.n_clusters
-    n_units = int(sel.size)
-    est = engine_obj.est
-    if failures:
-        shown = "; ".join(
-            f"(g={cells.group[j]:g}, t={cells.time[j]:g}): {m}" for j, m in failures[:5]
-        )
-        warnings.warn(
-            f"{len(failures)} ATT(g, t) cells could not be estimated and are NaN: {shown}",
-            CausalmemWarning,
-            stacklevel=3,
-        )
+        return StructuredIF(rows, cells), rows.Z.shape[0]
+    cl_codes, cl_keys = pd.factorize(wide.cluster[sel])
+    cl = cl_codes.astype(np.int64)
+    row_keys = wide.units[sel] if wide.n_clusters == wide.y.shape[0] else np.asarray(cl_keys)
+    dense = DenseIF(
+        y[sel],
+        k_idx[sel],
+        wide.w[sel],
+        cl,
+        cells,
+        x[sel] if x is not None else None,
+        spec.est_method,
+        on_fail=lambda j, msg: failures.append((j, msg)),
+        keys=row_keys,
+    )
+    return dense, dense.n_clusters
+
+
+def _inference(
+    spec: AttGtSpec,
+    engine: StructuredIF | DenseIF,
+    cells: CellLayout,
+    se_analytic: np.ndarray,
+    n_units: int,
+    n_clusters: int,
+) -> tuple[np.ndarray, Draws | None, float, str]:
+    """``(se, draws, crit, band)``: analytic and pointwise, or multiplier bootstrap."""
     draws = None
-    se = est.se.copy()
+    se = se_analytic.copy()
     crit = pointwise_crit(spec.alp)
     band = "pointwise"
     if spec.bstrap:
         rng = spec.rng()
-        zb, omega_b = engine_obj.bootstrap(spec.biters, rng)
+        zb, omega_b = engine.bootstrap(spec.biters, rng)
         summ = summarise_draws(zb, n_units=n_units, n_clusters=n_clusters, alp=spec.alp)
         se = summ.se
         se[cells.reference] = np.nan
         draws = Draws(cells=zb, omega=omega_b, n_clusters=n_clusters)
         if spec.cband and np.isfinite(summ.crit_val):
             crit, band = summ.crit_val, "uniform"
-    pg = np.bincount(k_idx[sel], weights=wide.w[sel], minlength=glist.size + 1)[:-1] / sel.size
-    return AttGtResult(
-        spec=spec,
-        cells=cells,
-        att=est.att,
-        se=se,
-        se_analytic=est.se,
-        n_treated=est.n_treated,
-        n_control=est.n_control,
-        crit_val=float(crit),
-        band=band,
-        se_method="bootstrap" if spec.bstrap else "analytic",
-        engine=engine_obj,
-        draws=draws,
-        pg_cohort=pg,
-        n_units=n_units,
-        n_clusters=n_clusters,
-        provenance=provenance(seed=spec.seed_repr()),
-    )
+    return se, draws, crit, band
 
 
 def _clusters_nested(cluster: np.ndarray, k_idx: np.ndarray) -> bool:

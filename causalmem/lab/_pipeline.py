@@ -1,9 +1,10 @@
 """Shared steps of the lab pipeline: corpus → tokenizer → split → grid → instances → scores.
 
-Used by :func:`causalmem.workflows.lab_demo.run_lab_demo` and :func:`causalmem.lab.ground_truth.ground_truth`
-so that both build their runs the same way (and reuse each other's folder layout: the tokenizer
-folder with its ``causalmem.json`` fingerprint, one scoring folder per run). Private: the heavy
-dependencies (``tokenizers``, ``torch``) are imported when a step runs.
+Used by :func:`causalmem.workflows.lab_demo.run_lab_demo` and
+:func:`causalmem.lab.ground_truth.ground_truth` so that both build their runs the same way (and
+reuse each other's folder layout: the tokenizer folder with its ``causalmem.json`` fingerprint,
+one scoring folder per run). Private: the heavy dependencies (``tokenizers``, ``torch``) are
+imported when a step runs.
 """
 
 from __future__ import annotations

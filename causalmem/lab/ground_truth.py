@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -51,6 +51,7 @@ from causalmem.results.base import provenance
 from lmecon.atomic import atomic_write_text
 
 if TYPE_CHECKING:
+    from causalmem.instances import Instances
     from causalmem.lab.config import LabConfig
     from causalmem.lab.train import LabData, TrainConfig, TrainedRun
     from causalmem.panel.panel import Panel
@@ -191,7 +192,7 @@ def event_path_truth(
         w = d["n"].to_numpy(np.float64) / d["n"].sum()
         rows.append(
             {
-                "event_period": int(e),
+                "event_period": int(cast("int", e)),
                 "estimate": float(w @ d[est].to_numpy()),
                 "std_error": float(np.sqrt(w**2 @ d[sec].to_numpy() ** 2)),
                 "n_cohorts": len(d),
@@ -280,14 +281,7 @@ def truth_from_scores(
     (truth, control_shift)
         See :class:`GroundTruth`.
     """
-    keys = ["unit", "step"]
-    if len(a) != len(b):
-        raise ValueError(f"runs A and B have {len(a)} and {len(b)} scored rows; score both alike.")
-    m = a[[*keys, "cohort", *outcomes]].merge(
-        b[[*keys, *outcomes]], on=keys, suffixes=("_a", "_b"), validate="one_to_one"
-    )
-    if len(m) != len(a):
-        raise ValueError("runs A and B were scored on different (unit, step) pairs.")
+    m = _merge_runs(a, b, outcomes)
     grid = np.unique(np.asarray(analysis_steps, dtype=np.int64))
     pos = {int(s): i for i, s in enumerate(grid)}
     sw = {int(g) for g in swapped_cohorts}
@@ -296,60 +290,89 @@ def truth_from_scores(
     for name, sign in zip(outcomes, signs, strict=True):
         diff = sign * (m[f"{name}_a"].to_numpy(np.float64) - m[f"{name}_b"].to_numpy(np.float64))
         d = pd.DataFrame({"group": m["cohort"].astype("float64"), "time": m["step"], "diff": diff})
-        g = d[~never].groupby(["group", "time"], sort=True)["diff"]
-        cell = g.agg(["mean", "std", "count"]).reset_index()
-        se = cell["std"].fillna(0.0).to_numpy() / np.sqrt(cell["count"].to_numpy())
-        est = cell["mean"].to_numpy()
-        z = norm.ppf(0.975)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            stat = np.where(se > 0, est / se, np.nan)
-        gi = cell["group"].astype(np.int64).to_numpy()
-        ti = cell["time"].astype(np.int64).to_numpy()
-        truth_parts.append(
-            pd.DataFrame(
-                {
-                    "term": [f"tau({x},{y})" for x, y in zip(gi, ti, strict=True)],
-                    "estimate": est,
-                    "std_error": se,
-                    "statistic": stat,
-                    "p_value": 2 * norm.sf(np.abs(stat)),
-                    "conf_low": est - z * se,
-                    "conf_high": est + z * se,
-                    "group": gi,
-                    "time": ti,
-                    "event_time": ti - gi,
-                    "event_period": [
-                        pos.get(int(y), -1) - pos.get(int(x), -1)
-                        for x, y in zip(gi, ti, strict=True)
-                    ],
-                    "post": ti >= gi,
-                    "n": cell["count"].to_numpy(np.int64),
-                    "swapped": [int(x) in sw for x in gi],
-                    "outcome": name,
-                }
-            )
-        )
-        c = d[never].groupby("time", sort=True)["diff"].agg(["mean", "std", "count"]).reset_index()
-        ctrl = pd.DataFrame(
-            {
-                "time": c["time"].astype(np.int64),
-                "estimate": c["mean"].astype(np.float64),
-                "std_error": c["std"].fillna(0.0) / np.sqrt(c["count"]),
-                "n": c["count"].astype(np.int64),
-                "outcome": name,
-            }
-        )
+        part = _cell_truth(d[~never], name, pos, sw)
+        ctrl = _control_shift(d[never], name)
+        truth_parts.append(_adjust(part, ctrl))
         ctrl_parts.append(ctrl)
-        part = truth_parts[-1]
-        shift = part["time"].map(ctrl.set_index("time")["estimate"]).fillna(0.0)
-        shift_se = part["time"].map(ctrl.set_index("time")["std_error"]).fillna(0.0)
-        part["control_shift"] = shift.to_numpy()
-        part["estimate_adjusted"] = part["estimate"].to_numpy() - shift.to_numpy()
-        part["std_error_adjusted"] = np.sqrt(part["std_error"] ** 2 + shift_se**2).to_numpy()
     return (
         pd.concat(truth_parts, ignore_index=True),
         pd.concat(ctrl_parts, ignore_index=True),
     )
+
+
+def _merge_runs(a: pd.DataFrame, b: pd.DataFrame, outcomes: Sequence[str]) -> pd.DataFrame:
+    """Join the scores of runs A and B on (unit, step); suffixes ``_a`` and ``_b``."""
+    keys = ["unit", "step"]
+    if len(a) != len(b):
+        raise ValueError(f"runs A and B have {len(a)} and {len(b)} scored rows; score both alike.")
+    m = a[[*keys, "cohort", *outcomes]].merge(
+        b[[*keys, *outcomes]], on=keys, suffixes=("_a", "_b"), validate="one_to_one"
+    )
+    if len(m) != len(a):
+        raise ValueError("runs A and B were scored on different (unit, step) pairs.")
+    return m
+
+
+def _cell_truth(d: pd.DataFrame, name: str, pos: dict[int, int], sw: set[int]) -> pd.DataFrame:
+    """Return τ(g, t) of one outcome: mean and SE over instances of the differences ``d``.
+
+    ``d`` holds the trained instances' ``group``, ``time`` and ``diff``; ``pos`` maps a
+    checkpoint to its position on the analysed grid, ``sw`` holds the swapped cohorts.
+    """
+    g = d.groupby(["group", "time"], sort=True)["diff"]
+    cell = g.agg(["mean", "std", "count"]).reset_index()
+    se = cell["std"].fillna(0.0).to_numpy() / np.sqrt(cell["count"].to_numpy())
+    est = cell["mean"].to_numpy()
+    z = norm.ppf(0.975)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        stat = np.where(se > 0, est / se, np.nan)
+    gi = cell["group"].astype(np.int64).to_numpy()
+    ti = cell["time"].astype(np.int64).to_numpy()
+    return pd.DataFrame(
+        {
+            "term": [f"tau({x},{y})" for x, y in zip(gi, ti, strict=True)],
+            "estimate": est,
+            "std_error": se,
+            "statistic": stat,
+            "p_value": 2 * norm.sf(np.abs(stat)),
+            "conf_low": est - z * se,
+            "conf_high": est + z * se,
+            "group": gi,
+            "time": ti,
+            "event_time": ti - gi,
+            "event_period": [
+                pos.get(int(y), -1) - pos.get(int(x), -1) for x, y in zip(gi, ti, strict=True)
+            ],
+            "post": ti >= gi,
+            "n": cell["count"].to_numpy(np.int64),
+            "swapped": [int(x) in sw for x in gi],
+            "outcome": name,
+        }
+    )
+
+
+def _control_shift(d: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Return the mean difference of never-trained instances per checkpoint (one outcome)."""
+    c = d.groupby("time", sort=True)["diff"].agg(["mean", "std", "count"]).reset_index()
+    return pd.DataFrame(
+        {
+            "time": c["time"].astype(np.int64),
+            "estimate": c["mean"].astype(np.float64),
+            "std_error": c["std"].fillna(0.0) / np.sqrt(c["count"]),
+            "n": c["count"].astype(np.int64),
+            "outcome": name,
+        }
+    )
+
+
+def _adjust(part: pd.DataFrame, ctrl: pd.DataFrame) -> pd.DataFrame:
+    """Add ``control_shift``, ``estimate_adjusted`` and ``std_error_adjusted`` to ``part``."""
+    shift = part["time"].map(ctrl.set_index("time")["estimate"]).fillna(0.0)
+    shift_se = part["time"].map(ctrl.set_index("time")["std_error"]).fillna(0.0)
+    part["control_shift"] = shift.to_numpy()
+    part["estimate_adjusted"] = part["estimate"].to_numpy() - shift.to_numpy()
+    part["std_error_adjusted"] = np.sqrt((part["std_error"] ** 2 + shift_se**2).to_numpy())
+    return part
 
 
 # ----------------------------------------------------------------------------- the lab parts
@@ -436,7 +459,7 @@ def ground_truth(
     out_dir
         Folder for both runs (created; a rerun reuses finished training and scoring).
     cfg
-        Lab settings (default :class:`~causalmem.workflows.lab_demo.LabConfig`); ``seed`` is the
+        Lab settings (default :class:`~causalmem.lab.config.LabConfig`); ``seed`` is the
         data-order and sampling seed, ``model_seed`` the initialisation seed of both runs.
     swap_cohorts
         Cohorts whose sampled instances are replaced in run B (default: every sampled
@@ -468,10 +491,60 @@ def ground_truth(
     >>> gt.tidy()[["group", "time", "estimate", "std_error"]]  # doctest: +SKIP
     """
     from causalmem.lab.config import LabConfig
-    from causalmem.lab.train import train
-    from causalmem.scoring.metrics import MEMORISATION_SIGN, METRICS
+    from causalmem.scoring.metrics import MEMORISATION_SIGN
 
     cfg = cfg or LabConfig()
+    outs = _outcomes(cfg, outcomes)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    say = log or (lambda _m: None)
+    pair = _train_pair(cfg, out, swap_cohorts, timings, log=log, progress=progress)
+
+    t0 = time.perf_counter()
+    checks = _check_identical(pair.run_a, pair.run_b, pair.first_swap)
+    timings["checks"] = time.perf_counter() - t0
+    n_same = int(checks["identical"].sum())
+    say(
+        f"checks: {n_same} of {len(checks)} checkpoints identical, all before step "
+        f"{pair.first_swap}"
+    )
+
+    t0 = time.perf_counter()
+    _, _, instances = _pipeline.lab_instances(pair.run_a, pair.sample, cfg)
+    panel_a, panel_b = [
+        _pipeline.score_run(
+            run, pair.steps, instances, out / f"scores_{name}", cfg, progress=progress
+        )
+        for run, name in ((pair.run_a, "A"), (pair.run_b, "B"))
+    ]
+    timings["scoring"] = time.perf_counter() - t0
+    signs = [int(MEMORISATION_SIGN[o]) for o in outs]
+    truth, ctrl = truth_from_scores(
+        panel_a.frame, panel_b.frame, outs, signs, pair.steps, pair.chosen
+    )
+    prov = _provenance(cfg, out, pair, instances, checks, timings)
+    body = {**prov, "swapped": pair.swapped.to_dict("list"), "checks": checks.to_dict("list")}
+    atomic_write_text(out / "ground_truth.json", json.dumps(body, indent=1, default=str))
+    return GroundTruth(
+        truth=truth,
+        control_shift=ctrl,
+        panel=panel_a,
+        counterfactual=panel_b,
+        swapped=pair.swapped,
+        checks=checks,
+        first_swap_step=pair.first_swap,
+        analysis_steps=tuple(int(s) for s in pair.steps),
+        outcome=cfg.outcome,
+        sign=int(MEMORISATION_SIGN[cfg.outcome]),
+        provenance=prov,
+    )
+
+
+def _outcomes(cfg: LabConfig, outcomes: Sequence[str] | None) -> tuple[str, ...]:
+    """Validate the headline and requested outcomes; return them, the headline one included."""
+    from causalmem.scoring.metrics import MEMORISATION_SIGN, METRICS
+
     if cfg.outcome not in MEMORISATION_SIGN:
         raise ValueError(f"outcome={cfg.outcome!r}; use one of {sorted(MEMORISATION_SIGN)}.")
     outs = tuple(outcomes) if outcomes is not None else METRICS
@@ -480,10 +553,50 @@ def ground_truth(
         raise ValueError(f"outcomes {unknown} are not scored; use some of {list(METRICS)}.")
     if cfg.outcome not in outs:
         outs = (cfg.outcome, *outs)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-    say = log or (lambda _m: None)
+    return outs
+
+
+@dataclass(frozen=True, eq=False)
+class _Pair:
+    """The paired runs A and B, their inputs, the analysed grid and the swapped sample."""
+
+    tcfg: TrainConfig
+    vocab: int
+    corpus: dict[str, Any]
+    data_a: LabData
+    data_b: LabData
+    run_a: TrainedRun
+    run_b: TrainedRun
+    steps: npt.NDArray[np.int64]
+    sample: pd.DataFrame
+    chosen: list[int]
+    swapped: pd.DataFrame
+    first_swap: int | None
+
+
+def _choose_swaps(
+    sample: pd.DataFrame, swap_cohorts: Sequence[int] | None
+) -> tuple[list[int], pd.DataFrame]:
+    """Return the cohorts to swap (checked against the sample) and their sampled instances."""
+    cohorts = sorted(int(g) for g in sample["cohort"].unique())
+    chosen = cohorts if swap_cohorts is None else sorted(int(g) for g in swap_cohorts)
+    bad = sorted(set(chosen) - set(cohorts))
+    if bad:
+        raise ValueError(f"swap_cohorts {bad} are not sampled cohorts; choose from {cohorts}.")
+    return chosen, sample[sample["cohort"].isin(chosen)].reset_index(drop=True)
+
+
+def _train_pair(
+    cfg: LabConfig,
+    out: Path,
+    swap_cohorts: Sequence[int] | None,
+    timings: dict[str, float],
+    *,
+    log: Log | None,
+    progress: bool,
+) -> _Pair:
+    """Prepare the data, train run A, swap the chosen cohorts' instances and train run B."""
+    from causalmem.lab.train import train
 
     t0 = time.perf_counter()
     data_a, tcfg, vocab, corpus_prov = _lab_inputs(cfg, out, log)
@@ -494,77 +607,67 @@ def ground_truth(
     run_a = train(data_a, tcfg, out / "A", vocab_size=vocab, progress=progress, log=log)
     steps = _pipeline.analysis_steps(run_a, cfg)
     sample = _pipeline.sample_instances(steps, cfg)
-    cohorts = sorted(int(g) for g in sample["cohort"].unique())
-    chosen = cohorts if swap_cohorts is None else sorted(int(g) for g in swap_cohorts)
-    bad = sorted(set(chosen) - set(cohorts))
-    if bad:
-        raise ValueError(f"swap_cohorts {bad} are not sampled cohorts; choose from {cohorts}.")
-    swapped = sample[sample["cohort"].isin(chosen)].reset_index(drop=True)
+    chosen, swapped = _choose_swaps(sample, swap_cohorts)
     data_b, rows = swap_instances(data_a, swapped["seq_idx"].to_numpy())
     swapped["reserve_row"] = rows
     first_swap = int(swapped["step"].min()) if len(swapped) else None
-    say(
-        f"ground truth: swapping {len(swapped):,} instances of {len(chosen)} cohorts "
-        f"(first swapped batch at step {first_swap})"
-    )
+    if log:
+        log(
+            f"ground truth: swapping {len(swapped):,} instances of {len(chosen)} cohorts "
+            f"(first swapped batch at step {first_swap})"
+        )
     run_b = train(data_b, tcfg, out / "B", vocab_size=vocab, progress=progress, log=log)
     timings["training"] = time.perf_counter() - t0
+    return _Pair(
+        tcfg,
+        vocab,
+        corpus_prov,
+        data_a,
+        data_b,
+        run_a,
+        run_b,
+        steps,
+        sample,
+        chosen,
+        swapped,
+        first_swap,
+    )
 
-    t0 = time.perf_counter()
-    checks = _check_identical(run_a, run_b, first_swap)
-    timings["checks"] = time.perf_counter() - t0
-    n_same = int(checks["identical"].sum())
-    say(f"checks: {n_same} of {len(checks)} checkpoints identical, all before step {first_swap}")
 
-    t0 = time.perf_counter()
-    _, _, instances = _pipeline.lab_instances(run_a, sample, cfg)
-    panel_a, panel_b = [
-        _pipeline.score_run(run, steps, instances, out / f"scores_{name}", cfg, progress=progress)
-        for run, name in ((run_a, "A"), (run_b, "B"))
-    ]
-    timings["scoring"] = time.perf_counter() - t0
-    signs = [int(MEMORISATION_SIGN[o]) for o in outs]
-    truth, ctrl = truth_from_scores(panel_a.frame, panel_b.frame, outs, signs, steps, chosen)
-    prov = dict(
+def _provenance(
+    cfg: LabConfig,
+    out: Path,
+    pair: _Pair,
+    instances: Instances,
+    checks: pd.DataFrame,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    """Return the provenance of a ground truth (configs, fingerprints, seeds, swaps, checks)."""
+    return dict(
         provenance(
             method="counterfactual retraining (paired lab runs, treated instances swapped)",
             out_dir=str(out),
             run_dir_a=str(out / "A"),
             run_dir_b=str(out / "B"),
             lab_config=asdict(cfg),
-            train_config=asdict(tcfg),
-            vocab_size=vocab,
-            corpus=corpus_prov,
-            data_fingerprint_a=data_a.fingerprint(),
-            data_fingerprint_b=data_b.fingerprint(),
+            train_config=asdict(pair.tcfg),
+            vocab_size=pair.vocab,
+            corpus=pair.corpus,
+            data_fingerprint_a=pair.data_a.fingerprint(),
+            data_fingerprint_b=pair.data_b.fingerprint(),
             run_fingerprint_a=json.loads((out / "A" / "run.json").read_text())["fingerprint"],
             run_fingerprint_b=json.loads((out / "B" / "run.json").read_text())["fingerprint"],
             instances_fingerprint=instances.fingerprint(),
             data_seed=cfg.seed,
             sampling_seed=cfg.seed,
             model_seed=cfg.model_seed,
-            swap_cohorts=chosen,
-            n_swapped=len(swapped),
-            first_swap_step=first_swap,
+            swap_cohorts=pair.chosen,
+            n_swapped=len(pair.swapped),
+            first_swap_step=pair.first_swap,
             identical_checkpoints=checks.loc[checks["identical"], "step"].tolist(),
-            analysis_steps=[int(s) for s in steps],
+            analysis_steps=[int(s) for s in pair.steps],
             timings_s=timings,
         )
-    )
-    body = {**prov, "swapped": swapped.to_dict("list"), "checks": checks.to_dict("list")}
-    atomic_write_text(out / "ground_truth.json", json.dumps(body, indent=1, default=str))
-    return GroundTruth(
-        truth=truth,
-        control_shift=ctrl,
-        panel=panel_a,
-        counterfactual=panel_b,
-        swapped=swapped,
-        checks=checks,
-        first_swap_step=first_swap,
-        analysis_steps=tuple(int(s) for s in steps),
-        outcome=cfg.outcome,
-        sign=int(MEMORISATION_SIGN[cfg.outcome]),
-        provenance=prov,
     )
 
 

@@ -439,6 +439,38 @@ def _fingerprint(cfg: TrainConfig, vocab_size: int, data_fp: str) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+@dataclass
+class _Loop:
+    """State of one training call: where it writes, what it trains, how far it got."""
+
+    root: Path
+    cfg: TrainConfig
+    vocab_size: int
+    fp: str
+    grid: npt.NDArray[np.int64]
+    start: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    resumed_from: int | None = None
+
+    @property
+    def state_dir(self) -> Path:
+        """The latest optimiser state (``trainer_state/``, removed when the run finishes)."""
+        return self.root / "trainer_state"
+
+    def result(self, seconds: float, upto: int | None = None) -> TrainedRun:
+        """Return the run's :class:`TrainedRun` (checkpoints up to step ``upto``, default all)."""
+        steps = tuple(int(s) for s in self.grid if upto is None or s <= upto)
+        return TrainedRun(
+            self.root,
+            self.cfg,
+            self.vocab_size,
+            steps,
+            pd.DataFrame(self.history),
+            seconds,
+            self.resumed_from,
+        )
+
+
 def train(
     data: LabData,
     cfg: TrainConfig,
@@ -477,8 +509,6 @@ def train(
     -------
     TrainedRun
     """
-    import torch
-
     from causalmem.scoring.runner import torch_settings
 
     root = Path(run_dir)
@@ -486,124 +516,166 @@ def train(
     (root / "checkpoints").mkdir(exist_ok=True)
     fp = _fingerprint(cfg, vocab_size, data.fingerprint())
     grid = lab_checkpoint_steps(cfg.steps, cfg.checkpoint_every, cfg.log_spaced_until)
-    run_json = root / "run.json"
-    state_dir = root / "trainer_state"
-    if run_json.exists():
-        done = json.loads(run_json.read_text())
-        if done.get("fingerprint") != fp:
-            raise ValueError(
-                f"{root} holds a different lab run (config or data changed); use a new folder."
-            )
-        if not resume:
-            raise FileExistsError(f"{root} already holds a finished run (resume=False).")
-        return TrainedRun(
-            root,
-            cfg,
-            vocab_size,
-            tuple(int(s) for s in grid),
-            pd.DataFrame(done["history"]),
-            float(done.get("seconds", 0.0)),
-            resumed_from=cfg.steps,
-        )
-    for stale in [*(root / "checkpoints").glob(".*.tmp"), *root.glob(".trainer_state.*.tmp")]:
-        shutil.rmtree(stale, ignore_errors=True)  # left by a run killed mid-write
-    write_data(data, root)
-    order = MMapIndexedDataset(root / "data" / "train")
-    if len(order) != cfg.n_train_sequences:
-        raise ValueError("the stored order does not match the config (steps × batch_size).")
+    loop = _Loop(root, cfg, vocab_size, fp, grid)
+    finished = _finished_run(loop, resume=resume)
+    if finished is not None:
+        return finished
+    order = _store_order(data, loop)
 
     t0 = time.perf_counter()
     with torch_settings(cfg.num_threads):
         model = init_model(cfg, vocab_size)
         opt = _optimizer(model, cfg)
-        start = 0
-        history: list[dict[str, float]] = []
-        resumed_from: int | None = None
-        if resume and (state_dir / "state.json").exists():
-            meta = json.loads((state_dir / "state.json").read_text())
-            if meta.get("fingerprint") != fp:
-                raise ValueError(f"{state_dir} belongs to a different run; use a new folder.")
-            from transformers import GPTNeoXForCausalLM
-
-            from causalmem.scoring.checkpoints import quiet_transformers
-
-            s = int(meta["step"])
-            with quiet_transformers():
-                saved = GPTNeoXForCausalLM.from_pretrained(
-                    root / "checkpoints" / f"step{s}", dtype=torch.float32
-                )
-            # from_pretrained maps the stored names (e.g. embed_out -> lm_head); copy exactly.
-            model.load_state_dict(saved.state_dict(), strict=True)
-            del saved
-            start, history = _load_optimizer(opt, state_dir)
-            resumed_from = start
-            if log:
-                log(f"resuming training from step {start}")
-        elif not resume and any((root / "checkpoints").iterdir()):
-            raise FileExistsError(f"{root} already holds checkpoints (resume=False).")
+        _restore(model, opt, loop, resume=resume, log=log)
         model.train()
-        if start == 0:
+        if loop.start == 0:
             _save_checkpoint(model, root, 0)
-            _save_optimizer(opt, 0, history, fp, state_dir)
-        ckpt_set = {int(s) for s in grid}
-        bs = cfg.batch_size
-        from rich.progress import Progress
+            _save_optimizer(opt, 0, loop.history, fp, loop.state_dir)
+        stopped = _run_steps(
+            model, opt, order, loop, stop_after=stop_after, progress=progress, log=log
+        )
+    if stopped is not None:
+        return loop.result(time.perf_counter() - t0, upto=stopped)
+    return _finish(loop, data, time.perf_counter() - t0)
 
-        with Progress(disable=not progress, transient=True) as bar:
-            task = bar.add_task("training", total=cfg.steps, completed=start)
-            for step in range(start + 1, cfg.steps + 1):
-                rows = np.stack([order[i] for i in range((step - 1) * bs, step * bs)])
-                batch = torch.from_numpy(rows.astype(np.int64))
-                lr = float(lr_at(step, cfg))
-                for group in opt.param_groups:
-                    group["lr"] = lr
-                logits = model(input_ids=batch).logits
-                loss = torch.nn.functional.cross_entropy(
-                    logits[:, :-1].reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1)
-                )
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                history.append({"step": step, "loss": float(loss.detach()), "lr": lr})
-                bar.advance(task)
-                if step in ckpt_set:
-                    _save_checkpoint(model, root, step)
-                    _save_optimizer(opt, step, history, fp, state_dir)
-                    if log and (step == cfg.steps or step % (cfg.checkpoint_every * 4) == 0):
-                        log(f"step {step}: loss {history[-1]['loss']:.3f}, lr {lr:.2e}")
-                    if stop_after is not None and step >= stop_after and step < cfg.steps:
-                        return TrainedRun(
-                            root,
-                            cfg,
-                            vocab_size,
-                            tuple(int(s) for s in grid if s <= step),
-                            pd.DataFrame(history),
-                            time.perf_counter() - t0,
-                            resumed_from,
-                        )
-    seconds = time.perf_counter() - t0
+
+def _finished_run(loop: _Loop, *, resume: bool) -> TrainedRun | None:
+    """Return the finished run stored in ``loop.root`` (None if there is none)."""
+    run_json = loop.root / "run.json"
+    if not run_json.exists():
+        return None
+    done = json.loads(run_json.read_text())
+    if done.get("fingerprint") != loop.fp:
+        raise ValueError(
+            f"{loop.root} holds a different lab run (config or data changed); use a new folder."
+        )
+    if not resume:
+        raise FileExistsError(f"{loop.root} already holds a finished run (resume=False).")
+    return TrainedRun(
+        loop.root,
+        loop.cfg,
+        loop.vocab_size,
+        tuple(int(s) for s in loop.grid),
+        pd.DataFrame(done["history"]),
+        float(done.get("seconds", 0.0)),
+        resumed_from=loop.cfg.steps,
+    )
+
+
+def _store_order(data: LabData, loop: _Loop) -> MMapIndexedDataset:
+    """Clear files of a run killed mid-write, store ``data`` and open the recorded order."""
+    root = loop.root
+    for stale in [*(root / "checkpoints").glob(".*.tmp"), *root.glob(".trainer_state.*.tmp")]:
+        shutil.rmtree(stale, ignore_errors=True)  # left by a run killed mid-write
+    write_data(data, root)
+    order = MMapIndexedDataset(root / "data" / "train")
+    if len(order) != loop.cfg.n_train_sequences:
+        raise ValueError("the stored order does not match the config (steps × batch_size).")
+    return order
+
+
+def _restore(model: Any, opt: Any, loop: _Loop, *, resume: bool, log: Log | None) -> None:
+    """Resume ``model`` and ``opt`` from the saved trainer state, if any (sets ``loop.start``)."""
+    state_dir, checkpoints = loop.state_dir, loop.root / "checkpoints"
+    if resume and (state_dir / "state.json").exists():
+        meta = json.loads((state_dir / "state.json").read_text())
+        if meta.get("fingerprint") != loop.fp:
+            raise ValueError(f"{state_dir} belongs to a different run; use a new folder.")
+        _load_weights(model, checkpoints / f"step{int(meta['step'])}")
+        loop.start, loop.history = _load_optimizer(opt, state_dir)
+        loop.resumed_from = loop.start
+        if log:
+            log(f"resuming training from step {loop.start}")
+    elif not resume and any(checkpoints.iterdir()):
+        raise FileExistsError(f"{loop.root} already holds checkpoints (resume=False).")
+
+
+def _load_weights(model: Any, checkpoint: Path) -> None:
+    """Copy the weights saved in ``checkpoint`` into ``model`` exactly."""
+    import torch
+    from transformers import GPTNeoXForCausalLM
+
+    from causalmem.scoring.checkpoints import quiet_transformers
+
+    with quiet_transformers():
+        saved = GPTNeoXForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
+    # from_pretrained maps the stored names (e.g. embed_out -> lm_head); copy exactly.
+    model.load_state_dict(saved.state_dict(), strict=True)
+    del saved
+
+
+def _train_step(
+    model: Any, opt: Any, order: MMapIndexedDataset, step: int, cfg: TrainConfig
+) -> dict[str, float]:
+    """Take optimizer step ``step`` on its batch of the recorded order; return its history row."""
+    import torch
+
+    bs = cfg.batch_size
+    rows = np.stack([order[i] for i in range((step - 1) * bs, step * bs)])
+    batch = torch.from_numpy(rows.astype(np.int64))
+    lr = float(lr_at(step, cfg))
+    for group in opt.param_groups:
+        group["lr"] = lr
+    logits = model(input_ids=batch).logits
+    loss = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1)
+    )
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return {"step": step, "loss": float(loss.detach()), "lr": lr}
+
+
+def _run_steps(
+    model: Any,
+    opt: Any,
+    order: MMapIndexedDataset,
+    loop: _Loop,
+    *,
+    stop_after: int | None,
+    progress: bool,
+    log: Log | None,
+) -> int | None:
+    """Train from ``loop.start`` to the last step, saving checkpoints on the grid.
+
+    Returns the step it stopped at (``stop_after``), or None when the run is complete.
+    """
+    from rich.progress import Progress
+
+    cfg, history = loop.cfg, loop.history
+    ckpt_set = {int(s) for s in loop.grid}
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("training", total=cfg.steps, completed=loop.start)
+        for step in range(loop.start + 1, cfg.steps + 1):
+            history.append(_train_step(model, opt, order, step, cfg))
+            bar.advance(task)
+            if step not in ckpt_set:
+                continue
+            _save_checkpoint(model, loop.root, step)
+            _save_optimizer(opt, step, history, loop.fp, loop.state_dir)
+            if log and (step == cfg.steps or step % (cfg.checkpoint_every * 4) == 0):
+                log(f"step {step}: loss {history[-1]['loss']:.3f}, lr {history[-1]['lr']:.2e}")
+            if stop_after is not None and step >= stop_after and step < cfg.steps:
+                return step
+    return None
+
+
+def _finish(loop: _Loop, data: LabData, seconds: float) -> TrainedRun:
+    """Write ``run.json``, drop the trainer state and return the finished run."""
     body = {
-        "fingerprint": fp,
-        "config": asdict(cfg),
-        "vocab_size": vocab_size,
-        "checkpoint_steps": [int(s) for s in grid],
+        "fingerprint": loop.fp,
+        "config": asdict(loop.cfg),
+        "vocab_size": loop.vocab_size,
+        "checkpoint_steps": [int(s) for s in loop.grid],
         "data": data.provenance,
         "seconds": seconds,
-        "resumed_from": resumed_from,
-        "history": history,
+        "resumed_from": loop.resumed_from,
+        "history": loop.history,
     }
-    _atomic_bytes(json.dumps(body, indent=1).encode(), run_json)
-    shutil.rmtree(state_dir, ignore_errors=True)
-    return TrainedRun(
-        root,
-        cfg,
-        vocab_size,
-        tuple(int(s) for s in grid),
-        pd.DataFrame(history),
-        seconds,
-        resumed_from,
-    )
+    _atomic_bytes(json.dumps(body, indent=1).encode(), loop.root / "run.json")
+    shutil.rmtree(loop.state_dir, ignore_errors=True)
+    return loop.result(seconds)
 
 
 def _save_checkpoint(model: Any, root: Path, step: int) -> None:

@@ -36,24 +36,27 @@ excluded; the cut-off is a parameter.
 
 from __future__ import annotations
 
-from typing import Any, Literal, overload
+from collections.abc import Mapping
+from typing import Any, overload
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from causalmem._types import check_literal
+from causalmem._types import BeyondCutoff, check_literal
 
 __all__ = [
     "PAPER_EPOCH_CUTOFF",
     "PYTHIA_BATCH_SIZE",
     "PYTHIA_MACRO_BATCH",
+    "PYTHIA_MAX_LR",
     "PYTHIA_SEQ_LEN",
     "PYTHIA_TOTAL_STEPS",
     "BeyondCutoff",
     "batch_to_step",
     "deduped_epoch_boundary",
     "pythia_checkpoint_steps",
+    "pythia_lr_schedule",
     "sequence_to_batch",
     "sequence_to_cohort",
     "step_to_cohort",
@@ -69,8 +72,6 @@ PYTHIA_SEQ_LEN = 2049
 """Tokens per training sequence (2 048 predicted tokens + 1)."""
 PAPER_EPOCH_CUTOFF = 95_000
 """Last step of the first epoch as used by the paper and the reference repo (``--remove_dups``)."""
-
-BeyondCutoff = Literal["raise", "na"]
 
 
 def _nonneg_int(values: Any, name: str) -> tuple[npt.NDArray[np.int64], bool]:
@@ -347,3 +348,58 @@ def deduped_epoch_boundary(
     if tokens <= 0 or seq_len <= 0 or batch_size <= 0:
         raise ValueError("tokens, seq_len and batch_size must be positive.")
     return float(tokens) / (seq_len * batch_size)
+
+
+#: Pythia's peak learning rates by model size (pythia README; memorisation.md 1A.2).
+PYTHIA_MAX_LR: Mapping[str, float] = {
+    "70m": 1e-3,
+    "160m": 6e-4,
+    "410m": 3e-4,
+    "1.4b": 2e-4,
+    "2.8b": 1.6e-4,
+    "6.9b": 1.2e-4,
+    "12b": 1.2e-4,
+}
+
+
+def pythia_lr_schedule(
+    max_lr: float,
+    total_steps: int = PYTHIA_TOTAL_STEPS,
+    warmup_frac: float = 0.01,
+    min_lr_ratio: float = 0.1,
+    *,
+    every: int | None = None,
+) -> pd.DataFrame:
+    """Pythia's learning-rate schedule: linear warm-up, then cosine decay to ``min_lr_ratio``.
+
+    Parameters
+    ----------
+    max_lr
+        Peak learning rate of the model (e.g. :data:`PYTHIA_MAX_LR`).
+    total_steps, warmup_frac, min_lr_ratio
+        Pythia: 143,000 steps, 1% warm-up, floor at 0.1 x max (pitfall 13: the reference repo's
+        overlay used 1e-3 for every size).
+    every
+        Step spacing of the returned grid (the last step is always included); default about
+        1,430 points (every 100 steps for Pythia).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``step``, ``lr``.
+
+    Examples
+    --------
+    >>> s = pythia_lr_schedule(1e-3, total_steps=1000, every=10)
+    >>> float(s.lr.max()), round(float(s.lr.iloc[-1]), 6)
+    (0.001, 0.0001)
+    """
+    if max_lr <= 0 or total_steps < 1:
+        raise ValueError("need max_lr > 0 and total_steps >= 1.")
+    every = max(total_steps // 1430, 1) if every is None else int(every)
+    steps = np.unique(np.append(np.arange(every, total_steps + 1, every), total_steps))
+    w = max(int(round(warmup_frac * total_steps)), 1)
+    prog = np.clip((steps - w) / max(total_steps - w, 1), 0.0, 1.0)
+    cos = max_lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + np.cos(np.pi * prog)))
+    lr = np.where(steps < w, max_lr * steps / w, cos)
+    return pd.DataFrame({"step": steps.astype(np.int64), "lr": lr})

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -42,10 +43,34 @@ import pandas as pd
 from causalmem._types import as_name_tuple
 from causalmem.errors import CohortError, PanelSchemaError
 
-__all__ = ["SCHEMA_VERSION", "PanelSchema", "normalise_cohort"]
+__all__ = ["METRIC_SIGNS", "SCHEMA_VERSION", "PanelSchema", "metric_sign", "normalise_cohort"]
 
 SCHEMA_VERSION = "1"
 """Version of the long-panel schema; stored with every persisted panel."""
+
+METRIC_SIGNS: Mapping[str, int] = MappingProxyType(
+    {
+        "sup": -1,
+        "surprisal": -1,
+        "nll": -1,
+        "loss": -1,
+        "entr": -1,
+        "entropy": -1,
+        "rank": -1,
+        "acc": +1,
+        "accuracy": +1,
+        "logprob": +1,
+        "log_prob": +1,
+        "loglik": +1,
+    }
+)
+"""Sign that turns an ATT on an outcome into memorisation, by substring of the outcome's name.
+
+``-1``: lower is memorised (surprisal, loss, entropy, rank); ``+1``: higher is memorised
+(accuracy, log-probability). The single table of the distribution: :func:`metric_sign` reads
+it, and so do :data:`causalmem.analysis.profile.METRIC_SIGNS` and
+:data:`causalmem.scoring.metrics.MEMORISATION_SIGN` (its values for the scored metrics).
+"""
 
 _MAX_SHOW = 5
 _NUMERIC_OBJECT_KINDS = frozenset(
@@ -60,6 +85,41 @@ def _show(values: Iterable[Any], n: int | None = None) -> str:
     head = ", ".join(repr(v.item() if isinstance(v, np.generic) else v) for v in items[:_MAX_SHOW])
     more = ", ..." if total > _MAX_SHOW else ""
     return f"[{head}{more}] ({total} in total)"
+
+
+def metric_sign(metric: str) -> int:
+    """Sign turning an ATT on ``metric`` into memorisation (-1 surprisal/entropy/rank, +1 accuracy).
+
+    Parameters
+    ----------
+    metric
+        Outcome column name; matched case-insensitively against the substrings of
+        :data:`METRIC_SIGNS`.
+
+    Returns
+    -------
+    int
+        ``-1`` or ``+1``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown metric (or one whose substrings disagree): pass ``sign=`` explicitly then.
+
+    Examples
+    --------
+    >>> metric_sign("sup_seq"), metric_sign("acc_seq"), metric_sign("avg_rank")
+    (-1, 1, -1)
+    """
+    name = metric.lower()
+    hits = {s for key, s in METRIC_SIGNS.items() if key in name}
+    if len(hits) != 1:
+        raise ValueError(
+            f"Cannot tell whether memorisation is +ATT or -ATT for the metric {metric!r}; pass "
+            "sign=-1 (lower is memorised: surprisal, entropy, rank) or sign=+1 (higher is "
+            "memorised: accuracy, log-probability)."
+        )
+    return hits.pop()
 
 
 def normalise_cohort(values: pd.Series, column: str) -> pd.Series:
@@ -101,36 +161,49 @@ def normalise_cohort(values: pd.Series, column: str) -> pd.Series:
     if pd.api.types.is_bool_dtype(dtype):
         raise CohortError(f"Cohort column {column!r} is boolean; it must hold steps. {fix}")
     if pd.api.types.is_object_dtype(dtype):
-        kind = pd.api.types.infer_dtype(values, skipna=True)
-        if kind not in _NUMERIC_OBJECT_KINDS:
-            coerced = pd.to_numeric(values, errors="coerce")
-            bad = values[coerced.isna() & values.notna()]
-            if bad.empty:  # e.g. booleans mixed with numbers
-                bad = values[values.map(lambda v: isinstance(v, bool | np.bool_))]
-            raise CohortError(
-                f"Cohort column {column!r} holds non-numeric values {_show(bad.unique())} "
-                f"(inferred type {kind!r}). {fix}"
-            )
-        values = pd.to_numeric(values)
+        values = _numeric_object_cohort(values, column, fix)
         dtype = values.dtype
     elif not pd.api.types.is_numeric_dtype(dtype) or dtype.kind == "c":
         raise CohortError(f"Cohort column {column!r} has non-numeric dtype {dtype}. {fix}")
-
     if pd.api.types.is_integer_dtype(dtype):
-        missing = values.isna().to_numpy()
-        ints = values.to_numpy(dtype=np.int64, na_value=0)
-        negative = ~missing & (ints < 0)
-        if negative.any():
-            raise CohortError(
-                f"Cohort column {column!r} has negative values {_show(np.unique(ints[negative]))}"
-                f" in {int(negative.sum())} rows. {fix}"
-            )
-        return pd.Series(
-            pd.arrays.IntegerArray(ints, missing.copy()),
-            index=values.index,
-            name=values.name,
-        )
+        return _integer_cohort(values, column, fix)
+    return _float_cohort(values, column, fix)
 
+
+def _numeric_object_cohort(values: pd.Series, column: str, fix: str) -> pd.Series:
+    """Convert an object-dtype cohort column to numbers; raise on non-numeric values."""
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    if kind not in _NUMERIC_OBJECT_KINDS:
+        coerced = pd.to_numeric(values, errors="coerce")
+        bad = values[coerced.isna() & values.notna()]
+        if bad.empty:  # e.g. booleans mixed with numbers
+            bad = values[values.map(lambda v: isinstance(v, bool | np.bool_))]
+        raise CohortError(
+            f"Cohort column {column!r} holds non-numeric values {_show(bad.unique())} "
+            f"(inferred type {kind!r}). {fix}"
+        )
+    return pd.to_numeric(values)
+
+
+def _integer_cohort(values: pd.Series, column: str, fix: str) -> pd.Series:
+    """Normalise an integer-dtype cohort column (NA = never treated; no negatives)."""
+    missing = values.isna().to_numpy()
+    ints = values.to_numpy(dtype=np.int64, na_value=0)
+    negative = ~missing & (ints < 0)
+    if negative.any():
+        raise CohortError(
+            f"Cohort column {column!r} has negative values {_show(np.unique(ints[negative]))}"
+            f" in {int(negative.sum())} rows. {fix}"
+        )
+    return pd.Series(
+        pd.arrays.IntegerArray(ints, missing.copy()),
+        index=values.index,
+        name=values.name,
+    )
+
+
+def _float_cohort(values: pd.Series, column: str, fix: str) -> pd.Series:
+    """Normalise a float-dtype cohort column (NaN/+inf = never treated; integer-valued)."""
     floats = values.to_numpy(dtype=np.float64, na_value=np.nan)
     never = np.isnan(floats) | (floats == np.inf)
     finite = np.where(never, 0.0, floats)

@@ -123,6 +123,104 @@ def _int_grid(values: Any, name: str) -> npt.NDArray[np.int64]:
     return arr.astype(np.int64)
 
 
+def _check_design(
+    steps: Sequence[int],
+    cohorts: Sequence[int],
+    units_per_cohort: int | Sequence[int],
+    n_never: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Check the step grid, the cohorts and the cohort sizes; return them as int64 arrays."""
+    step_grid = _int_grid(steps, "steps")
+    if step_grid.size < 2 or (np.diff(step_grid) <= 0).any() or step_grid[0] < 0:
+        raise ValueError(
+            f"steps must be at least two strictly increasing non-negative integers; got "
+            f"{step_grid.tolist()}."
+        )
+    g_grid = _int_grid(cohorts, "cohorts")
+    if np.unique(g_grid).size != g_grid.size:
+        raise ValueError(f"cohorts must be distinct; got {g_grid.tolist()}.")
+    g_grid = np.sort(g_grid)
+    bad = g_grid[~np.isin(g_grid, step_grid) | (g_grid <= step_grid[0])]
+    if bad.size:
+        raise ValueError(
+            f"cohorts {bad.tolist()} are not steps after the first step {int(step_grid[0])}; "
+            f"every cohort must be one of {step_grid.tolist()[1:]}."
+        )
+    n_g = g_grid.size
+    sizes = np.asarray(units_per_cohort)
+    if sizes.ndim > 1 or (sizes.ndim == 1 and sizes.size != n_g) or sizes.dtype.kind not in "iu":
+        raise ValueError(
+            f"units_per_cohort must be an integer or one integer per cohort ({n_g}); got "
+            f"{units_per_cohort!r}."
+        )
+    sizes = np.broadcast_to(sizes, (n_g,)).astype(np.int64)
+    if (sizes < 0).any() or n_never < 0 or sizes.sum() + n_never == 0:
+        raise ValueError("units_per_cohort and n_never must be >= 0 with at least one unit.")
+    return step_grid, g_grid, sizes
+
+
+def _trend_values(
+    trend: Callable[[np.ndarray], Any] | Sequence[float] | None,
+    step_grid: npt.NDArray[np.int64],
+    pos: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
+    """Return the common time effect, one finite value per step."""
+    n_t = step_grid.size
+    if trend is None:
+        lam = -np.log1p(pos)
+    elif callable(trend):
+        lam = np.asarray(trend(step_grid.copy()), dtype=np.float64)
+    else:
+        lam = np.asarray(trend, dtype=np.float64)
+    if lam.shape != (n_t,) or not np.isfinite(lam).all():
+        raise ValueError(f"trend must give {n_t} finite values, one per step.")
+    return lam
+
+
+def _true_att(
+    att: AttFunction | None,
+    g_grid: npt.NDArray[np.int64],
+    step_grid: npt.NDArray[np.int64],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, npt.NDArray[np.float64]]:
+    """Return the cohort × step grids ``G``, ``T``, event times ``E`` and the true ATT ``tau``."""
+    n_t = step_grid.size
+    gpos = np.searchsorted(step_grid, g_grid)
+    G, T = np.meshgrid(g_grid, step_grid, indexing="ij")
+    E = np.arange(n_t)[None, :] - gpos[:, None]
+    tau = np.asarray((att or memorisation_att)(G, T, E), dtype=np.float64)
+    try:
+        tau = np.broadcast_to(tau, G.shape).copy()
+    except ValueError as exc:
+        raise ValueError(f"att must return one value per cell, shape {G.shape}.") from exc
+    post = E >= 0
+    tau = np.where(post, tau, 0.0)
+    if not np.isfinite(tau).all():
+        raise ValueError("att returned non-finite values.")
+    return G, T, E, tau
+
+
+def _drop_rows(
+    frame: pd.DataFrame,
+    rng: np.random.Generator,
+    n: int,
+    n_t: int,
+    unbalanced_fraction: float,
+) -> pd.DataFrame:
+    """Drop a share of rows at random, keeping at least one row of every unit."""
+    n_rows = n * n_t
+    protected = np.arange(n) * n_t + rng.integers(n_t, size=n)
+    candidates = np.setdiff1d(np.arange(n_rows), protected, assume_unique=True)
+    n_drop = int(round(unbalanced_fraction * n_rows))
+    if n_drop > candidates.size:
+        raise ValueError(
+            f"unbalanced_fraction={unbalanced_fraction} would drop whole units; use at "
+            f"most {candidates.size / n_rows:.3f}."
+        )
+    keep = np.ones(n_rows, dtype=bool)
+    keep[rng.choice(candidates, size=n_drop, replace=False)] = False
+    return frame.loc[keep].reset_index(drop=True)
+
+
 def simulate_panel(
     *,
     cohorts: Sequence[int] = (3, 4, 5),
@@ -188,37 +286,12 @@ def simulate_panel(
     >>> sim.truth.query("group == 3 and time == 3")["att"].item()
     -2.5
     """
-    step_grid = _int_grid(steps, "steps")
-    n_t = step_grid.size
-    if n_t < 2 or (np.diff(step_grid) <= 0).any() or step_grid[0] < 0:
-        raise ValueError(
-            f"steps must be at least two strictly increasing non-negative integers; got "
-            f"{step_grid.tolist()}."
-        )
-    g_grid = _int_grid(cohorts, "cohorts")
-    if np.unique(g_grid).size != g_grid.size:
-        raise ValueError(f"cohorts must be distinct; got {g_grid.tolist()}.")
-    g_grid = np.sort(g_grid)
-    bad = g_grid[~np.isin(g_grid, step_grid) | (g_grid <= step_grid[0])]
-    if bad.size:
-        raise ValueError(
-            f"cohorts {bad.tolist()} are not steps after the first step {int(step_grid[0])}; "
-            f"every cohort must be one of {step_grid.tolist()[1:]}."
-        )
-    n_g = g_grid.size
-    sizes = np.asarray(units_per_cohort)
-    if sizes.ndim > 1 or (sizes.ndim == 1 and sizes.size != n_g) or sizes.dtype.kind not in "iu":
-        raise ValueError(
-            f"units_per_cohort must be an integer or one integer per cohort ({n_g}); got "
-            f"{units_per_cohort!r}."
-        )
-    sizes = np.broadcast_to(sizes, (n_g,)).astype(np.int64)
-    if (sizes < 0).any() or n_never < 0 or sizes.sum() + n_never == 0:
-        raise ValueError("units_per_cohort and n_never must be >= 0 with at least one unit.")
+    step_grid, g_grid, sizes = _check_design(steps, cohorts, units_per_cohort, n_never)
     if not 0.0 <= unbalanced_fraction < 1.0:
         raise ValueError(f"unbalanced_fraction must be in [0, 1); got {unbalanced_fraction}.")
     if min(unit_sd, noise_sd) < 0:
         raise ValueError("unit_sd and noise_sd must be >= 0.")
+    n_t, n_g = step_grid.size, g_grid.size
 
     rng = np.random.default_rng(seed)
     n = int(sizes.sum()) + int(n_never)
@@ -227,29 +300,8 @@ def simulate_panel(
     treated = cidx >= 0
     rank = (cidx + 1).astype(np.float64)  # 1-based cohort rank, 0 = never
     pos = np.arange(n_t, dtype=np.float64)
-
-    if trend is None:
-        lam = -np.log1p(pos)
-    elif callable(trend):
-        lam = np.asarray(trend(step_grid.copy()), dtype=np.float64)
-    else:
-        lam = np.asarray(trend, dtype=np.float64)
-    if lam.shape != (n_t,) or not np.isfinite(lam).all():
-        raise ValueError(f"trend must give {n_t} finite values, one per step.")
-
-    # True ATT(g, t) on the cohort × step grid.
-    gpos = np.searchsorted(step_grid, g_grid)
-    G, T = np.meshgrid(g_grid, step_grid, indexing="ij")
-    E = np.arange(n_t)[None, :] - gpos[:, None]
-    tau = np.asarray((att or memorisation_att)(G, T, E), dtype=np.float64)
-    try:
-        tau = np.broadcast_to(tau, G.shape).copy()
-    except ValueError as exc:
-        raise ValueError(f"att must return one value per cell, shape {G.shape}.") from exc
-    post = E >= 0
-    tau = np.where(post, tau, 0.0)
-    if not np.isfinite(tau).all():
-        raise ValueError("att returned non-finite values.")
+    lam = _trend_values(trend, step_grid, pos)
+    G, T, E, tau = _true_att(att, g_grid, step_grid)
 
     x = rng.normal(rank / n_g, 1.0, size=n)
     alpha = rng.normal(level_shift * rank, unit_sd, size=n)
@@ -270,18 +322,7 @@ def simulate_panel(
         }
     )
     if unbalanced_fraction > 0:
-        n_rows = n * n_t
-        protected = np.arange(n) * n_t + rng.integers(n_t, size=n)
-        candidates = np.setdiff1d(np.arange(n_rows), protected, assume_unique=True)
-        n_drop = int(round(unbalanced_fraction * n_rows))
-        if n_drop > candidates.size:
-            raise ValueError(
-                f"unbalanced_fraction={unbalanced_fraction} would drop whole units; use at "
-                f"most {candidates.size / n_rows:.3f}."
-            )
-        keep = np.ones(n_rows, dtype=bool)
-        keep[rng.choice(candidates, size=n_drop, replace=False)] = False
-        frame = frame.loc[keep].reset_index(drop=True)
+        frame = _drop_rows(frame, rng, n, n_t, unbalanced_fraction)
 
     truth = pd.DataFrame(
         {

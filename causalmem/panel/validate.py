@@ -266,6 +266,400 @@ def _check_finite(
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Units:
+    """The unit column factorised: ``ids[codes]`` is the unit of each input row."""
+
+    codes: np.ndarray
+    ids: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """Maps per-row input arrays to output rows: sorted by (unit, step), then ``keep``-ed."""
+
+    order: np.ndarray | None
+    keep: np.ndarray | None = None
+
+    def sort(self, a: np.ndarray) -> np.ndarray:
+        """Return ``a`` in (unit, step) order (all rows)."""
+        return a if self.order is None else a[self.order]
+
+    def __call__(self, a: np.ndarray) -> np.ndarray:
+        """Return ``a`` in output row order (sorted, always-treated rows dropped)."""
+        a = self.sort(a)
+        return a if self.keep is None else a[self.keep]
+
+    def column(self, s: pd.Series) -> Any:
+        """Return the values of ``s`` (keeping its dtype) in output row order."""
+        arr = s.array
+        if self.order is not None:
+            arr = arr.take(self.order)
+        if self.keep is not None:
+            arr = arr[self.keep]
+        return arr
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """Per-row arrays in output row order, with the unit ids and the observed steps."""
+
+    rows: _Rows
+    unit_ids: np.ndarray
+    ucodes: np.ndarray
+    units: np.ndarray
+    steps: npt.NDArray[np.int64]
+    cohorts: npt.NDArray[np.int64]
+    step_grid: npt.NDArray[np.int64]
+
+
+def _check_units(unit_s: pd.Series, idname: str) -> _Units:
+    """Check the unit column (no missing values, one id type) and factorise it, sorted."""
+    unit_na = unit_s.isna().to_numpy()
+    if unit_na.any():
+        rows = np.flatnonzero(unit_na)
+        raise UnitError(
+            f"Unit column {idname!r} has missing values in {rows.size} rows (row positions "
+            f"{_show(rows)}). Every row needs a unit id; drop or fill those rows."
+        )
+    kind = pd.api.types.infer_dtype(unit_s, skipna=True)
+    if kind in ("mixed", "mixed-integer"):
+        raise UnitError(
+            f"Unit column {idname!r} mixes id types (inferred {kind!r}), e.g. 1 and '1' would "
+            f"be different units. Use one id type, e.g. df[{idname!r}].astype(str)."
+        )
+    try:
+        ucodes, uniques = pd.factorize(unit_s, sort=True)
+    except TypeError as exc:  # pragma: no cover - defensive, unorderable ids
+        raise UnitError(
+            f"Unit column {idname!r} holds ids that cannot be ordered ({exc}). Use one id "
+            f"type, e.g. df[{idname!r}].astype(str)."
+        ) from exc
+    return _Units(codes=ucodes, ids=np.asarray(uniques))
+
+
+def _check_steps(
+    s: pd.Series, tname: str, units_raw: np.ndarray
+) -> tuple[np.ndarray, npt.NDArray[np.int64]]:
+    """Check the step column; return per-row step codes and the sorted unique steps (>= 2)."""
+    steps_raw = _step_values(s, tname, units_raw)
+    scodes, step_uniques = pd.factorize(steps_raw, sort=True)
+    step_uniques = np.asarray(step_uniques, dtype=np.int64)
+    n_steps = step_uniques.size
+    if n_steps < 2:
+        raise StepError(
+            f"Step column {tname!r} has {n_steps} distinct value(s) "
+            f"{_show(step_uniques)}; difference-in-differences needs at least 2 steps."
+        )
+    return scodes, step_uniques
+
+
+def _sort_order(key: np.ndarray, n_cells: int) -> tuple[np.ndarray | None, np.ndarray, int]:
+    """Return the order sorting ``key`` (``None`` if sorted), the repeated keys and their rows."""
+    order: np.ndarray | None = None
+    dup_keys = np.empty(0, dtype=np.int64)
+    n_dup_rows = 0
+    if key.size > 1 and bool(np.all(key[1:] > key[:-1])):
+        pass  # already sorted, no duplicates
+    elif n_cells <= 4 * key.size + 4096:  # dense grid: O(rows) counting sort
+        counts = np.bincount(key, minlength=n_cells)
+        dup_keys = np.flatnonzero(counts > 1)
+        n_dup_rows = int(counts[dup_keys].sum())
+        if not dup_keys.size:
+            slot = np.empty(n_cells, dtype=np.int64)
+            slot[key] = np.arange(key.size, dtype=np.int64)
+            order = slot[counts > 0]
+    else:
+        order = np.argsort(key, kind="stable")
+        key_sorted = key[order]
+        repeated = key_sorted[1:] == key_sorted[:-1]
+        if repeated.any():
+            dup_keys = np.unique(key_sorted[1:][repeated])
+            n_dup_rows = int(np.isin(key_sorted, dup_keys).sum())
+    return order, dup_keys, n_dup_rows
+
+
+def _check_keys(
+    units: _Units,
+    scodes: np.ndarray,
+    step_uniques: npt.NDArray[np.int64],
+    idname: str,
+    tname: str,
+) -> np.ndarray | None:
+    """Check that (unit, step) keys are unique; return the order sorting rows by them."""
+    n_steps = step_uniques.size
+    key = units.codes.astype(np.int64) * n_steps + scodes
+    order, dup_keys, n_dup_rows = _sort_order(key, units.ids.size * n_steps)
+    if dup_keys.size:
+        ex = ", ".join(
+            f"(unit={_py(units.ids[k // n_steps])!r}, step={int(step_uniques[k % n_steps])})"
+            for k in dup_keys[:5]
+        )
+        more = ", ..." if dup_keys.size > 5 else ""
+        raise DuplicateKeyError(
+            f"{dup_keys.size} (unit, step) keys of ({idname!r}, {tname!r}) occur more than "
+            f"once ({n_dup_rows} rows), e.g. [{ex}{more}]. Keep one row per unit and step, "
+            f"e.g. df.drop_duplicates([{idname!r}, {tname!r}]) or aggregate them."
+        )
+    return order
+
+
+def _check_cohort(
+    s: pd.Series, gname: str, uc: np.ndarray, unit_ids: np.ndarray, sort: _Rows
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Normalise the cohort and check it is constant within units.
+
+    ``uc`` are the sorted unit codes. Returns the sorted per-row cohorts and one cohort per
+    unit code (``_NEVER`` = never treated).
+    """
+    cohort = normalise_cohort(s, gname)
+    g = sort.sort(cohort.to_numpy(dtype=np.int64, na_value=_NEVER))
+    bad_units = _varies_within(uc, g)
+    if bad_units.size:
+        raise CohortError(
+            f"Cohort column {gname!r} varies within units {_show(unit_ids[bad_units])}; a "
+            "unit's treatment step is fixed (absorbing treatment). Give each unit one cohort."
+        )
+    starts = np.flatnonzero(np.r_[True, uc[1:] != uc[:-1]])
+    return g, g[starts]
+
+
+def _check_always_treated(
+    unit_g: npt.NDArray[np.int64],
+    uc: np.ndarray,
+    unit_ids: np.ndarray,
+    first_step: int,
+    gname: str,
+    drop_always_treated: bool,
+) -> tuple[npt.NDArray[np.bool_], np.ndarray | None]:
+    """Raise on always-treated units, or drop them with a warning.
+
+    Returns the always-treated mask per unit code and the mask of sorted rows to keep
+    (``None`` when nothing is dropped).
+    """
+    always = (unit_g != _NEVER) & (unit_g <= first_step)
+    if not always.any():
+        return always, None
+    ids = unit_ids[always]
+    if not drop_always_treated:
+        raise AlwaysTreatedError(
+            f"Cohort column {gname!r}: {ids.size} units are treated at or before the first "
+            f"observed step {first_step} (cohorts {_show(np.unique(unit_g[always]))}), so "
+            f"they have no pre-period: units {_show(ids)}. If 0 is meant as never-treated "
+            "(R did's convention), recode it to NA, e.g. "
+            f"df[{gname!r}] = df[{gname!r}].replace(0, pd.NA); otherwise pass "
+            "drop_always_treated=True to drop those units (R did drops them with a warning)."
+        )
+    warnings.warn(
+        f"Dropped {ids.size} always-treated units (cohort <= first step {first_step} in "
+        f"{gname!r}): {_show(ids)}.",
+        CausalmemWarning,
+        stacklevel=3,  # the caller of validate_long
+    )
+    keep = ~always[uc]
+    if not keep.any():
+        raise EmptyPanelError(
+            f"Every unit is always treated (cohort <= first step {first_step}); nothing "
+            "is left after dropping them."
+        )
+    return always, keep
+
+
+def _check_cohort_grid(
+    unit_g: npt.NDArray[np.int64],
+    always: npt.NDArray[np.bool_],
+    step_uniques: npt.NDArray[np.int64],
+    gname: str,
+    tname: str,
+) -> None:
+    """Check that every cohort of a (kept) treated unit is an observed step."""
+    treated_g = np.unique(unit_g[(unit_g != _NEVER) & ~always])
+    off_grid = treated_g[~np.isin(treated_g, step_uniques)]
+    if off_grid.size:
+        n_units = int(np.isin(unit_g, off_grid).sum())
+        raise CohortError(
+            f"Cohort column {gname!r} has values {_show(off_grid)} that are not observed "
+            f"steps of {tname!r} ({n_units} units); R did requires this too. Map each cohort "
+            "to the first observed step at which the unit is treated. Units treated after "
+            "the last step: drop them, or recode them to NA only if they may serve as "
+            "never-treated controls (not for data re-seen in a second epoch)."
+        )
+
+
+def _layout(
+    rows: _Rows,
+    units: _Units,
+    scodes: np.ndarray,
+    step_uniques: npt.NDArray[np.int64],
+    g_sorted: npt.NDArray[np.int64],
+    tname: str,
+) -> _Layout:
+    """Put the key arrays in output row order; check >= 2 steps remain after dropping units."""
+    uc = rows(units.codes)
+    sc = rows(scodes)
+    g = g_sorted if rows.keep is None else g_sorted[rows.keep]
+    step_grid = step_uniques
+    if rows.keep is not None:
+        present = np.bincount(sc, minlength=step_uniques.size) > 0
+        step_grid = step_uniques[present]
+        if step_grid.size < 2:
+            raise StepError(
+                f"After dropping always-treated units, step column {tname!r} has "
+                f"{step_grid.size} distinct value(s); at least 2 are needed."
+            )
+    return _Layout(
+        rows=rows,
+        unit_ids=units.ids,
+        ucodes=uc,
+        units=units.ids[uc],
+        steps=step_uniques[sc],
+        cohorts=g,
+        step_grid=step_grid,
+    )
+
+
+def _real_columns(
+    data: pd.DataFrame,
+    names: tuple[str, ...],
+    error: type[Exception],
+    what: str,
+    layout: _Layout,
+    nan_fix: str,
+) -> dict[str, np.ndarray]:
+    """Check numeric, finite columns; return their float64 values in output row order."""
+    out: dict[str, np.ndarray] = {}
+    for name in names:
+        values = _real_values(data[name], name, error, what, layout.rows)
+        _check_finite(values, name, error, what, layout.units, layout.steps, nan_fix)
+        out[name] = values
+    return out
+
+
+def _check_outcomes(
+    data: pd.DataFrame, ynames: tuple[str, ...], layout: _Layout
+) -> dict[str, np.ndarray]:
+    """Check the outcome columns (numeric, finite)."""
+    return _real_columns(
+        data,
+        ynames,
+        OutcomeError,
+        "Outcome",
+        layout,
+        "If those observations are truly missing, drop those rows and pass "
+        "allow_unbalanced_panel=True; otherwise recompute them.",
+    )
+
+
+def _check_balance(layout: _Layout, idname: str, tname: str, allow_unbalanced: bool) -> bool:
+    """Return whether every unit is observed at every step; raise if not and not allowed."""
+    unit_ids = layout.unit_ids
+    n_final = layout.step_grid.size
+    counts = np.bincount(layout.ucodes, minlength=unit_ids.size)
+    n_missing = np.where(counts > 0, n_final - counts, 0)
+    balanced = not bool(n_missing.any())
+    if not balanced and not allow_unbalanced:
+        short = np.flatnonzero(n_missing)
+        ex = ", ".join(f"{_py(unit_ids[i])!r}: {int(n_missing[i])} missing" for i in short[:5])
+        more = ", ..." if short.size > 5 else ""
+        raise UnbalancedPanelError(
+            f"Unit column {idname!r}: {short.size} units are not observed at all "
+            f"{n_final} steps of {tname!r} ({int(n_missing.sum())} (unit, step) rows "
+            f"missing), e.g. {{{ex}{more}}}. Pass allow_unbalanced_panel=True or complete the "
+            "panel (one row per unit and step)."
+        )
+    return balanced
+
+
+def _check_weights(s: pd.Series, weightsname: str, layout: _Layout) -> np.ndarray:
+    """Check the weight column (finite, >= 0, not all zero, constant within units)."""
+    units_s, steps_s = layout.units, layout.steps
+    w = _real_values(s, weightsname, WeightsError, "Weights", layout.rows)
+    _check_finite(
+        w,
+        weightsname,
+        WeightsError,
+        "Weights",
+        units_s,
+        steps_s,
+        "Every unit needs a weight; fill them or drop those units.",
+    )
+    negative = w < 0
+    if negative.any():
+        raise WeightsError(
+            f"Weights column {weightsname!r} has negative values at "
+            f"{_key_examples(units_s, steps_s, negative)}. Sampling weights must be >= 0."
+        )
+    if not (w > 0).any():
+        raise WeightsError(
+            f"Weights column {weightsname!r} is zero in all {w.size} rows; at least one "
+            "unit needs a positive weight."
+        )
+    varying = _varies_within(layout.ucodes, w)
+    if varying.size:
+        raise WeightsError(
+            f"Weights column {weightsname!r} varies within {varying.size} units "
+            f"{_show(layout.unit_ids[varying])}; panel weights must be time-invariant. Use one "
+            "weight per unit (e.g. its weight at the first step)."
+        )
+    return w
+
+
+def _check_clusters(data: pd.DataFrame, clustervars: tuple[str, ...], layout: _Layout) -> None:
+    """Check the cluster columns (no missing values, constant within units)."""
+    for c in clustervars:
+        codes = layout.rows(pd.factorize(data[c], use_na_sentinel=True)[0])
+        na = codes < 0
+        if na.any():
+            raise ClusterError(
+                f"Cluster column {c!r} has missing values at "
+                f"{_key_examples(layout.units, layout.steps, na)}. Every unit needs a cluster; "
+                "fill them or drop those units."
+            )
+        varying = _varies_within(layout.ucodes, codes)
+        if varying.size:
+            raise ClusterError(
+                f"Cluster column {c!r} varies within {varying.size} units "
+                f"{_show(layout.unit_ids[varying])}; clusters must be constant within a unit "
+                "(units are nested in clusters)."
+            )
+
+
+def _check_covariates(
+    data: pd.DataFrame, xnames: tuple[str, ...], layout: _Layout
+) -> dict[str, np.ndarray]:
+    """Check the covariate columns (numeric, finite)."""
+    return _real_columns(
+        data,
+        xnames,
+        CovariateError,
+        "Covariate",
+        layout,
+        "Covariates must be observed; drop those units or impute the values.",
+    )
+
+
+def _assemble(
+    data: pd.DataFrame,
+    layout: _Layout,
+    names: tuple[str, str, str],
+    outcomes: dict[str, np.ndarray],
+    weights: dict[str, np.ndarray],
+    clustervars: tuple[str, ...],
+    covariates: dict[str, np.ndarray],
+) -> pd.DataFrame:
+    """Build the output frame: unit, step, cohort, outcomes, weights, clusters, covariates."""
+    idname, tname, gname = names
+    g = layout.cohorts
+    out: dict[str, Any] = {idname: layout.rows.column(data[idname]), tname: layout.steps}
+    out[gname] = pd.arrays.IntegerArray(np.where(g == _NEVER, 0, g), g == _NEVER)
+    out.update(outcomes)
+    out.update(weights)
+    for c in clustervars:
+        out[c] = layout.rows.column(data[c])
+    out.update(covariates)
+    return pd.DataFrame(out, copy=True)
+
+
 def validate_long(
     data: pd.DataFrame,
     *,
@@ -347,274 +741,28 @@ def validate_long(
     _check_names(data, idname, tname, gname, y_t, weightsname, c_t, x_t)
     c_t = tuple(dict.fromkeys(c for c in c_t if c != idname))
 
-    # --- unit --------------------------------------------------------------------------
-    unit_s = data[idname]
-    unit_na = unit_s.isna().to_numpy()
-    if unit_na.any():
-        rows = np.flatnonzero(unit_na)
-        raise UnitError(
-            f"Unit column {idname!r} has missing values in {rows.size} rows (row positions "
-            f"{_show(rows)}). Every row needs a unit id; drop or fill those rows."
-        )
-    kind = pd.api.types.infer_dtype(unit_s, skipna=True)
-    if kind in ("mixed", "mixed-integer"):
-        raise UnitError(
-            f"Unit column {idname!r} mixes id types (inferred {kind!r}), e.g. 1 and '1' would "
-            f"be different units. Use one id type, e.g. df[{idname!r}].astype(str)."
-        )
-    try:
-        ucodes, uniques = pd.factorize(unit_s, sort=True)
-    except TypeError as exc:  # pragma: no cover - defensive, unorderable ids
-        raise UnitError(
-            f"Unit column {idname!r} holds ids that cannot be ordered ({exc}). Use one id "
-            f"type, e.g. df[{idname!r}].astype(str)."
-        ) from exc
-    unit_ids = np.asarray(uniques)
-    units_raw = unit_ids[ucodes]  # per-row ids, for messages only
-
-    # --- step --------------------------------------------------------------------------
-    steps_raw = _step_values(data[tname], tname, units_raw)
-    scodes, step_uniques = pd.factorize(steps_raw, sort=True)
-    step_uniques = np.asarray(step_uniques, dtype=np.int64)
-    n_steps = step_uniques.size
-    if n_steps < 2:
-        raise StepError(
-            f"Step column {tname!r} has {n_steps} distinct value(s) "
-            f"{_show(step_uniques)}; difference-in-differences needs at least 2 steps."
-        )
-
-    # --- keys: sort and duplicates -------------------------------------------------------
-    key = ucodes.astype(np.int64) * n_steps + scodes
-    n_cells = unit_ids.size * n_steps
-    order: np.ndarray | None = None
-    dup_keys = np.empty(0, dtype=np.int64)
-    n_dup_rows = 0
-    if key.size > 1 and bool(np.all(key[1:] > key[:-1])):
-        pass  # already sorted, no duplicates
-    elif n_cells <= 4 * key.size + 4096:  # dense grid: O(rows) counting sort
-        counts = np.bincount(key, minlength=n_cells)
-        dup_keys = np.flatnonzero(counts > 1)
-        n_dup_rows = int(counts[dup_keys].sum())
-        if not dup_keys.size:
-            slot = np.empty(n_cells, dtype=np.int64)
-            slot[key] = np.arange(key.size, dtype=np.int64)
-            order = slot[counts > 0]
-    else:
-        order = np.argsort(key, kind="stable")
-        key_sorted = key[order]
-        repeated = key_sorted[1:] == key_sorted[:-1]
-        if repeated.any():
-            dup_keys = np.unique(key_sorted[1:][repeated])
-            n_dup_rows = int(np.isin(key_sorted, dup_keys).sum())
-    if dup_keys.size:
-        ex = ", ".join(
-            f"(unit={_py(unit_ids[k // n_steps])!r}, step={int(step_uniques[k % n_steps])})"
-            for k in dup_keys[:5]
-        )
-        more = ", ..." if dup_keys.size > 5 else ""
-        raise DuplicateKeyError(
-            f"{dup_keys.size} (unit, step) keys of ({idname!r}, {tname!r}) occur more than "
-            f"once ({n_dup_rows} rows), e.g. [{ex}{more}]. Keep one row per unit and step, "
-            f"e.g. df.drop_duplicates([{idname!r}, {tname!r}]) or aggregate them."
-        )
-
-    def _sorted(a: np.ndarray) -> np.ndarray:
-        return a if order is None else a[order]
-
-    uc = _sorted(ucodes)
-    sc = _sorted(scodes)
-    steps_s = step_uniques[sc]
-    units_s = unit_ids[uc]
-
-    # --- cohort --------------------------------------------------------------------------
-    cohort = normalise_cohort(data[gname], gname)
-    g_all = cohort.to_numpy(dtype=np.int64, na_value=_NEVER)
-    g = _sorted(g_all)
-    bad_units = _varies_within(uc, g)
-    if bad_units.size:
-        raise CohortError(
-            f"Cohort column {gname!r} varies within units {_show(unit_ids[bad_units])}; a "
-            "unit's treatment step is fixed (absorbing treatment). Give each unit one cohort."
-        )
-    starts = np.flatnonzero(np.r_[True, uc[1:] != uc[:-1]])
-    unit_g = g[starts]  # one per unit code, in code order
-    first_step = int(step_uniques[0])
-    always = (unit_g != _NEVER) & (unit_g <= first_step)
-    dropped = unit_ids[:0]
-    keep: np.ndarray | None = None
-    if always.any():
-        ids = unit_ids[always]
-        if not drop_always_treated:
-            raise AlwaysTreatedError(
-                f"Cohort column {gname!r}: {ids.size} units are treated at or before the first "
-                f"observed step {first_step} (cohorts {_show(np.unique(unit_g[always]))}), so "
-                f"they have no pre-period: units {_show(ids)}. If 0 is meant as never-treated "
-                "(R did's convention), recode it to NA, e.g. "
-                f"df[{gname!r}] = df[{gname!r}].replace(0, pd.NA); otherwise pass "
-                "drop_always_treated=True to drop those units (R did drops them with a warning)."
-            )
-        dropped = ids
-        warnings.warn(
-            f"Dropped {ids.size} always-treated units (cohort <= first step {first_step} in "
-            f"{gname!r}): {_show(ids)}.",
-            CausalmemWarning,
-            stacklevel=2,
-        )
-        keep = ~always[uc]
-        if not keep.any():
-            raise EmptyPanelError(
-                f"Every unit is always treated (cohort <= first step {first_step}); nothing "
-                "is left after dropping them."
-            )
-
-    treated_g = np.unique(unit_g[(unit_g != _NEVER) & ~always])
-    off_grid = treated_g[~np.isin(treated_g, step_uniques)]
-    if off_grid.size:
-        n_units = int(np.isin(unit_g, off_grid).sum())
-        raise CohortError(
-            f"Cohort column {gname!r} has values {_show(off_grid)} that are not observed "
-            f"steps of {tname!r} ({n_units} units); R did requires this too. Map each cohort "
-            "to the first observed step at which the unit is treated. Units treated after "
-            "the last step: drop them, or recode them to NA only if they may serve as "
-            "never-treated controls (not for data re-seen in a second epoch)."
-        )
+    units = _check_units(data[idname], idname)
+    scodes, step_uniques = _check_steps(data[tname], tname, units.ids[units.codes])
+    order = _check_keys(units, scodes, step_uniques, idname, tname)
+    uc = _Rows(order).sort(units.codes)
+    g, unit_g = _check_cohort(data[gname], gname, uc, units.ids, _Rows(order))
+    always, keep = _check_always_treated(
+        unit_g, uc, units.ids, int(step_uniques[0]), gname, drop_always_treated
+    )
+    _check_cohort_grid(unit_g, always, step_uniques, gname, tname)
 
     # From here on all per-row arrays are sorted and restricted to kept rows.
-    def _rows(a: np.ndarray) -> np.ndarray:
-        a = a if order is None else a[order]
-        return a if keep is None else a[keep]
-
-    if keep is not None:
-        uc, sc, g, steps_s, units_s = uc[keep], sc[keep], g[keep], steps_s[keep], units_s[keep]
-        present = np.bincount(sc, minlength=n_steps) > 0
-        steps_final = step_uniques[present]
-        if steps_final.size < 2:
-            raise StepError(
-                f"After dropping always-treated units, step column {tname!r} has "
-                f"{steps_final.size} distinct value(s); at least 2 are needed."
-            )
-    else:
-        steps_final = step_uniques
-
-    # --- outcomes ------------------------------------------------------------------------
-    outcomes: dict[str, np.ndarray] = {}
-    for y in y_t:
-        values = _real_values(data[y], y, OutcomeError, "Outcome", _rows)
-        _check_finite(
-            values,
-            y,
-            OutcomeError,
-            "Outcome",
-            units_s,
-            steps_s,
-            "If those observations are truly missing, drop those rows and pass "
-            "allow_unbalanced_panel=True; otherwise recompute them.",
-        )
-        outcomes[y] = values
-
-    # --- balance -------------------------------------------------------------------------
-    counts = np.bincount(uc, minlength=unit_ids.size)
-    n_missing = np.where(counts > 0, steps_final.size - counts, 0)
-    balanced = not bool(n_missing.any())
-    if not balanced and not allow_unbalanced_panel:
-        short = np.flatnonzero(n_missing)
-        ex = ", ".join(f"{_py(unit_ids[i])!r}: {int(n_missing[i])} missing" for i in short[:5])
-        more = ", ..." if short.size > 5 else ""
-        raise UnbalancedPanelError(
-            f"Unit column {idname!r}: {short.size} units are not observed at all "
-            f"{steps_final.size} steps of {tname!r} ({int(n_missing.sum())} (unit, step) rows "
-            f"missing), e.g. {{{ex}{more}}}. Pass allow_unbalanced_panel=True or complete the "
-            "panel (one row per unit and step)."
-        )
-
-    # --- weights -------------------------------------------------------------------------
-    weights: np.ndarray | None = None
+    layout = _layout(_Rows(order, keep), units, scodes, step_uniques, g, tname)
+    outcomes = _check_outcomes(data, y_t, layout)
+    balanced = _check_balance(layout, idname, tname, allow_unbalanced_panel)
+    weights: dict[str, np.ndarray] = {}
     if weightsname is not None:
-        w = _real_values(data[weightsname], weightsname, WeightsError, "Weights", _rows)
-        _check_finite(
-            w,
-            weightsname,
-            WeightsError,
-            "Weights",
-            units_s,
-            steps_s,
-            "Every unit needs a weight; fill them or drop those units.",
-        )
-        negative = w < 0
-        if negative.any():
-            raise WeightsError(
-                f"Weights column {weightsname!r} has negative values at "
-                f"{_key_examples(units_s, steps_s, negative)}. Sampling weights must be >= 0."
-            )
-        if not (w > 0).any():
-            raise WeightsError(
-                f"Weights column {weightsname!r} is zero in all {w.size} rows; at least one "
-                "unit needs a positive weight."
-            )
-        varying = _varies_within(uc, w)
-        if varying.size:
-            raise WeightsError(
-                f"Weights column {weightsname!r} varies within {varying.size} units "
-                f"{_show(unit_ids[varying])}; panel weights must be time-invariant. Use one "
-                "weight per unit (e.g. its weight at the first step)."
-            )
-        weights = w
-
-    # --- clusters ------------------------------------------------------------------------
-    for c in c_t:
-        codes = _rows(pd.factorize(data[c], use_na_sentinel=True)[0])
-        na = codes < 0
-        if na.any():
-            raise ClusterError(
-                f"Cluster column {c!r} has missing values at "
-                f"{_key_examples(units_s, steps_s, na)}. Every unit needs a cluster; fill them "
-                "or drop those units."
-            )
-        varying = _varies_within(uc, codes)
-        if varying.size:
-            raise ClusterError(
-                f"Cluster column {c!r} varies within {varying.size} units "
-                f"{_show(unit_ids[varying])}; clusters must be constant within a unit "
-                "(units are nested in clusters)."
-            )
-
-    # --- covariates ----------------------------------------------------------------------
-    covariates: dict[str, np.ndarray] = {}
-    for x in x_t:
-        values = _real_values(data[x], x, CovariateError, "Covariate", _rows)
-        _check_finite(
-            values,
-            x,
-            CovariateError,
-            "Covariate",
-            units_s,
-            steps_s,
-            "Covariates must be observed; drop those units or impute the values.",
-        )
-        covariates[x] = values
-
-    # --- assemble ------------------------------------------------------------------------
-    def _col(s: pd.Series) -> Any:
-        arr = s.array
-        if order is not None:
-            arr = arr.take(order)
-        if keep is not None:
-            arr = arr[keep]
-        return arr
-
-    out: dict[str, Any] = {idname: _col(unit_s), tname: steps_s}
-    g_out = np.where(g == _NEVER, 0, g)
-    out[gname] = pd.arrays.IntegerArray(g_out, g == _NEVER)
-    out.update(outcomes)
-    if weightsname is not None:
-        out[weightsname] = weights
-    for c in c_t:
-        out[c] = _col(data[c])
-    out.update(covariates)
-    frame = pd.DataFrame(out, copy=True)
+        weights[weightsname] = _check_weights(data[weightsname], weightsname, layout)
+    _check_clusters(data, c_t, layout)
+    covariates = _check_covariates(data, x_t, layout)
 
     return CheckedPanel(
-        frame=frame,
+        frame=_assemble(data, layout, (idname, tname, gname), outcomes, weights, c_t, covariates),
         idname=idname,
         tname=tname,
         gname=gname,
@@ -622,7 +770,7 @@ def validate_long(
         weightsname=weightsname,
         clustervars=c_t,
         xnames=x_t,
-        steps=np.asarray(steps_final, dtype=np.int64),
+        steps=np.asarray(layout.step_grid, dtype=np.int64),
         balanced=balanced,
-        dropped_always_treated=np.asarray(dropped),
+        dropped_always_treated=np.asarray(units.ids[always]),
     )

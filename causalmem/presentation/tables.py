@@ -124,7 +124,7 @@ def etable(
     >>> df = cm.simulate_panel(seed=0).frame
     >>> cs = cm.aggte(cm.att_gt(df, "y", "step", "unit", "cohort", bstrap=False), "dynamic",
     ...               event_time="periods")
-    >>> tw = cm.event_study(df, "y", "step", "unit", "cohort", "twfe")
+    >>> tw = cm.event_study(df, "y", "step", "unit", "cohort", estimator="twfe")
     >>> "event_time=0" in etable([cs, tw], ["CS", "TWFE"]).to_frame().index
     True
     """
@@ -158,7 +158,11 @@ def etable(
             )
         )
         g = m.glance() if hasattr(m, "glance") else pd.DataFrame([{}])
-        n = next((g.iloc[0][c] for c in ("n_units", "n_obs") if c in g.columns), "")
+        sizes = [g.iloc[0][c] for c in ("n_units", "n_obs") if c in g.columns]
+        n = next((v for v in sizes if pd.notna(v)), "")
+        kind = type(m).__name__.replace("Result", "")
+        if "estimator" in g.columns:  # e.g. EventStudy:twfe
+            kind = f"{kind}:{g.iloc[0]['estimator']}"
         se_m = t["se_method"].iloc[0] if "se_method" in t.columns and len(t) else ""
         band = t["band"].iloc[0] if "band" in t.columns and len(t) else ""
         foot.append(
@@ -167,7 +171,7 @@ def etable(
                 "N": n,
                 "SE": se_m,
                 "band": band,
-                "estimator": type(m).__name__.replace("Result", ""),
+                "estimator": kind,
             }
         )
     data = pd.concat(rows, ignore_index=True)

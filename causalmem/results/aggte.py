@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from causalmem._types import Float64Array
-from causalmem.results.base import inference_columns, render_frame, significance_mark
+from causalmem.results.base import RenderMixin, inference_columns, significance_mark
 
 _LABEL_COLUMN = {"dynamic": "event_time", "group": "group", "calendar": "time", "simple": None}
 _TITLES = {
@@ -37,11 +37,12 @@ class AggteSpec:
 
 
 @dataclass(frozen=True, eq=False)
-class AggteResult:
+class AggteResult(RenderMixin):
     """Aggregated ATT with its overall summary; immutable.
 
     ``labels`` / ``estimate`` / ``std_error`` are per event time, group or period (empty for
     ``simple``); ``overall_*`` is the overall parameter (pointwise interval, as in R ``did``).
+    Honours :class:`lmecon.result.Result` (``spec`` is the :class:`AggteSpec`).
     """
 
     spec: AggteSpec
@@ -157,13 +158,8 @@ class AggteResult:
         cols = ["term", "estimate", "std_error", "conf_low", "conf_high"]
         return self.tidy()[cols]
 
-    def to_latex(self, digits: int = 4) -> str:
-        """LaTeX (booktabs) table."""
-        return render_frame(self._table(), "latex", digits, caption=_TITLES[self.spec.type])
-
-    def to_markdown(self, digits: int = 4) -> str:
-        """Markdown table."""
-        return render_frame(self._table(), "markdown", digits, caption=_TITLES[self.spec.type])
+    def _caption(self) -> str:
+        return _TITLES[self.spec.type]
 
     def __repr__(self) -> str:
         return (

@@ -14,7 +14,7 @@ from scipy.stats import chi2
 
 from causalmem._numerics.cells import CellLayout
 from causalmem._types import Float32Array, Float64Array
-from causalmem.results.base import inference_columns, render_frame, significance_mark
+from causalmem.results.base import RenderMixin, inference_columns, significance_mark
 
 if TYPE_CHECKING:
     from causalmem._numerics.dense import DenseIF
@@ -117,11 +117,13 @@ class Draws:
 
 
 @dataclass(frozen=True, eq=False)
-class AttGtResult:
+class AttGtResult(RenderMixin):
     """Group-time ATTs with influence-function inference; immutable.
 
     The inference actually used is explicit: ``se_method`` (``"analytic"`` or ``"bootstrap"``)
     and ``band`` (``"pointwise"`` or ``"uniform"``), with ``crit_val`` the band's critical value.
+    Honours :class:`lmecon.result.Result`: ``spec`` (:class:`AttGtSpec`), ``provenance``,
+    ``tidy()``, ``glance()``, ``summary()``, ``to_latex()``, ``to_markdown()``, ``_repr_html_()``.
     """
 
     spec: AttGtSpec
@@ -329,14 +331,6 @@ class AttGtResult:
 
     def _table(self) -> pd.DataFrame:
         return self.tidy()[["group", "time", "estimate", "std_error", "conf_low", "conf_high"]]
-
-    def to_latex(self, digits: int = 4) -> str:
-        """LaTeX (booktabs) table of the cells."""
-        return render_frame(self._table(), "latex", digits, caption=self._caption())
-
-    def to_markdown(self, digits: int = 4) -> str:
-        """Markdown table of the cells."""
-        return render_frame(self._table(), "markdown", digits, caption=self._caption())
 
     def _caption(self) -> str:
         return (

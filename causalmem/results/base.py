@@ -17,6 +17,7 @@ from scipy.stats import norm
 
 from causalmem._types import Float64Array
 from lmecon.provenance import versions
+from lmecon.result import ResultMixin, render_table
 
 TIDY_COLUMNS = (
     "term",
@@ -79,12 +80,25 @@ def significance_mark(conf_low: pd.Series, conf_high: pd.Series) -> pd.Series:
 
 
 def render_frame(frame: pd.DataFrame, fmt: str, digits: int = 4, caption: str | None = None) -> str:
-    """Render a tidy subset as LaTeX (booktabs) or Markdown with display labels."""
+    """Render a tidy subset as LaTeX (booktabs), Markdown or HTML with display labels."""
     shown = frame.rename(columns={c: DISPLAY_LABELS.get(c, c) for c in frame.columns})
-    if fmt == "latex":
-        sty = shown.style.format(precision=digits, na_rep="").hide(axis="index")
-        return str(sty.to_latex(hrules=True, caption=caption, position_float="centering"))
-    if fmt == "markdown":
-        text = shown.to_markdown(index=False, floatfmt=f".{digits}f")
-        return f"{caption}\n\n{text}" if caption else text
-    raise ValueError(f"fmt={fmt!r}; use 'latex' or 'markdown'.")
+    return render_table(shown, fmt, digits, caption)
+
+
+class RenderMixin(ResultMixin):
+    """:class:`lmecon.result.ResultMixin` with the package's display labels.
+
+    A result defines ``_table()`` (the frame to show) and ``_caption()``; ``to_latex``,
+    ``to_markdown`` and ``_repr_html_`` render it through :func:`render_frame`.
+    """
+
+    def to_latex(self, digits: int = 4) -> str:
+        """Return the main table as LaTeX (booktabs)."""
+        return render_frame(self._table(), "latex", digits, caption=self._caption())
+
+    def to_markdown(self, digits: int = 4) -> str:
+        """Return the main table as Markdown."""
+        return render_frame(self._table(), "markdown", digits, caption=self._caption())
+
+    def _repr_html_(self) -> str:
+        return render_frame(self._table(), "html", 4, caption=self._caption())

@@ -1,8 +1,14 @@
-"""The immutable result of :func:`causalmem.twfe` and the TWFE event study."""
+"""The immutable result of :func:`causalmem.twfe` and the TWFE event study.
+
+A :class:`TwfeResult` records its call in a frozen :class:`TwfeSpec` and, for :meth:`with_vcov`,
+the within-transformed design in a frozen :class:`TwfeDesign` (no closure): another covariance
+is a pure function of that design (:func:`ols_vcov`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -11,21 +17,86 @@ import numpy as np
 import pandas as pd
 from scipy.stats import t as student_t
 
-from causalmem._types import Float64Array
-from causalmem.results.base import render_frame
+from causalmem._numerics.within import cluster_meat, combine_codes, nested_in
+from causalmem._types import Float64Array, Int64Array
+from causalmem.errors import FormulaError
+from causalmem.results.base import RenderMixin, provenance
+from lmecon.result import frozen_mapping
+
+__all__ = ["TwfeDesign", "TwfeResult", "TwfeSpec", "VcovSpec", "freeze_vcov", "ols_vcov"]
+
+VcovSpec = str | Mapping[str, str] | None
+
+
+def freeze_vcov(vcov: VcovSpec) -> VcovSpec:
+    """Return ``vcov`` as given, with a mapping (``{"CRV1": ...}``) made read-only."""
+    return frozen_mapping(vcov) if isinstance(vcov, Mapping) else vcov
+
+
+@dataclass(frozen=True)
+class TwfeSpec:
+    """The call that made a :class:`TwfeResult` (frozen).
+
+    ``vcov`` is the covariance as requested (``None``: clustered by the first fixed effect);
+    ``ref`` and ``window`` are set for the TWFE event study only. There are no regression
+    weights (``weights`` is recorded as ``None``).
+    """
+
+    formula: str
+    outcome: str
+    fixed_effects: tuple[str, ...]
+    vcov: VcovSpec
+    alp: float = 0.05
+    weights: str | None = None
+    ref: int | None = None
+    window: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, eq=False)
-class TwfeResult:
+class TwfeDesign:
+    """What another covariance needs: the demeaned regressors, residuals and FE codes (frozen).
+
+    ``data`` is the caller's frame (not copied), kept to resolve cluster columns in
+    :meth:`TwfeResult.with_vcov`.
+    """
+
+    xd: Float64Array
+    resid: Float64Array
+    bread: Float64Array
+    fe_codes: tuple[Int64Array, ...]
+    fe_names: tuple[str, ...]
+    fe_levels: tuple[int, ...]
+    data: pd.DataFrame = field(repr=False)
+
+    def __post_init__(self) -> None:
+        for arr in (self.xd, self.resid, self.bread, *self.fe_codes):
+            arr.setflags(write=False)
+
+    def vcov(self, vcov: VcovSpec) -> tuple[Float64Array, str, int, int]:
+        """``(vcov, label, df_k, df_t)`` of the coefficients (see :func:`ols_vcov`)."""
+        return ols_vcov(
+            vcov,
+            xd=self.xd,
+            resid=self.resid,
+            bread=self.bread,
+            fe_codes=list(self.fe_codes),
+            fe_names=self.fe_names,
+            fe_levels=list(self.fe_levels),
+            data=self.data,
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class TwfeResult(RenderMixin):
     """Coefficients of a fixed-effects regression with their covariance; immutable.
 
     ``vcov_type`` names the covariance (``iid``, ``hetero``, ``CRV1:<clusters>``); use
     :meth:`with_vcov` for another one — it returns a new result and never mutates this one.
     Confidence intervals use Student t with ``df_t`` degrees of freedom (``G - 1`` when
-    clustered), as fixest does.
+    clustered), as fixest does. ``spec`` records the call (:class:`TwfeSpec`).
     """
 
-    formula: str
+    spec: TwfeSpec
     names: tuple[str, ...]
     coef: Float64Array
     vcov: Float64Array
@@ -35,25 +106,43 @@ class TwfeResult:
     df_t: int
     rss: float
     r2_within: float
-    alp: float = 0.05
     provenance: Mapping[str, Any] = field(default_factory=dict, repr=False)
-    _revcov: Callable[[Any], TwfeResult] | None = field(default=None, repr=False)
-    extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    design: TwfeDesign | None = field(default=None, repr=False)
+    event_time: Float64Array | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.coef.setflags(write=False)
         self.vcov.setflags(write=False)
 
     @property
+    def formula(self) -> str:
+        """The regression formula (fixest syntax)."""
+        return self.spec.formula
+
+    @property
+    def alp(self) -> float:
+        """Level of the confidence intervals."""
+        return self.spec.alp
+
+    @property
     def se(self) -> Float64Array:
         """Standard errors."""
         return np.sqrt(np.diag(self.vcov))
 
-    def with_vcov(self, vcov: Any) -> TwfeResult:
+    def with_vcov(self, vcov: VcovSpec) -> TwfeResult:
         """Return a new result with another covariance (``"iid"``, ``"hetero"``, CRV1)."""
-        if self._revcov is None:
+        if self.design is None:
             raise ValueError("This result cannot recompute its covariance.")
-        return self._revcov(vcov)
+        cov, vtype, df_k, df_t = self.design.vcov(vcov)
+        return dataclasses.replace(
+            self,
+            spec=dataclasses.replace(self.spec, vcov=freeze_vcov(vcov)),
+            vcov=cov,
+            vcov_type=vtype,
+            df_k=df_k,
+            df_t=df_t,
+            provenance=provenance(),
+        )
 
     @cached_property
     def _tidy(self) -> pd.DataFrame:
@@ -72,8 +161,8 @@ class TwfeResult:
                 "conf_high": self.coef + crit * se,
             }
         )
-        if "event_time" in self.extra:
-            out["event_time"] = np.asarray(self.extra["event_time"], dtype=float)
+        if self.event_time is not None:
+            out["event_time"] = np.asarray(self.event_time, dtype=float)
         out["se_method"] = self.vcov_type
         out["band"] = "pointwise"
         out["crit_val"] = crit
@@ -117,15 +206,90 @@ class TwfeResult:
         lines += ["---", f"Within R2: {self.r2_within:.5f}   RSS: {self.rss:.5g}"]
         return "\n".join(lines)
 
-    def to_latex(self, digits: int = 4) -> str:
-        """LaTeX (booktabs) coefficient table."""
-        cols = ["term", "estimate", "std_error", "conf_low", "conf_high"]
-        return render_frame(self.tidy()[cols], "latex", digits, caption=self.formula)
+    def _table(self) -> pd.DataFrame:
+        return self.tidy()[["term", "estimate", "std_error", "conf_low", "conf_high"]]
 
-    def to_markdown(self, digits: int = 4) -> str:
-        """Markdown coefficient table."""
-        cols = ["term", "estimate", "std_error", "conf_low", "conf_high"]
-        return render_frame(self.tidy()[cols], "markdown", digits, caption=self.formula)
+    def _caption(self) -> str:
+        return self.formula
 
     def __repr__(self) -> str:
         return f"TwfeResult({self.formula!r}, n={self.n_obs}, vcov={self.vcov_type!r})"
+
+
+def ols_vcov(
+    vcov: VcovSpec,
+    *,
+    xd: Float64Array,
+    resid: Float64Array,
+    bread: Float64Array,
+    fe_codes: list[Int64Array],
+    fe_names: tuple[str, ...],
+    fe_levels: list[int],
+    data: pd.DataFrame,
+) -> tuple[Float64Array, str, int, int]:
+    """Covariance with pyfixest's default small-sample corrections (see ``_numerics.within``).
+
+    Returns ``(vcov, label, df_k, df_t)``.
+    """
+    n, k = xd.shape
+    n_fe = len(fe_codes)
+    k_fe = sum(fe_levels)
+    k_fe_adj = k_fe - (n_fe - 1) if n_fe > 1 else k_fe
+    if vcov is None:
+        vcov = {"CRV1": fe_names[0]}
+    if isinstance(vcov, str):
+        if vcov not in ("iid", "hetero"):
+            raise ValueError(
+                f"vcov={vcov!r} is not supported; use 'iid', 'hetero' or {{'CRV1': 'col'}}."
+            )
+        df_k = k + k_fe_adj
+        if vcov == "iid":
+            sigma2 = float(resid @ resid) / (n - df_k)
+            return sigma2 * bread, "iid", df_k, n - df_k
+        scores = xd * resid[:, None]
+        meat = scores.T @ scores
+        return (n / (n - df_k)) * (bread @ meat @ bread), "hetero", df_k, n - df_k
+    if not isinstance(vcov, Mapping) or set(vcov) != {"CRV1"}:
+        raise ValueError(
+            f"vcov={vcov!r}: use 'iid', 'hetero', {{'CRV1': 'a'}} or {{'CRV1': 'a+b'}}."
+        )
+    cols = [c.strip() for c in str(vcov["CRV1"]).split("+") if c.strip()]
+    codes = _cluster_codes(cols, data, vcov)
+    nested = [i for i, f in enumerate(fe_codes) if any(nested_in(f, cl) for cl in codes)]
+    k_fe_nested = sum(fe_levels[i] for i in nested)
+    df_k = k + k_fe_adj - k_fe_nested + len(nested) if nested else k + k_fe_adj
+    scores = xd * resid[:, None]
+    parts = [(1.0, codes[0])]
+    if len(codes) == 2:
+        parts = [(1.0, codes[0]), (1.0, codes[1]), (-1.0, combine_codes(codes[0], codes[1]))]
+    meat = np.zeros((k, k))
+    g_all = []
+    for sign, cl in parts:
+        m, g = cluster_meat(scores, cl)
+        meat += sign * m
+        g_all.append(g)
+    g_min = min(g_all[: len(codes)])
+    adj = (n - 1) / (n - df_k) * g_min / (g_min - 1)
+    cov = adj * (bread @ meat @ bread)
+    if len(codes) == 2:
+        # Two-way clustering can give a non-PSD matrix; fixest clips negative eigenvalues.
+        vals, vecs = np.linalg.eigh(cov)
+        if vals.min() < 0:
+            cov = (vecs * np.maximum(vals, 0.0)) @ vecs.T
+    return cov, "CRV1:" + "+".join(cols), df_k, g_min - 1
+
+
+def _cluster_codes(cols: list[str], data: pd.DataFrame, vcov: Any) -> list[Int64Array]:
+    """Integer codes of one or two cluster columns, checked."""
+    if not 1 <= len(cols) <= 2:
+        raise ValueError(f"vcov={vcov!r}: one- or two-way clustering only.")
+    missing = [c for c in cols if c not in data.columns]
+    if missing:
+        raise FormulaError(f"Cluster column(s) {missing} not in the data.")
+    codes = []
+    for c in cols:
+        s = data[c]
+        if s.isna().any():
+            raise ValueError(f"Cluster column {c!r} has missing values.")
+        codes.append(pd.factorize(s, sort=True)[0].astype(np.int64))
+    return codes

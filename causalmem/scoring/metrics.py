@@ -33,6 +33,8 @@ from types import MappingProxyType
 
 import torch
 
+from causalmem.panel.schema import metric_sign
+
 __all__ = [
     "MEMORISATION_SIGN",
     "METRICS",
@@ -45,10 +47,12 @@ __all__ = [
 METRICS: tuple[str, ...] = ("logprob", "sup_seq", "acc_seq", "entr_seq", "avg_rank")
 """Per-sequence outcome columns, in output order."""
 
-MEMORISATION_SIGN: Mapping[str, int] = MappingProxyType(
-    {"logprob": 1, "sup_seq": -1, "acc_seq": 1, "entr_seq": -1, "avg_rank": -1}
-)
-"""Sign that turns an ATT of the metric into memorisation (memorisation.md pitfall 11)."""
+MEMORISATION_SIGN: Mapping[str, int] = MappingProxyType({m: metric_sign(m) for m in METRICS})
+"""Sign that turns an ATT of the metric into memorisation (memorisation.md pitfall 11).
+
+Read from the one sign table, :data:`causalmem.panel.schema.METRIC_SIGNS`:
+``{"logprob": 1, "sup_seq": -1, "acc_seq": 1, "entr_seq": -1, "avg_rank": -1}``.
+"""
 
 
 @dataclass(frozen=True, slots=True)

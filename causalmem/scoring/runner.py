@@ -43,6 +43,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from causalmem._types import BatchSize
 from causalmem.errors import CausalmemError
 from causalmem.instances import Instances
 from causalmem.panel.panel import Panel
@@ -73,7 +74,6 @@ _MANIFEST = "manifest.json"
 _COLUMNS = ("logprob", "sup_seq", "acc_seq", "entr_seq", "avg_rank")
 
 Log = Callable[[str], None]
-BatchSize = int | Literal["auto"]
 
 
 class ScoreRunMismatchError(CausalmemError, ValueError):

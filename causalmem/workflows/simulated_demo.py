@@ -1,10 +1,11 @@
-"""The README's main job on embedded default data: a paper-shaped simulated memorisation panel.
+"""The simulated variant of the demo (``causalmem demo --simulated``): a Pythia-shaped panel.
 
-Until the scoring stage and the mini-Pythia lab land, the default data is a simulated panel with
-the paper's shape (Pythia's 154 checkpoints, 143 macro-batch cohorts of 100 instances plus 2,000
-never-trained validation instances) and a known memorisation profile, so the report can state how
-well the estimates recover the truth. Paths are chosen by the caller (the CLI); this module only
-writes under the directory it is given.
+``causalmem demo`` runs the lab demo (:mod:`causalmem.workflows.lab_demo`: a mini-Pythia trained
+here, scored and estimated). This variant needs no torch and runs in seconds: it simulates a
+panel with the paper's shape (Pythia's 154 checkpoints, 143 macro-batch cohorts of 100 instances
+plus 2,000 never-trained validation instances) and a known memorisation profile, estimates it,
+and reports how well the estimates recover the truth. Paths are chosen by the caller (the CLI,
+``analyses/01_simulated_profile``); this module only writes under the directory it is given.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from causalmem.estimators.att_gt import att_gt
 from causalmem.panel import pythia
 from causalmem.panel.io import read_panel, write_panel
 from causalmem.panel.panel import Panel
-from causalmem.panel.simulate import simulate_panel
+from causalmem.panel.simulate import SimulatedPanel, simulate_panel
+from causalmem.results.aggte import AggteResult
+from causalmem.results.attgt import AttGtResult
 from lmecon.atomic import atomic_write_parquet, atomic_write_text
 
 
@@ -104,6 +107,50 @@ def run_demo(
     timings: dict[str, float] = {}
     files: list[Path] = []
 
+    sim, panel = _simulate(cfg, timings, log)
+    t0 = time.perf_counter()
+    path = write_panel(panel, out / "panel.parquet")
+    files.append(Path(path))
+    panel = read_panel(path)
+    timings["write_read_panel"] = time.perf_counter() - t0
+    res, aggs = _estimate(panel, cfg, timings, log)
+
+    cells = res.tidy().merge(
+        sim.truth[["group", "time", "att"]].rename(columns={"att": "truth"}),
+        on=["group", "time"],
+        how="left",
+    )
+    _write_estimates(out, cells, aggs, files)
+    recovery = _recovery(cells)
+    views = {
+        "instantaneous": res.instantaneous(),
+        "residual": res.residual(at=cfg.residual_at),
+        "persistent": aggs["dynamic"].tidy(),
+    }
+    _write_tables(out, cfg, views, aggs, files)
+    _write_summary(out, res, aggs, files)
+    _write_text(out / "report.md", _report(cfg, res, aggs, views, recovery, timings), files)
+    run_json = {
+        "config": asdict(cfg),
+        "timings_s": timings,
+        "recovery": recovery,
+        "provenance": dict(res.provenance),
+        "files": [str(f.name) for f in files],
+    }
+    _write_text(out / "run.json", json.dumps(run_json, indent=1, default=str), files)
+    log(
+        f"recovery vs the simulated truth: bias {recovery['bias']:+.4f}, RMSE "
+        f"{recovery['rmse']:.4f}, uniform-band coverage "
+        f"{recovery['uniform_band_coverage_post']:.3f}"
+    )
+    return DemoOutput(out_dir=out, files=tuple(files), timings=timings, recovery=recovery)
+
+
+# ----------------------------------------------------------------------------- stages
+def _simulate(
+    cfg: SimulatedDemoConfig, timings: dict[str, float], log: Callable[[str], None]
+) -> tuple[SimulatedPanel, Panel]:
+    """Simulate the Pythia-shaped panel with the known profile; return it and its Panel."""
     t0 = time.perf_counter()
     steps = [int(s) for s in pythia.pythia_checkpoint_steps(include_log_spaced=True)]
     cohorts = list(range(cfg.cohort_every, cfg.last_cohort + 1, cfg.cohort_every))
@@ -131,13 +178,16 @@ def run_demo(
         f"simulated {panel.n_units:,} instances x {len(steps)} checkpoints "
         f"({len(panel.frame):,} rows, {len(cohorts)} cohorts + {cfg.n_never:,} never trained)"
     )
+    return sim, panel
 
-    t0 = time.perf_counter()
-    path = write_panel(panel, out / "panel.parquet")
-    files.append(Path(path))
-    panel = read_panel(path)
-    timings["write_read_panel"] = time.perf_counter() - t0
 
+def _estimate(
+    panel: Panel,
+    cfg: SimulatedDemoConfig,
+    timings: dict[str, float],
+    log: Callable[[str], None],
+) -> tuple[AttGtResult, dict[str, AggteResult]]:
+    """Fit ATT(g, t) and its four aggregations (timed)."""
     t0 = time.perf_counter()
     res = att_gt(panel, biters=cfg.biters, alp=cfg.alp, seed=cfg.seed)
     timings["att_gt"] = time.perf_counter() - t0
@@ -149,23 +199,14 @@ def run_demo(
         f"({res.se_method} SEs, {res.band} band, critical value {res.crit_val:.2f}); "
         f"four aggregations in {timings['aggte_all_four']:.2f} s"
     )
+    return res, aggs
 
-    cells = res.tidy().merge(
-        sim.truth[["group", "time", "att"]].rename(columns={"att": "truth"}),
-        on=["group", "time"],
-        how="left",
-    )
-    cells_path = out / "att_gt.parquet"
-    _atomic_parquet(cells, cells_path)
-    files.append(cells_path)
-    for name, agg in aggs.items():
-        p = out / f"aggte_{name}.parquet"
-        _atomic_parquet(agg.tidy(), p)
-        files.append(p)
 
+def _recovery(cells: pd.DataFrame) -> dict[str, float]:
+    """Compare the estimated cells with the simulated truth: bias, RMSE, band coverage."""
     post = cells[cells["post"]]
     inside = (post["conf_low"] <= post["truth"]) & (post["truth"] <= post["conf_high"])
-    recovery = {
+    return {
         "cells_post": float(len(post)),
         "bias": float((post["estimate"] - post["truth"]).mean()),
         "rmse": float(np.sqrt(((post["estimate"] - post["truth"]) ** 2).mean())),
@@ -177,71 +218,68 @@ def run_demo(
         ),
     }
 
-    inst = res.instantaneous()
-    resid = res.residual(at=cfg.residual_at)
-    views = {
-        "instantaneous": inst,
-        "residual": resid,
-        "persistent": aggs["dynamic"].tidy(),
-    }
+
+# ----------------------------------------------------------------------------- outputs
+def _write_text(path: Path, text: str, files: list[Path]) -> None:
+    """Write ``text`` to ``path`` atomically and record the file."""
+    atomic_write_text(path, text)
+    files.append(path)
+
+
+def _write_estimates(
+    out: Path, cells: pd.DataFrame, aggs: dict[str, AggteResult], files: list[Path]
+) -> None:
+    """Write the tidy cells (with the truth) and the four aggregations as parquet files."""
+    cells_path = out / "att_gt.parquet"
+    atomic_write_parquet(cells_path, cells)
+    files.append(cells_path)
+    for name, agg in aggs.items():
+        p = out / f"aggte_{name}.parquet"
+        atomic_write_parquet(p, agg.tidy())
+        files.append(p)
+
+
+def _write_tables(
+    out: Path,
+    cfg: SimulatedDemoConfig,
+    views: dict[str, pd.DataFrame],
+    aggs: dict[str, AggteResult],
+    files: list[Path],
+) -> None:
+    """Write the instantaneous and residual cells and the aggregations as LaTeX and Markdown."""
+    from causalmem.results.base import render_frame
+
+    cols = ["group", "estimate", "std_error", "conf_low", "conf_high"]
     tables = {
         "att_gt_instantaneous": (
-            inst[["group", "estimate", "std_error", "conf_low", "conf_high"]],
+            views["instantaneous"][cols],
             "Instantaneous memorisation cells ATT(g, g)",
         ),
         "att_gt_residual": (
-            resid[["group", "estimate", "std_error", "conf_low", "conf_high"]],
+            views["residual"][cols],
             f"Residual memorisation ATT(g, {cfg.residual_at})",
         ),
     }
-    from causalmem.results.base import render_frame
-
     for name, (frame, caption) in tables.items():
         for fmt, ext in (("latex", "tex"), ("markdown", "md")):
-            p = out / "tables" / f"{name}.{ext}"
-            _atomic_text(render_frame(frame.head(20), fmt, caption=caption), p)
-            files.append(p)
+            text = render_frame(frame.head(20), fmt, caption=caption)
+            _write_text(out / "tables" / f"{name}.{ext}", text, files)
     for name, agg in aggs.items():
         for fmt, ext in (("latex", "tex"), ("markdown", "md")):
-            p = out / "tables" / f"aggte_{name}.{ext}"
             text = agg.to_latex() if fmt == "latex" else agg.to_markdown()
-            _atomic_text(text, p)
-            files.append(p)
+            _write_text(out / "tables" / f"aggte_{name}.{ext}", text, files)
 
-    summary = out / "summary.txt"
-    _atomic_text(
+
+def _write_summary(
+    out: Path, res: AttGtResult, aggs: dict[str, AggteResult], files: list[Path]
+) -> None:
+    """Write ``summary.txt``: the head of the ATT(g, t) summary and three aggregations."""
+    text = (
         res.summary().split("\n---")[0][:4000]
         + "\n...\n\n"
-        + "\n\n".join(a.summary() for k, a in aggs.items() if k != "dynamic"),
-        summary,
+        + "\n\n".join(a.summary() for k, a in aggs.items() if k != "dynamic")
     )
-    files.append(summary)
-
-    report = out / "report.md"
-    _atomic_text(_report(cfg, res, aggs, views, recovery, timings), report)
-    files.append(report)
-    meta = out / "run.json"
-    _atomic_text(
-        json.dumps(
-            {
-                "config": asdict(cfg),
-                "timings_s": timings,
-                "recovery": recovery,
-                "provenance": dict(res.provenance),
-                "files": [str(f.name) for f in files],
-            },
-            indent=1,
-            default=str,
-        ),
-        meta,
-    )
-    files.append(meta)
-    log(
-        f"recovery vs the simulated truth: bias {recovery['bias']:+.4f}, RMSE "
-        f"{recovery['rmse']:.4f}, uniform-band coverage "
-        f"{recovery['uniform_band_coverage_post']:.3f}"
-    )
-    return DemoOutput(out_dir=out, files=tuple(files), timings=timings, recovery=recovery)
+    _write_text(out / "summary.txt", text, files)
 
 
 def _report(
@@ -302,11 +340,3 @@ def _report(
         "",
     ]
     return "\n".join(lines)
-
-
-def _atomic_text(text: str, path: Path) -> None:
-    atomic_write_text(path, text)
-
-
-def _atomic_parquet(frame: pd.DataFrame, path: Path) -> None:
-    atomic_write_parquet(path, frame)

@@ -19,11 +19,11 @@ _WHERE = {
     "epsilon_curves": "evaluation",
     "composition_grid": "evaluation",
     "METRIC_LABELS": "evaluation",
-    "scree_chart": "analysis",
-    "loadings_chart": "analysis",
-    "delta_chart": "analysis",
-    "fidelity_chart": "analysis",
-    "generation_chart": "analysis",
+    "scree_chart": "factors",
+    "loadings_chart": "factors",
+    "delta_chart": "highlight",
+    "fidelity_chart": "transfer",
+    "generation_chart": "generation",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _WHERE, __all__)

@@ -1,7 +1,7 @@
 """Altair charts of steer evaluations, built only from tidy frames (returned, never saved).
 
-Both functions read the value-level frame of :meth:`steer.evaluation.harness.Evaluation.tidy` (columns
-``metric, estimate, conf_low, conf_high`` plus the setting columns ``value`` or
+Both functions read the value-level frame of :meth:`steer.evaluation.result.Evaluation.tidy`
+(columns ``metric, estimate, conf_low, conf_high`` plus the setting columns ``value`` or
 ``value_<slot>`` and ``prompt_set``), possibly several evaluations concatenated:
 
 - :func:`epsilon_curves`: metric against the steer value with +-1.96 SE bands (the paper's
@@ -148,7 +148,7 @@ def composition_grid(
     Parameters
     ----------
     frame
-        ``Evaluation.tidy("value")`` of a grid (see :func:`steer.evaluation.harness.value_grid`).
+        ``Evaluation.tidy("value")`` of a grid (see :func:`steer.evaluation.settings.value_grid`).
     metric
         The metric coloured and printed in each cell.
     x, y

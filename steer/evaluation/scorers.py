@@ -30,11 +30,11 @@ import importlib.metadata
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from steer._types import check_literal
+from steer._types import OffensiveBackend, ScorerKind, check_literal
 from steer.errors import SteerInputError
 
 __all__ = [
@@ -50,8 +50,6 @@ __all__ = [
     "vader_scorer",
 ]
 
-ScorerKind = Literal["sentiment", "offensive"]
-OffensiveBackend = Literal["auto", "profanity-check", "word-list"]
 SCORER_NAMES = ("vader", "textblob", "afinn", "offensive")
 
 

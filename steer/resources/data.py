@@ -277,7 +277,7 @@ def sentiment_corpus(
     rng = np.random.default_rng(seed)
     df = snippets
     if max_words is not None:
-        df = df[df["text"].str.split().str.len() <= max_words]
+        df = df[df["text"].str.split().map(len, na_action="ignore") <= max_words]
     pos = df[df["rating"] >= min_abs_rating]
     neg = df[df["rating"] <= -min_abs_rating]
     if pos.empty or neg.empty:
@@ -327,7 +327,7 @@ def neutral_prompts(
     keep = (snippets["rating"].abs() <= max_abs_rating) & ~snippets["text"].isin(exclude_texts)
     df = snippets[keep]
     words = df["text"].str.split()
-    df = df[words.str.len() >= 2 * n_words]
+    df = df[words.map(len, na_action="ignore") >= 2 * n_words]
     idx = rng.choice(len(df), size=min(n, len(df)), replace=False)
     return [" ".join(t.split()[:n_words]) for t in df["text"].iloc[np.sort(idx)]]
 
@@ -375,7 +375,7 @@ def source_corpus(
     rng = np.random.default_rng(seed)
     df = snippets
     if max_words is not None:
-        df = df[df["text"].str.split().str.len() <= max_words]
+        df = df[df["text"].str.split().map(len, na_action="ignore") <= max_words]
     if max_abs_rating is not None:
         df = df[df["rating"].abs() <= max_abs_rating]
     take = []

@@ -30,8 +30,9 @@ import pandas as pd
 from steer._types import LabelMode, VaderSource, check_literal
 from steer.config import SteerConfig, SteerTrainConfig
 from steer.core.io import save_steer
-from steer.evaluation.harness import conditional_perplexity, distinct_n, sweep_table, vader_compound
-from steer.generation import generate
+from steer.core.transform import SteerTransform
+from steer.evaluation.metrics import conditional_perplexity, distinct_n, sweep_table, vader_compound
+from steer.generation import Generation, generate
 from steer.resources.data import SentimentCorpus, neutral_prompts, sentiment_corpus, vader_snippets
 from steer.resources.models import SMOLLM2, load_model
 from steer.train import SteerFit, fit_steer
@@ -221,13 +222,43 @@ def run_demo(
     out_dir.mkdir(parents=True, exist_ok=True)
     secs: dict[str, float] = {}
     t_all = time.perf_counter()
+    lm = _load_stage(cfg, secs, log, cache_dir)
+    corpus, prompts = _data_stage(cfg, secs, log, cache_dir)
+    fit = _train_stage(lm, corpus, cfg, secs, log, progress)
+    gens, base, rows_p = _generate_stage(lm, fit.transform, prompts, cfg, secs, log)
+    t = time.perf_counter()
+    sweep = _score_stage(lm, fit.transform, gens, base, rows_p, cfg)
+    secs["score"] = time.perf_counter() - t
+    secs["total"] = time.perf_counter() - t_all
+    files = _write_outputs(out_dir, cfg, lm.model_id, fit, sweep, secs, len(prompts))
+    return DemoResult(
+        out_dir, tuple(files), sweep.table, sweep.frame, fit, secs, sweep.rises, sweep.spearman,
+        sweep.base_row["vader_mean"],
+    )  # fmt: skip
 
+
+def _load_stage(
+    cfg: SteerDemoConfig,
+    secs: dict[str, float],
+    log: Callable[[str], None],
+    cache_dir: str | Path | None,
+) -> Any:
+    """Load the demo's model (step 1)."""
     t = time.perf_counter()
     lm = load_model(cfg.model, cache_dir=cache_dir, log=log)
     secs["load_model"] = time.perf_counter() - t
     log(f"model {lm.model_id} ({sum(p.numel() for p in lm.model.parameters()) / 1e6:.0f}M "
         f"parameters) loaded in {secs['load_model']:.1f} s")  # fmt: skip
+    return lm
 
+
+def _data_stage(
+    cfg: SteerDemoConfig,
+    secs: dict[str, float],
+    log: Callable[[str], None],
+    cache_dir: str | Path | None,
+) -> tuple[SentimentCorpus, list[str]]:
+    """Draw the training texts and the prompts: display prompts, then held-out openings (2)."""
     t = time.perf_counter()
     snippets = vader_snippets((cfg.source,), cache_dir=cache_dir)
     corpus = demo_corpus(snippets, cfg)
@@ -239,7 +270,18 @@ def run_demo(
     log(f"{len(corpus.texts)} VADER {cfg.source} snippets ({n_pos} positive, "
         f"{len(corpus.texts) - n_pos} negative, |rating| >= {cfg.min_abs_rating}); "
         f"{len(prompts)} prompts")  # fmt: skip
+    return corpus, prompts
 
+
+def _train_stage(
+    lm: Any,
+    corpus: SentimentCorpus,
+    cfg: SteerDemoConfig,
+    secs: dict[str, float],
+    log: Callable[[str], None],
+    progress: bool,
+) -> SteerFit:
+    """Train the steer on cached hidden states (step 3)."""
     sc, tc = demo_steer_configs(cfg, progress=progress)
     t = time.perf_counter()
     fit = fit_steer(lm.model, lm.tokenizer, corpus.texts, corpus.labels, sc, tc,
@@ -247,14 +289,31 @@ def run_demo(
     secs["train"] = time.perf_counter() - t
     secs["train_cache_hidden"] = fit.cache_seconds
     secs["train_steps"] = fit.train_seconds
-    hist = fit.history_frame()
-    first, last = hist["nll"].iloc[:5].mean(), hist["nll"].iloc[-5:].mean()
+    first, last = _nll_first_last(fit.history_frame())
     log(f"trained {cfg.steps} steps on {fit.n_tokens} tokens in {secs['train']:.0f} s "
         f"(hidden states cached in {fit.cache_seconds:.0f} s); token NLL {first:.3f} -> "
         f"{last:.3f} (mean of the first / last 5 steps)")  # fmt: skip
+    return fit
 
+
+def _nll_first_last(hist: pd.DataFrame) -> tuple[float, float]:
+    """Mean token NLL of the first and of the last 5 training steps."""
+    return hist["nll"].iloc[:5].mean(), hist["nll"].iloc[-5:].mean()
+
+
+def _generate_stage(
+    lm: Any,
+    tr: SteerTransform,
+    prompts: list[str],
+    cfg: SteerDemoConfig,
+    secs: dict[str, float],
+    log: Callable[[str], None],
+) -> tuple[list[Generation], list[Generation], list[str]]:
+    """Generate every prompt at every value, and without the steer (step 4).
+
+    Returns the steered generations, the unsteered ones and the prompt of each steered row.
+    """
     t = time.perf_counter()
-    tr = fit.transform
     rows_p = [p for p in prompts for _ in cfg.values]
     rows_v = [tr.values(s) for _ in prompts for s in cfg.values]
     gens = generate(lm.model, lm.tokenizer, rows_p, transform=tr, values=rows_v,
@@ -265,8 +324,29 @@ def run_demo(
     secs["generate"] = time.perf_counter() - t
     log(f"generated {len(gens)} continuations x {cfg.max_new_tokens} tokens ({len(prompts)} "
         f"prompts x {len(cfg.values)} values) in {secs['generate']:.0f} s")  # fmt: skip
+    return gens, base, rows_p
 
-    t = time.perf_counter()
+
+@dataclass(frozen=True, eq=False)
+class _Sweep:
+    """The scored sweep (step 5)."""
+
+    frame: pd.DataFrame
+    table: pd.DataFrame
+    base_row: dict[str, Any]
+    rises: bool
+    spearman: float
+
+
+def _score_stage(
+    lm: Any,
+    tr: SteerTransform,
+    gens: list[Generation],
+    base: list[Generation],
+    rows_p: list[str],
+    cfg: SteerDemoConfig,
+) -> _Sweep:
+    """Score every continuation (VADER, distinct-2, perplexity) and summarise by value."""
     base_vader = vader_compound([g.text for g in base])
     base_row: dict[str, Any] = {
         "value": "unsteered",
@@ -288,46 +368,74 @@ def run_demo(
     )
     frame.insert(3, "epsilon", frame["value"] * tr.epsilon)
     table = sweep_table(frame)
-    secs["score"] = time.perf_counter() - t
-    secs["total"] = time.perf_counter() - t_all
     means = table["vader_mean"].to_numpy()
     rises = bool(np.all(np.diff(means) > 0))
     spearman = float(pd.Series(table["value"]).corr(pd.Series(means), method="spearman"))
+    return _Sweep(frame, table, base_row, rises, spearman)
 
-    steer_dir = save_steer(tr, out_dir / "steer")
+
+def _write_outputs(
+    out_dir: Path,
+    cfg: SteerDemoConfig,
+    model_id: str,
+    fit: SteerFit,
+    sweep: _Sweep,
+    secs: dict[str, float],
+    n_prompts: int,
+) -> list[Path]:
+    """Write the steer, the tables, the generations, the summary and the report."""
+    steer_dir = save_steer(fit.transform, out_dir / "steer")
     files = [steer_dir / "steer.safetensors", steer_dir / "steer_config.json"]
 
     def write(name: str, text: str) -> None:
         (out_dir / name).write_text(text)
         files.append(out_dir / name)
 
-    write("generations.csv", frame.to_csv(index=False))
-    write("vader_by_epsilon.csv", table.to_csv(index=False))
-    write("vader_by_epsilon.md", _markdown(table) + "\n")
+    hist = fit.history_frame()
+    first, last = _nll_first_last(hist)
+    write("generations.csv", sweep.frame.to_csv(index=False))
+    write("vader_by_epsilon.csv", sweep.table.to_csv(index=False))
+    write("vader_by_epsilon.md", _markdown(sweep.table) + "\n")
     write("loss_history.csv", hist.to_csv(index=False))
     summary = {
-        "unsteered": base_row,
-        "model": lm.model_id,
+        "unsteered": sweep.base_row,
+        "model": model_id,
         "config": dataclasses.asdict(cfg),
         "n_train_texts": fit.n_texts,
         "n_train_tokens": fit.n_tokens,
         "nll_first5": first,
         "nll_last5": last,
         "seconds": secs,
-        "vader_rises_with_epsilon": rises,
-        "spearman_value_vader": spearman,
+        "vader_rises_with_epsilon": sweep.rises,
+        "spearman_value_vader": sweep.spearman,
     }
     write("summary.json", json.dumps(summary, indent=2) + "\n")
-    disp = frame[frame["display"]]
+    write("report.md", _report(cfg, model_id, fit, sweep, secs, n_prompts, first, last))
+    return files
+
+
+def _report(
+    cfg: SteerDemoConfig,
+    model_id: str,
+    fit: SteerFit,
+    sweep: _Sweep,
+    secs: dict[str, float],
+    n_prompts: int,
+    first: float,
+    last: float,
+) -> str:
+    """Return the Markdown report of the demo."""
+    tr, rises, spearman, base_row = fit.transform, sweep.rises, sweep.spearman, sweep.base_row
+    disp = sweep.frame[sweep.frame["display"]]
     examples = "\n\n".join(
         f"**{p}**\n\n"
         + "\n".join(
-            f"- s = {r.value:+g} (eps = {r.epsilon:+.2g}): {r.continuation.strip()!r}"
+            f"- s = {r.value:+g} (eps = {r.epsilon:+.2g}): {str(r.continuation).strip()!r}"
             for r in disp[disp["prompt"] == p].itertuples()
         )
         for p in cfg.display_prompts
     )
-    report = f"""# LM-Steer demo: sentiment steer on {lm.model_id}
+    return f"""# LM-Steer demo: sentiment steer on {model_id}
 
 - Training data: {fit.n_texts} VADER-rated {cfg.source} snippets (labels = rating / 4), \
 {fit.n_tokens} target tokens.
@@ -343,9 +451,9 @@ lambda {cfg.regularization:g}).
 {base_row["dist_2"]:.3f}. (Value 0 keeps the dummy slot at 1, as in the reference repository, so
 it is not the bare model.)
 
-## Mean VADER compound of {len(prompts)} prompts x {cfg.max_new_tokens} greedy tokens per value
+## Mean VADER compound of {n_prompts} prompts x {cfg.max_new_tokens} greedy tokens per value
 
-{_markdown(table)}
+{_markdown(sweep.table)}
 
 `value` multiplies eps_0; `perplexity_median` is the continuation's perplexity under the
 unsteered model (fluency); `dist_2` is the share of distinct word bigrams.
@@ -354,7 +462,3 @@ unsteered model (fluency); `dist_2` is the share of distinct word bigrams.
 
 {examples}
 """
-    write("report.md", report)
-    return DemoResult(
-        out_dir, tuple(files), table, frame, fit, secs, rises, spearman, base_row["vader_mean"]
-    )

@@ -534,7 +534,7 @@ def test_dense_fallback_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
         _sim(seed=2, cohorts=(3, 5), units_per_cohort=6, n_never=20).frame,
         control_group="notyettreated",
     )
-    monkeypatch.setattr(B, "MAX_DENSE_CELLS", 3)
+    monkeypatch.setattr(B._cells, "MAX_DENSE_CELLS", 3)  # where _factors reads the cap
     with pytest.raises(ValueError, match="structured covariance"):
         B.bayes_did(res, draws=10, tune=10)
 

@@ -30,10 +30,10 @@ def test_critical_values() -> None:
     assert critical_value(0.05) == pytest.approx(Z975)
     j = 12
     a1 = 1 - 0.95 ** (1 / j)
-    assert critical_value(0.05, "uniform", j) == pytest.approx(norm.ppf(1 - a1 / 2))
-    assert critical_value(0.05, "uniform", 1) == pytest.approx(Z975)
+    assert critical_value(0.05, band="uniform", n_cells=j) == pytest.approx(norm.ppf(1 - a1 / 2))
+    assert critical_value(0.05, band="uniform", n_cells=1) == pytest.approx(Z975)
     with pytest.raises(ValueError):
-        critical_value(0.05, "sup", 3)  # type: ignore[arg-type]
+        critical_value(0.05, band="sup", n_cells=3)  # type: ignore[arg-type]
 
 
 def test_required_n_closed_form() -> None:

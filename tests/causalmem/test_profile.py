@@ -73,7 +73,7 @@ def test_profile_views_from_att_gt() -> None:
 
 def test_profile_from_event_study_and_aggte() -> None:
     sim = cm.simulate_panel(seed=1, outcome="acc_seq")
-    es = cm.event_study(sim.frame, "acc_seq", "step", "unit", "cohort", "twfe")
+    es = cm.event_study(sim.frame, "acc_seq", "step", "unit", "cohort", estimator="twfe")
     prof = MemorisationProfile.from_result(es, metric="acc_seq")
     assert prof.sign == 1 and prof.cells is None
     with pytest.raises(ValueError, match="path only"):

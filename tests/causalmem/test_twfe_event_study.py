@@ -6,6 +6,7 @@ observed ~1e-14). Simulated-truth checks use the estimators' own confidence inte
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -93,15 +94,18 @@ def test_event_study_twfe_matches_pyfixest_with_explicit_indicators(
 ) -> None:
     pf = pytest.importorskip("pyfixest")
     df = _frame(seed=2)
-    ours = cm.event_study(df, "y", "step", "unit", "cohort", "twfe", vcov=vcov, window=window)
+    ours = cm.event_study(
+        df, "y", "step", "unit", "cohort", estimator="twfe", vcov=vcov, window=window
+    )
     d, names = _dummies(df, window)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         peer = pf.feols(
             "y ~ " + " + ".join(names) + " | unit + step", data=d, vcov=vcov or {"CRV1": "unit"}
         )
-    np.testing.assert_allclose(ours.coef, peer.coef().to_numpy(), atol=COEF_TOL)
-    np.testing.assert_allclose(ours.se, peer.se().to_numpy(), atol=SE_TOL)
+    assert isinstance(ours.path, cm.TwfeResult)
+    np.testing.assert_allclose(ours.path.coef, peer.coef().to_numpy(), atol=COEF_TOL)
+    np.testing.assert_allclose(ours.path.se, peer.se().to_numpy(), atol=SE_TOL)
     assert ours.tidy()["event_time"].tolist() == [
         float(n.replace("d_m", "-").replace("d_p", "")) for n in names
     ]
@@ -127,7 +131,7 @@ def test_sun_abraham_cohort_effects_equal_the_saturated_regression() -> None:
     cells = dict(zip(zip(cs.group, cs.time, strict=True), cs.att, strict=True))
     np.testing.assert_allclose(reg.coef, [cells[k] for k in keys], atol=1e-10)
     # The IW estimator averages them with cohort shares by relative period.
-    sa = cm.event_study(df, "y", "step", "unit", "cohort", "sunab")
+    sa = cm.event_study(df, "y", "step", "unit", "cohort", estimator="sunab")
     shares = df.drop_duplicates("unit")["g"].value_counts()
     e0 = np.average([cells[(g, g)] for g in shares.index], weights=shares.to_numpy())
     assert sa.tidy().set_index("term").loc["event_time=0", "estimate"] == pytest.approx(e0)
@@ -153,14 +157,18 @@ def test_twfe_is_biased_under_dynamic_effects_while_cs_and_sunab_recover_the_tru
     truth_e = sim.truth.groupby("event_time")["att"].mean()
     for est in (
         cm.aggte(res, "dynamic", event_time="periods"),
-        cm.event_study(df, "y", "step", "unit", "cohort", "sunab"),
+        cm.event_study(df, "y", "step", "unit", "cohort", estimator="sunab"),
     ):
         t = est.tidy().dropna(subset=["event_time"]).set_index("event_time")
         t = t[t.index >= 0]
         z = (t["estimate"] - truth_e.loc[t.index]) / t["std_error"]
         assert (z.abs() < 3).all()
     # The dynamic TWFE event study is contaminated by the other cohorts' dynamics.
-    es_ = cm.event_study(df, "y", "step", "unit", "cohort", "twfe").tidy().set_index("event_time")
+    es_ = (
+        cm.event_study(df, "y", "step", "unit", "cohort", estimator="twfe")
+        .tidy()
+        .set_index("event_time")
+    )
     common = es_.index[es_.index >= 0]
     zt = (es_.loc[common, "estimate"] - truth_e.loc[common]) / es_.loc[common, "std_error"]
     assert zt.abs().max() > 3
@@ -168,7 +176,8 @@ def test_twfe_is_biased_under_dynamic_effects_while_cs_and_sunab_recover_the_tru
 
 def test_difference_estimator_is_the_difference_of_means_and_needs_random_assignment() -> None:
     df = _frame(seed=7, level_shift=1.0)
-    d = cm.event_study(df, "y", "step", "unit", "cohort", "diff")
+    d = cm.event_study(df, "y", "step", "unit", "cohort", estimator="diff").att_gt
+    assert d is not None
     wide = df.pivot(index="unit", columns="step", values="y")
     g = df.groupby("unit")["g"].first()
     for j in [0, 5, 11]:
@@ -190,7 +199,8 @@ def test_difference_estimator_is_the_difference_of_means_and_needs_random_assign
 def test_reference_baseline_has_the_sign_of_the_effect() -> None:
     df = _frame(seed=8)
     with pytest.warns(CausalmemWarning, match="simple_diff"):
-        sd = cm.event_study(df, "y", "step", "unit", "cohort", "simple_diff")
+        sd = cm.event_study(df, "y", "step", "unit", "cohort", estimator="simple_diff").att_gt
+    assert sd is not None
     inst = sd.tidy().query("time == group")
     assert (inst["estimate"] < 0).all()  # the simulated effect lowers y (pitfall 2 fixed)
 
@@ -199,6 +209,26 @@ def test_with_vcov_returns_a_new_result() -> None:
     res = cm.twfe("y ~ treated | unit + step", _frame())
     iid = res.with_vcov("iid")
     assert iid is not res and iid.vcov_type == "iid" and res.vcov_type == "CRV1:unit"
+    # The call is a frozen spec; another covariance comes from the recorded design, no closure.
+    assert (
+        res.spec.vcov is None
+        and iid.spec.vcov == "iid"
+        and iid.spec
+        == res.spec.__class__(
+            formula="y ~ treated | unit + step",
+            outcome="y",
+            fixed_effects=("unit", "step"),
+            vcov="iid",
+        )
+    )
+    two = res.with_vcov({"CRV1": "unit+step"})
+    assert two.spec.vcov == {"CRV1": "unit+step"} and two.vcov_type == "CRV1:unit+step"
+    with pytest.raises(TypeError):
+        two.spec.vcov["CRV1"] = "unit"  # type: ignore[index]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        res.spec.alp = 0.1  # type: ignore[misc]
+    direct = cm.twfe("y ~ treated | unit + step", _frame(), vcov={"CRV1": "unit+step"})
+    np.testing.assert_array_equal(two.vcov, direct.vcov)
     np.testing.assert_array_equal(iid.coef, res.coef)
     with pytest.raises(ValueError):
         res.coef[0] = 0.0
@@ -224,19 +254,21 @@ def test_bad_inputs() -> None:
     with pytest.raises(FormulaError, match="Cluster column"):
         cm.twfe("y ~ treated | unit + step", df, vcov={"CRV1": "nope"})
     with pytest.raises(ValueError, match="use one of"):
-        cm.event_study(df, "y", "step", "unit", "cohort", "did2s")  # type: ignore[arg-type]
+        cm.event_study(df, "y", "step", "unit", "cohort", estimator="did2s")  # type: ignore[arg-type]
     with pytest.raises(IdentificationError, match="balanced"):
-        cm.event_study(df.sample(frac=0.9, random_state=0), "y", "step", "unit", "cohort", "twfe")
+        cm.event_study(
+            df.sample(frac=0.9, random_state=0), "y", "step", "unit", "cohort", estimator="twfe"
+        )
     treated_only = df[df["g"].notna()]
     with pytest.raises(SingularDesignError, match="second reference"):
-        cm.event_study(treated_only, "y", "step", "unit", "cohort", "twfe")
+        cm.event_study(treated_only, "y", "step", "unit", "cohort", estimator="twfe")
 
 
 def test_etable_renders_every_format_and_checks_inputs() -> None:
     df = _frame()
     res = cm.att_gt(df, "y", "step", "unit", "cohort", biters=100, seed=0)
     cs = cm.aggte(res, "dynamic", event_time="periods")
-    tw = cm.event_study(df, "y", "step", "unit", "cohort", "twfe")
+    tw = cm.event_study(df, "y", "step", "unit", "cohort", estimator="twfe")
     static = cm.twfe("y ~ treated | unit + step", df)
     tab = cm.etable([cs, tw, static], ["CS", "TWFE ES", "TWFE"], caption="Comparison")
     frame = tab.to_frame()
@@ -258,3 +290,25 @@ def test_etable_renders_every_format_and_checks_inputs() -> None:
         cm.etable([cs, tw], ["one"])
     with pytest.raises(TypeError, match="tidy"):
         cm.etable([object()])
+
+
+def test_event_study_returns_one_type_with_the_same_tidy_columns() -> None:
+    from causalmem.results.event_study import EVENT_STUDY_COLUMNS, EventStudyResult
+
+    df = _frame(seed=9)
+    for est in ("twfe", "sunab", "diff"):
+        res = cm.event_study(df, "y", "step", "unit", "cohort", estimator=est)  # type: ignore[arg-type]
+        assert isinstance(res, EventStudyResult) and res.spec.estimator == est
+        t = res.tidy()
+        assert tuple(t.columns) == EVENT_STUDY_COLUMNS and (t["estimator"] == est).all()
+        assert t["event_time"].notna().all() and len(res.glance()) == 1
+        # The numbers are the estimator's own fit's, unchanged.
+        path = res.path.tidy().dropna(subset=["event_time"])
+        np.testing.assert_array_equal(res.estimate, path["estimate"].to_numpy())
+        np.testing.assert_array_equal(res.std_error, path["std_error"].to_numpy())
+    diff = cm.event_study(df, "y", "step", "unit", "cohort", estimator="diff")
+    assert diff.att_gt is not None
+    agg = cm.aggte(diff.att_gt, "dynamic", event_time="periods", na_rm=True).tidy()
+    np.testing.assert_array_equal(diff.estimate, agg["estimate"].to_numpy()[:-1])
+    with pytest.raises(TypeError):
+        cm.event_study(df, "y", "step", "unit", "cohort", "twfe")  # type: ignore[misc]

@@ -37,3 +37,51 @@ def random_transform(
 def batch(tok: Any) -> dict[str, torch.Tensor]:
     enc = tok(["the film was good and the", "a movie"], return_tensors="pt", padding=True)
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+
+RESULT_TYPES = (
+    "SteerFit",
+    "FactorAnalysis",
+    "Highlight",
+    "Evaluation",
+    "EmbeddingMap",
+    "ContextMap",
+    "TransferFidelity",
+)
+"""Every result type of steer (checked by tests/steer/test_result_protocol.py)."""
+
+
+def tiny_result(name: str, tok: Any) -> Any:
+    """A small instance of the steer result type ``name``, made with the tiny models."""
+    from steer import (
+        SteerConfig,
+        SteerTrainConfig,
+        evaluate,
+        factor_analysis,
+        fit_context_map,
+        fit_embedding_map,
+        fit_steer,
+        highlight,
+        transfer_fidelity,
+    )
+
+    model, t = _tiny.model("gpt2"), random_transform(k=2, r=4)
+    texts = ["the film was good", "a movie was bad", "the story is nice", "the plot was dull"]
+    if name == "SteerFit":
+        sc = SteerConfig(num_steers=1, rank=4, epsilon=1e-2)
+        tc = SteerTrainConfig(steps=2, batch_size=2, progress=False)
+        return fit_steer(model, tok, texts, [1.0, -1.0, 1.0, -1.0], sc, tc)
+    if name == "FactorAnalysis":
+        return factor_analysis(t, model, tok, k=3, n_tokens=4)
+    if name == "Highlight":
+        return highlight(model, tok, t, "the film was really good and the end was fine", values=5.0)
+    if name == "Evaluation":
+        return evaluate(model, tok, t, ["the film was"], [-1, 1], samples=2, new_tokens=3,
+                        scorers=("vader",), progress=False)  # fmt: skip
+    if name == "EmbeddingMap":
+        return fit_embedding_map(model, tok, _tiny.model("llama"), tok, heldout=0.2)
+    if name == "ContextMap":
+        return fit_context_map(model, tok, _tiny.model("llama"), tok, texts, ridge=1.0)
+    if name == "TransferFidelity":
+        return transfer_fidelity(t, model, tok, t, model, tok, texts, values=2.0, top_k=5)
+    raise KeyError(name)

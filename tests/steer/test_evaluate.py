@@ -20,7 +20,7 @@ from steer import (
     generate,
 )
 from steer.core.hooks import head_inputs
-from steer.evaluation.harness import (
+from steer.evaluation import (
     Evaluation,
     conditional_perplexity,
     distinct_n,
@@ -182,7 +182,7 @@ def test_evaluate_aggregates_per_prompt_then_over_prompts(evaluation: Evaluation
     med = v[(v["setting"] == 1) & (v["metric"] == "ppl_median")].iloc[0]
     assert med["estimate"] == pytest.approx(df.loc[df["setting"] == 1, "perplexity"].median())
     assert v.loc[v["metric"] == "ppl_over_1e4", "estimate"].eq(0).all()
-    s = evaluation.summary()
+    s = evaluation.summary_frame()
     assert len(s) == 3 and s["value"].tolist() == [-1.0, 0.0, 2.0]
     assert "vader_positive_se" in s and "ppl_median_se" not in s
     md = evaluation.to_markdown(["vader_positive", "ppl_median"])
@@ -236,7 +236,7 @@ def test_evaluate_unsteered_and_composition_grid(tok: Any) -> None:
     model = _tiny.model("llama")
     ev = evaluate(model, tok, None, ["a movie"], samples=2, new_tokens=3, scorers=("vader",),
                   progress=False)  # fmt: skip
-    assert ev.summary()["values"].tolist() == ["unsteered"] and ev.spec.settings is None
+    assert ev.summary_frame()["values"].tolist() == ["unsteered"] and ev.spec.settings is None
     a = random_transform(k=2, seed=1, slot_names=("sentiment", "dummy"), dummy_slots=(1,))
     b = random_transform(k=2, seed=2, slot_names=("formality", "dummy_f"), dummy_slots=(1,))
     both = compose(a, b)

@@ -224,7 +224,7 @@ def test_specific_errors(tok: Any) -> None:
 
 def test_charts_read_the_tidy_frames(tok: Any) -> None:
     pytest.importorskip("altair")
-    from steer.charts.analysis import (
+    from steer.charts import (
         delta_chart,
         fidelity_chart,
         generation_chart,

@@ -11,15 +11,14 @@ import pandas as pd
 import pytest
 import torch
 
-from steer import SteerDimensionError, SteerInputError, steering
+from steer import SteerDimensionError, SteerInputError, steering, transfer
 from steer.core.hooks import head_weight
-from steer.crossmodel.transfer import (
+from steer.crossmodel import (
     canonical_vocabulary,
     fit_context_map,
     fit_embedding_map,
     marker_style,
     shared_vocabulary,
-    transfer,
     transfer_fidelities,
     transfer_fidelity,
 )
@@ -99,7 +98,7 @@ def test_transfer_to_a_rotated_copy_is_exact(tok: Any) -> None:
             b = tgt(input_ids=ids).logits
     assert (a - b).abs().max() < FORWARD
     fid = transfer_fidelity(t, src, tok, t2, tgt, tok, TEXTS, values=3.0, top_k=10)
-    s = fid.summary()
+    s = fid.summary_dict()
     assert s["logit_corr_mean"] == pytest.approx(1.0, abs=FORWARD)
     assert s["topk_overlap_mean"] == 1.0 and s["bottomk_overlap_mean"] == 1.0
     assert s["token_delta_logp_corr"] == pytest.approx(1.0, abs=FORWARD)
@@ -126,7 +125,7 @@ def test_transfer_between_hidden_sizes_is_h_transpose_w_h(tok: Any) -> None:
     resid = es[keep] - et[keep] @ h.T
     assert np.abs(et[keep].T @ resid).max() < 1e-10
     fid = transfer_fidelity(t, src, tok, t2, tgt, tok, TEXTS, values=(2.0,))
-    assert -1.0 <= fid.summary()["logit_corr_mean"] <= 1.0
+    assert -1.0 <= fid.summary_dict()["logit_corr_mean"] <= 1.0
 
 
 class _VocabTok:
@@ -217,7 +216,7 @@ def test_transfer_through_a_reordered_vocabulary_matches_tokens_by_string(tok: A
     assert np.abs(emap.h - np.eye(_tiny.D)).max() < 1e-9
     t2 = transfer(t, src, tok, tgt, tok2, mapping=emap)
     fid = transfer_fidelity(t, src, tok, t2, tgt, tok2, TEXTS, values=(4.0,), top_k=5)
-    s = fid.summary()
+    s = fid.summary_dict()
     assert s["logit_corr_mean"] == pytest.approx(1.0, abs=FORWARD)
     assert s["topk_overlap_mean"] == 1.0
     assert s["scale_ratio_median"] == pytest.approx(1.0, abs=FORWARD)
@@ -232,8 +231,8 @@ def test_transfer_fidelities_score_several_steers_like_single_calls(tok: Any) ->
     assert list(both) == ["exact", "other"]
     single = transfer_fidelity(t, src, tok, other, tgt, tok, TEXTS)
     pd.testing.assert_frame_equal(both["other"].tidy(), single.tidy())
-    assert both["exact"].summary()["logit_corr_mean"] > 0.999999
-    assert both["other"].summary()["logit_corr_mean"] < 0.9
+    assert both["exact"].summary_dict()["logit_corr_mean"] > 0.999999
+    assert both["other"].summary_dict()["logit_corr_mean"] < 0.9
     with pytest.raises(SteerInputError, match="at least one target"):
         transfer_fidelities(t, src, tok, {}, tgt, tok, TEXTS)
 
