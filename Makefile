@@ -1,11 +1,11 @@
-# The README's two commands: `make demo` (main job on the embedded default data) and `make test`.
+# The README's two commands: `make demo` (memorisation + steer, one index) and `make test`.
 # Both create or reuse .venv and install what they need from PyPI.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 OUT    ?= out/demo
 
-.PHONY: demo test bench clean-venv
+.PHONY: demo test check bench clean-venv
 
 # torch is pinned in the `lm` extra (==2.13.0): an unpinned torch pulls a multi-GB CUDA build.
 $(VENV)/.installed-core: pyproject.toml
@@ -19,10 +19,16 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed-core
 	touch $@
 
 demo: $(VENV)/.installed-core
-	$(VENV)/bin/causalmem demo --out $(OUT)
+	$(PY) analyses/00_demo/run.py --out $(OUT)
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# Lint, format and type checks (run by .ci/run before the tests).
+check: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 bench: $(VENV)/.installed-dev
 	$(PY) bench/did_vs_peers.py

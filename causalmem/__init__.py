@@ -5,10 +5,11 @@ R ``did`` vocabulary: ``att_gt`` -> ``AttGtResult`` -> ``aggte``. Nothing runs a
 the names below are imported on first use, so ``import causalmem`` loads no numerics, torch,
 PyMC or Altair.
 
-Layers (a lower one never imports a higher one; ``docs/architecture.md``): ``_numerics`` ->
-``panel`` -> ``instances`` -> ``estimators`` -> ``results`` -> ``analysis`` (profile, compare,
-predict, power) -> ``presentation`` (charts, tables, report) ; ``scoring`` and ``lab`` produce
-panels; ``workflows`` are the applications; ``cli`` is the command line.
+Layers, lowest first (a module never imports a higher layer; ``docs/architecture.md``,
+enforced by ``tests/test_layering.py``): ``_numerics`` -> ``panel`` -> ``instances`` ->
+``results`` -> ``estimators`` (which build results) -> ``analysis`` (profile, compare, predict,
+power) -> ``presentation`` (charts, tables, report) -> ``scoring`` and ``lab`` (which produce
+panels) -> ``workflows`` (the applications) -> ``cli``.
 """
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ class FamilyConfig:
     models
         The members (at least two; three or more for the paper's findings).
     lab
-        Shared :class:`~causalmem.workflows.lab_demo.LabConfig` settings of the lab members (a
+        Shared :class:`~causalmem.lab.config.LabConfig` settings of the lab members (a
         mapping of its fields; the data order, seed and sampled instances are shared, so the
         units are the same across sizes).
     outcome
@@ -133,7 +133,7 @@ class FamilyConfig:
         return cls(models=tuple(members), base_dir=str(p.parent), **data)
 
     def lab_config(self, member: FamilyMember) -> Any:
-        """Return the :class:`~causalmem.workflows.lab_demo.LabConfig` of a lab member."""
+        """Return the :class:`~causalmem.lab.config.LabConfig` of a lab member."""
         from causalmem.lab.config import LabConfig
 
         base = LabConfig(**dict(self.lab))
