@@ -29,16 +29,21 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from causalmem.estimators.bayes import bayes_did
     from causalmem.estimators.event_study import event_study
     from causalmem.estimators.twfe import twfe
+    from causalmem.panel.checks import validate_long
     from causalmem.panel.io import read_panel, write_panel
     from causalmem.panel.panel import Panel
     from causalmem.panel.schema import PanelSchema
     from causalmem.panel.simulate import SimulatedPanel, simulate_panel
-    from causalmem.panel.validate import validate_long
     from causalmem.presentation.tables import Table, etable
     from causalmem.results.aggte import AggteResult
     from causalmem.results.attgt import AttGtResult
     from causalmem.results.bayes import BayesDidResult
     from causalmem.results.twfe import TwfeResult
+    from causalmem.workflows.estimator_validation import (
+        EstimatorValidation,
+        validate_estimators,
+        validation_section,
+    )
     from causalmem.workflows.family import (
         FamilyConfig,
         analyse_family,
@@ -47,7 +52,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         load_family,
     )
     from causalmem.workflows.report import build_report
-    from causalmem.workflows.validation import ValidationResult, validate, validation_section
 
 __all__ = [
     "AggteResult",
@@ -62,7 +66,7 @@ __all__ = [
     "SimulatedPanel",
     "Table",
     "TwfeResult",
-    "ValidationResult",
+    "EstimatorValidation",
     "aggte",
     "analyse_family",
     "att_gt",
@@ -80,7 +84,7 @@ __all__ = [
     "read_panel",
     "simulate_panel",
     "twfe",
-    "validate",
+    "validate_estimators",
     "validate_long",
     "validation_section",
     "write_panel",
@@ -104,7 +108,7 @@ _WHERE = {
     "PanelSchema": "causalmem.panel.schema",
     "SimulatedPanel": "causalmem.panel.simulate",
     "simulate_panel": "causalmem.panel.simulate",
-    "validate_long": "causalmem.panel.validate",
+    "validate_long": "causalmem.panel.checks",
     "build_report": "causalmem.workflows.report",
     "Table": "causalmem.presentation.tables",
     "etable": "causalmem.presentation.tables",
@@ -117,9 +121,9 @@ _WHERE = {
     "build_family": "causalmem.workflows.family",
     "fit_family": "causalmem.workflows.family",
     "load_family": "causalmem.workflows.family",
-    "ValidationResult": "causalmem.workflows.validation",
-    "validate": "causalmem.workflows.validation",
-    "validation_section": "causalmem.workflows.validation",
+    "EstimatorValidation": "causalmem.workflows.estimator_validation",
+    "validate_estimators": "causalmem.workflows.estimator_validation",
+    "validation_section": "causalmem.workflows.estimator_validation",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _WHERE, __all__)

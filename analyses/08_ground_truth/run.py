@@ -28,10 +28,10 @@ from causalmem.analysis.power import check_power, fit_variance, plan_sample_size
 from causalmem.lab.config import LabConfig
 from causalmem.lab.ground_truth import ground_truth, replicate_config
 from causalmem.results.base import render_frame
-from causalmem.workflows.validation import (
+from causalmem.workflows.estimator_validation import (
     ESTIMATOR_LABELS,
     metrics_table,
-    validate,
+    validate_estimators,
     validation_section,
 )
 from lmecon.atomic import atomic_write_text
@@ -95,8 +95,8 @@ def main() -> None:
         "replicates": seeds,
     }
     main_truth = g.get("truth", "raw")
-    res = validate(truths, truth=main_truth, **kw)
-    other = validate(
+    res = validate_estimators(truths, truth=main_truth, **kw)
+    other = validate_estimators(
         truths, truth="adjusted" if main_truth == "raw" else "raw", estimates=res.estimates, **kw
     )
     t_val = time.perf_counter() - t0

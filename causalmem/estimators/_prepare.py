@@ -9,7 +9,7 @@ import pandas as pd
 
 from causalmem._types import Float64Array, Int64Array
 from causalmem.errors import CovariateError
-from causalmem.panel.validate import CheckedPanel
+from causalmem.panel.checks import CheckedPanel
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,8 +23,8 @@ from causalmem._numerics.structured import CohortRows, StructuredIF
 from causalmem._types import BasePeriod, ControlGroup, EstMethod, check_literal
 from causalmem.errors import CausalmemWarning, IdentificationError
 from causalmem.estimators._prepare import WideData, covariate_matrix, to_wide
+from causalmem.panel.checks import validate_long
 from causalmem.panel.panel import Panel
-from causalmem.panel.validate import validate_long
 from causalmem.results.attgt import AttGtResult, AttGtSpec, Draws
 from causalmem.results.base import provenance
 

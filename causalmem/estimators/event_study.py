@@ -19,7 +19,7 @@ from causalmem._types import EventEstimator, Float64Array, check_literal
 from causalmem.errors import CausalmemWarning, IdentificationError
 from causalmem.estimators.aggte import aggte
 from causalmem.estimators.att_gt import att_gt
-from causalmem.panel.validate import validate_long
+from causalmem.panel.checks import validate_long
 from causalmem.results.aggte import AggteResult
 from causalmem.results.attgt import AttGtResult
 from causalmem.results.base import provenance

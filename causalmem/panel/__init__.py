@@ -6,11 +6,11 @@
 
 from __future__ import annotations
 
+from causalmem.panel.checks import CheckedPanel, validate_long
 from causalmem.panel.io import read_panel, write_panel
 from causalmem.panel.panel import Panel
 from causalmem.panel.schema import SCHEMA_VERSION, PanelSchema, normalise_cohort
 from causalmem.panel.simulate import SimulatedPanel, simulate_panel
-from causalmem.panel.validate import CheckedPanel, validate_long
 
 __all__ = [
     "SCHEMA_VERSION",

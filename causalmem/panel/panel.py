@@ -15,8 +15,8 @@ import pandas as pd
 import pyarrow as pa
 
 from causalmem.errors import MissingColumnError, PanelSchemaError
+from causalmem.panel.checks import CheckedPanel, validate_long
 from causalmem.panel.schema import PanelSchema
-from causalmem.panel.validate import CheckedPanel, validate_long
 
 __all__ = ["Panel"]
 

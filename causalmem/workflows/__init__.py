@@ -10,7 +10,7 @@ from lmecon.lazy import lazy_exports
 __all__ = [
     "FamilyConfig",
     "SimulatedDemoConfig",
-    "ValidationResult",
+    "EstimatorValidation",
     "build_report",
     "load_panels",
     "analyse_family",
@@ -19,7 +19,7 @@ __all__ = [
     "load_family",
     "run_demo",
     "run_lab_demo",
-    "validate",
+    "validate_estimators",
     "validation_section",
 ]
 
@@ -32,11 +32,11 @@ _WHERE = {
     "load_family": "family",
     "fit_family": "family",
     "analyse_family": "family",
-    "ValidationResult": "validation",
+    "EstimatorValidation": "estimator_validation",
     "build_report": "report",
     "load_panels": "report",
-    "validate": "validation",
-    "validation_section": "validation",
+    "validate_estimators": "estimator_validation",
+    "validation_section": "estimator_validation",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _WHERE, __all__)

@@ -64,8 +64,8 @@ def _build_units_model(
 def _units_wide(result: AttGtResult, data: Any) -> Any:
     """Validate ``data`` against the result and return its wide form (outcome ``[unit, t]``)."""
     from causalmem.estimators._prepare import to_wide
+    from causalmem.panel.checks import validate_long
     from causalmem.panel.panel import Panel
-    from causalmem.panel.validate import validate_long
 
     s = result.spec
     if s.xformla is not None or s.weightsname is not None or s.clustervars:
