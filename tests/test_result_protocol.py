@@ -5,20 +5,28 @@ One parametrised test over small fitted instances: frozen dataclass, frozen ``sp
 ``to_latex()``, ``to_markdown()`` and ``_repr_html_()`` returning text. The panels are tiny
 simulations, so the whole file runs in seconds.
 
-To add a result type, append a ``(name, factory)`` pair to :data:`FACTORIES` (the marked
-section at the end of the list is where steer's results and ``BayesDidResult`` go).
+Both packages' results are here: causalmem's estimators, analysis and workflow results, the
+lab's ground truth, and steer's results (built with the tiny models of ``tests/steer``). To add
+a result type, append a ``(name, factory)`` pair to :data:`FACTORIES`.
+
+``BayesDidResult`` is checked with the same :func:`check_result` in
+``tests/causalmem/estimators/test_bayes.py`` on that file's shared short fit: a ``bayes_did``
+fit costs about a minute of sampler compilation, which that file already pays once.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
 from lmecon.result import check_result
+from tests.steer.conftest import RESULT_TYPES as STEER_RESULTS
 
 # ----------------------------------------------------------------------------- shared fits
 
@@ -91,18 +99,43 @@ def _variance() -> Any:
     return fit_variance(sim.to_panel(), "y")
 
 
-def _bayes() -> Any:
-    """Skipped: a small ``bayes_did`` fit is not quick enough for this file.
+def _ground_truth() -> Any:
+    from tests.causalmem.builders import fake_truth
 
-    Measured here: ``bayes_did(att_gt, draws=20, tune=20, chains=1)`` on this file's panel took
-    about 70 s (PyMC/pytensor compilation), against a budget of 10 s. The Bayesian result's
-    owner can replace this factory with a faster instance (e.g. one built from stored draws).
-    """
-    pytest.skip("a small bayes_did fit takes ~70 s here (sampler compilation), over 10 s")
+    return fake_truth(1, n=10)
+
+
+def _estimator_validation() -> Any:
+    from causalmem.workflows.estimator_validation import validate_estimators
+    from tests.causalmem.builders import fake_truth
+
+    return validate_estimators([fake_truth(1, n=10)], estimators=["cs_never", "twfe"])
+
+
+def _family_analysis(tmp: Path) -> Any:
+    from causalmem.workflows.family import analyse_family, build_family, load_family
+    from tests.causalmem.builders import family_frame, write_family_files
+
+    frame = family_frame(n_per=6, n_never=20, seed=3)
+    toml = write_family_files(tmp, frame, biters=49)
+    from causalmem.workflows.family import FamilyConfig
+
+    build_family(FamilyConfig.from_toml(toml), tmp / "fam")
+    return analyse_family(load_family(tmp / "fam"), "logprob", biters=49, seed=0)
+
+
+def _steer(name: str) -> Callable[[], Any]:
+    def make() -> Any:
+        from tests.steer import _tiny
+        from tests.steer.conftest import tiny_result
+
+        return tiny_result(name, _tiny.tokenizer())
+
+    return make
 
 
 # ----------------------------------------------------------------------------- the list
-FACTORIES: list[tuple[str, Callable[[], Any]]] = [
+FACTORIES: list[tuple[str, Callable[..., Any]]] = [
     # causalmem estimators and results
     ("AttGtResult", _att_gt),
     ("AggteResult", _aggte),
@@ -115,14 +148,16 @@ FACTORIES: list[tuple[str, Callable[[], Any]]] = [
     ("ProfileComparison", _comparison),
     ("ProfilePrediction", _prediction),
     ("VarianceModel", _variance),
-    # ------------------------------------------------------------------------------------
-    # ADD HERE: further result types (steer's results; the Bayesian result's owner may
-    # replace the _bayes factory). One ``(name, zero-argument factory)`` pair each.
-    ("BayesDidResult", _bayes),
-    # ------------------------------------------------------------------------------------
+    # causalmem lab and workflows
+    ("GroundTruth", _ground_truth),
+    ("EstimatorValidation", _estimator_validation),
+    ("FamilyAnalysis", _family_analysis),
+    # steer
+    *[(name, _steer(name)) for name in STEER_RESULTS],
 ]
 
 
 @pytest.mark.parametrize("factory", [f for _, f in FACTORIES], ids=[n for n, _ in FACTORIES])
-def test_result_honours_the_protocol(factory: Callable[[], Any]) -> None:
-    check_result(factory())
+def test_result_honours_the_protocol(factory: Callable[..., Any], tmp_path: Path) -> None:
+    wants_folder = "tmp" in inspect.signature(factory).parameters
+    check_result(factory(tmp_path) if wants_folder else factory())

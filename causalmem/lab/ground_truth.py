@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -49,6 +49,7 @@ from causalmem.errors import GroundTruthError
 from causalmem.lab import _pipeline
 from causalmem.results.base import provenance
 from lmecon.atomic import atomic_write_text
+from lmecon.result import ResultMixin, frozen_mapping
 
 if TYPE_CHECKING:
     from causalmem.instances import Instances
@@ -70,7 +71,7 @@ Log = Callable[[str], None]
 
 # ----------------------------------------------------------------------------- result
 @dataclass(frozen=True, eq=False)
-class GroundTruth:
+class GroundTruth(ResultMixin):
     """The true memorisation profile τ(g, c) of a lab run and the runs behind it (immutable).
 
     Attributes
@@ -154,6 +155,37 @@ class GroundTruth:
             ``event_period``, ``estimate``, ``std_error``, ``n_cohorts``, ``n``.
         """
         return event_path_truth(self.tidy(outcome), swapped_only=swapped_only, adjusted=adjusted)
+
+    @property
+    def spec(self) -> Mapping[str, Any]:
+        """The design of the counterfactual pair (frozen): outcome, sign, grid, first swap."""
+        return frozen_mapping(
+            {
+                "outcome": self.outcome,
+                "sign": self.sign,
+                "analysis_steps": self.analysis_steps,
+                "first_swap_step": self.first_swap_step,
+                "swap_cohorts": tuple(
+                    sorted(set(self.swapped.get("cohort", pd.Series()).tolist()))
+                ),
+            }
+        )
+
+    def summary(self) -> str:
+        """Return a printable summary: the design checks and the true event path."""
+        g = self.glance().iloc[0]
+        head = (
+            f"Ground truth by counterfactual retraining ({self.outcome}, memorisation sign "
+            f"{self.sign:+d}): {g['n_cohorts']} cohorts, {g['n_swapped']} swapped instances, "
+            f"first swapped step {g['first_swap_step']}; identical checkpoints before it: "
+            f"{g['n_identical_checkpoints']} (checks passed: {g['checks_passed']}); mean "
+            f"instantaneous τ(g, g) = {g['instantaneous_mean']:.4g}."
+        )
+        path = self.event_path()
+        return head + "\n\n" + path.to_string(index=False)
+
+    def _caption(self) -> str | None:
+        return f"True memorisation τ(g, c) of {self.outcome} (counterfactual retraining)"
 
     def glance(self) -> pd.DataFrame:
         """One-row summary: sizes, first swapped step, checks passed, mean instantaneous τ."""

@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from causalmem.lab.ground_truth import GroundTruth
 from causalmem.panel.io import write_panel
 from causalmem.panel.panel import Panel
 from causalmem.panel.pythia import pythia_lr_schedule
+from causalmem.panel.simulate import simulate_panel
 
 if TYPE_CHECKING:
     from causalmem.instances import Instances
@@ -215,3 +217,52 @@ def make_instances(n_train: int = 9, n_val: int = 5, seed: int = 0) -> Instances
     cohorts = [5 if i % 2 else 10 for i in range(n_train)] + [None] * n_val
     units = np.r_[np.arange(n_train), -1 - np.arange(n_val)]
     return Instances.from_arrays(tokens, units, cohorts)
+
+
+# ----------------------------------------------------------------------------- ground truth
+def fake_truth(seed: int, n: int = 100) -> GroundTruth:
+    """A GroundTruth whose 'runs' are a simulated panel with a known ATT (surprisal-like, -1)."""
+    steps = [0, 50, 100, 150, 200, 250]
+    sim = simulate_panel(
+        cohorts=[50, 100, 150, 200],
+        units_per_cohort=n,
+        n_never=2 * n,
+        steps=steps,
+        noise_sd=0.3,
+        seed=seed,
+    )
+    panel = sim.to_panel()
+    t = sim.truth
+    pos = {s: i for i, s in enumerate(steps)}
+    tau = -t["att"].to_numpy()  # memorisation = -ATT (sign -1)
+    truth = pd.DataFrame(
+        {
+            "term": [f"tau({g},{c})" for g, c in zip(t["group"], t["time"], strict=True)],
+            "estimate": tau,
+            "std_error": 0.0,
+            "group": t["group"].astype(np.int64),
+            "time": t["time"].astype(np.int64),
+            "event_period": [pos[c] - pos[g] for g, c in zip(t["group"], t["time"], strict=True)],
+            "post": t["time"] >= t["group"],
+            "n": n,
+            "swapped": True,
+            "outcome": "y",
+            "estimate_adjusted": tau,
+            "std_error_adjusted": 0.0,
+        }
+    )
+    empty = pd.DataFrame()
+    checks = pd.DataFrame({"step": steps, "identical": False, "expected_identical": False})
+    return GroundTruth(
+        truth=truth,
+        control_shift=empty,
+        panel=panel,
+        counterfactual=panel,
+        swapped=empty,
+        checks=checks,
+        first_swap_step=1,
+        analysis_steps=tuple(steps),
+        outcome="y",
+        sign=-1,
+        provenance={"data_seed": seed},
+    )

@@ -397,6 +397,13 @@ def tiny_fit(small_panel: cm.SimulatedPanel):  # type: ignore[no-untyped-def]
 
 
 @needs_pymc
+def test_bayes_result_honours_the_protocol(tiny_fit) -> None:  # type: ignore[no-untyped-def]
+    # the check of tests/test_result_protocol.py, on this file's shared short fit
+    from lmecon.result import check_result
+
+    check_result(tiny_fit[1])
+
+
 def test_diagnostics_warning_names_the_numbers(tiny_fit) -> None:  # type: ignore[no-untyped-def]
     _, post, _ = tiny_fit
     d = post.diagnostics

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from causalmem.lab.ground_truth import GroundTruth
 from causalmem.panel.simulate import simulate_panel
 from causalmem.workflows.estimator_validation import (
     ESTIMATORS,
@@ -17,6 +16,7 @@ from causalmem.workflows.estimator_validation import (
     validation_metrics,
     validation_section,
 )
+from tests.causalmem.builders import fake_truth
 
 
 def test_metrics_equal_hand_values() -> None:
@@ -47,55 +47,8 @@ def test_metrics_equal_hand_values() -> None:
     assert m.loc["b", "coverage"] == pytest.approx(0.5) and np.isnan(m.loc["b", "corr"])
 
 
-def _fake_truth(seed: int, n: int = 100) -> GroundTruth:
-    """A GroundTruth whose 'runs' are a simulated panel with a known ATT (surprisal-like, -1)."""
-    steps = [0, 50, 100, 150, 200, 250]
-    sim = simulate_panel(
-        cohorts=[50, 100, 150, 200],
-        units_per_cohort=n,
-        n_never=2 * n,
-        steps=steps,
-        noise_sd=0.3,
-        seed=seed,
-    )
-    panel = sim.to_panel()
-    t = sim.truth
-    pos = {s: i for i, s in enumerate(steps)}
-    tau = -t["att"].to_numpy()  # memorisation = -ATT (sign -1)
-    truth = pd.DataFrame(
-        {
-            "term": [f"tau({g},{c})" for g, c in zip(t["group"], t["time"], strict=True)],
-            "estimate": tau,
-            "std_error": 0.0,
-            "group": t["group"].astype(np.int64),
-            "time": t["time"].astype(np.int64),
-            "event_period": [pos[c] - pos[g] for g, c in zip(t["group"], t["time"], strict=True)],
-            "post": t["time"] >= t["group"],
-            "n": n,
-            "swapped": True,
-            "outcome": "y",
-            "estimate_adjusted": tau,
-            "std_error_adjusted": 0.0,
-        }
-    )
-    empty = pd.DataFrame()
-    return GroundTruth(
-        truth=truth,
-        control_shift=empty,
-        panel=panel,
-        counterfactual=panel,
-        swapped=empty,
-        checks=empty,
-        first_swap_step=1,
-        analysis_steps=tuple(steps),
-        outcome="y",
-        sign=-1,
-        provenance={"data_seed": seed},
-    )
-
-
 def test_validate_recovers_a_planted_truth() -> None:
-    gts = [_fake_truth(1), _fake_truth(2)]
+    gts = [fake_truth(1), fake_truth(2)]
     res = validate_estimators(gts, estimators=[e for e in ESTIMATORS if e != "bayes"])
     m = res.tidy()
     assert set(m["estimator"]) == {"cs_never", "cs_notyet", "twfe", "sunab", "diff"}
