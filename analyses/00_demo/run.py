@@ -96,7 +96,7 @@ def load_config(path: str | os.PathLike[str]) -> MissionConfig:
     MissionConfig
         The parsed settings; unknown tables or keys are an error.
     """
-    from causalmem.workflows.lab_demo import LabConfig
+    from causalmem.lab.config import LabConfig
     from steer.workflows.demo import SteerDemoConfig
 
     path = Path(path)

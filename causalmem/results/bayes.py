@@ -12,7 +12,8 @@ import pandas as pd
 from scipy import special
 
 from causalmem._types import BoolArray, Float64Array
-from causalmem.results.base import TIDY_COLUMNS, render_frame
+from causalmem.results.base import DISPLAY_LABELS, TIDY_COLUMNS, render_frame
+from lmecon.result import render_table
 
 
 @dataclass(frozen=True)
@@ -407,6 +408,12 @@ class BayesDidResult:
     def to_markdown(self, digits: int = 4, hdi_prob: float = 0.9) -> str:
         """Markdown table of the pooled path ``mu(e)``."""
         return render_frame(self._table(hdi_prob), "markdown", digits, self._caption(hdi_prob))
+
+    def _repr_html_(self, hdi_prob: float = 0.9) -> str:
+        """HTML table of the pooled path ``mu(e)`` (Jupyter)."""
+        table = self._table(hdi_prob)
+        shown = table.rename(columns={c: DISPLAY_LABELS.get(c, c) for c in table.columns})
+        return render_table(shown, "html", 4, self._caption(hdi_prob))
 
     def __repr__(self) -> str:
         d = self.diagnostics
