@@ -57,6 +57,7 @@ __all__ = [
     "deduped_epoch_boundary",
     "pythia_checkpoint_steps",
     "pythia_lr_schedule",
+    "pythia_max_lr",
     "sequence_to_batch",
     "sequence_to_cohort",
     "step_to_cohort",
@@ -360,6 +361,21 @@ PYTHIA_MAX_LR: Mapping[str, float] = {
     "6.9b": 1.2e-4,
     "12b": 1.2e-4,
 }
+
+
+def pythia_max_lr(name: str) -> float | None:
+    """Peak learning rate of the Pythia size named in ``name`` (``None`` if no size matches).
+
+    Examples
+    --------
+    >>> pythia_max_lr("EleutherAI/pythia-1.4b-deduped"), pythia_max_lr("my-model")
+    (0.0002, None)
+    """
+    low = name.lower()
+    for size in sorted(PYTHIA_MAX_LR, key=len, reverse=True):
+        if size in low:
+            return PYTHIA_MAX_LR[size]
+    return None
 
 
 def pythia_lr_schedule(

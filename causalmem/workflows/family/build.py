@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from causalmem.panel.panel import Panel
-from causalmem.panel.pythia import PYTHIA_MAX_LR, pythia_lr_schedule
+from causalmem.panel.pythia import pythia_lr_schedule, pythia_max_lr
 from causalmem.workflows.family.config import FamilyConfig, FamilyMember
 from lmecon.atomic import atomic_write_parquet, atomic_write_text
 
@@ -151,14 +151,6 @@ def _read_member_panel(member: FamilyMember, base: Path) -> Panel:
     )
 
 
-def _pythia_max_lr(name: str) -> float | None:
-    low = name.lower()
-    for size in sorted(PYTHIA_MAX_LR, key=len, reverse=True):
-        if size in low:
-            return PYTHIA_MAX_LR[size]
-    return None
-
-
 # ----------------------------------------------------------------------------- building
 def _lab_entry(
     cfg: FamilyConfig, member: FamilyMember, out: Path, log: Log, progress: bool
@@ -200,7 +192,7 @@ def _file_entry(cfg: FamilyConfig, member: FamilyMember, out: Path, log: Log) ->
     from causalmem.panel.io import write_panel
 
     panel = _read_member_panel(member, Path(cfg.base_dir))
-    max_lr = member.max_lr or _pythia_max_lr(member.name)
+    max_lr = member.max_lr or pythia_max_lr(member.name)
     if max_lr is None:
         raise ValueError(
             f"family member {member.name!r}: give max_lr (its peak learning rate; "
