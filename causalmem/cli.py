@@ -1,16 +1,135 @@
-"""Command line: ``causalmem demo``, ``fit``, ``family`` and ``report``."""
+"""Command line: ``causalmem demo``, ``fit``, ``family`` and ``report``.
+
+Errors: every command fails with one or two lines on stderr (what went wrong, where, how to fix
+it) and a non-zero exit status (1; 2 for a malformed command line). ``causalmem --debug CMD``
+(or ``CAUSALMEM_DEBUG=1``) shows the full Python trace instead. One mechanism serves every
+command: :class:`_Commands` catches what a command raises and :func:`_error_lines` words it,
+turning the library's ``argument=value`` advice into the matching command-line option.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup, TyperOption
 
-app = typer.Typer(add_completion=False, help="Causal estimation of memorisation profiles.")
+try:  # typer >= 0.29 vendors click
+    from typer._click import core as click
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - older typer builds on click itself
+    import click  # type: ignore[no-redef]
+    from click.exceptions import ClickException  # type: ignore[assignment,no-redef]
+
+if TYPE_CHECKING:
+    from causalmem.panel.panel import Panel
+    from causalmem.results.attgt import AttGtResult
+
 console = Console()
+err_console = Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+class CliError(Exception):
+    """A command-line mistake already worded for the user (what, where, how to fix)."""
+
+
+def _flag_for(param: click.Parameter, value: str) -> str:
+    """Spell the library advice ``name=value`` as the command-line option of ``param``."""
+    opts = [o for o in param.opts if o.startswith("--")]
+    if not opts:
+        return f"{param.name}={value}"
+    if getattr(param, "is_flag", False):
+        want_true = value.strip("'\"") != "False"
+        secondary = [o for o in getattr(param, "secondary_opts", []) if o.startswith("--")]
+        return opts[0] if want_true or not secondary else secondary[0]
+    bare = value.strip("'\"")
+    return f"{opts[0]} {value if ' ' in bare else bare}"  # keep the quotes a shell needs
+
+
+_ALIASES: dict[str, dict[str, str]] = {"fit": {"bstrap=False": "--biters 0"}}
+"""Library advice a command spells differently (its name, the advice, the option)."""
+
+
+def _replacer(param: click.Parameter) -> Callable[[re.Match[str]], str]:
+    return lambda m: _flag_for(param, m.group(1))
+
+
+def _cli_advice(message: str, command: click.Command | None) -> str:
+    """Replace ``argument=value`` advice by the command's own option, where it has one."""
+    if command is None:
+        return message
+    for param in command.params:
+        if not isinstance(param, TyperOption) or param.name is None:
+            continue
+        name = re.escape(param.name)
+        pattern = rf"(?<![-\w]){name}=('[^']*'|\"[^\"]*\"|(?:[^\s,;.)]|\.(?=\d))+)"
+        message = re.sub(pattern, _replacer(param), message)
+        if param.opts:  # "biters >= 10" -> "--biters >= 10"
+            message = re.sub(rf"(?<![-\w]){name}(?= ?[<>]=? ?\d)", param.opts[0], message)
+    for library, option in _ALIASES.get(command.name or "", {}).items():
+        message = message.replace(library, option)
+    return message
+
+
+def _error_lines(exc: BaseException, name: str, command: click.Command | None) -> str:
+    """Word ``exc`` as at most two lines: the problem (what, where, fix) and the debug hint."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, KeyError) and text.startswith("'") and text.endswith("'"):
+        text = text[1:-1]
+    kind = "" if isinstance(exc, CliError) else f"{type(exc).__name__}: "
+    first = f"causalmem {name}: {kind}{_cli_advice(text, command)}"
+    return f"{first}\n(run 'causalmem --debug {name} ...' for the full trace)"
+
+
+def _debug(ctx: click.Context) -> bool:
+    env = os.environ.get("CAUSALMEM_DEBUG", "").strip().lower()
+    return bool(ctx.params.get("debug")) or env not in ("", "0", "false", "no")
+
+
+class _Commands(TyperGroup):
+    """The command group: turns any error of a command into one or two lines and exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort):
+            raise
+        except ClickException as exc:  # a malformed command line: exit 2, as click does
+            if _debug(ctx):
+                raise
+            where = " ".join(filter(None, ("causalmem", ctx.invoked_subcommand)))
+            message = " ".join(exc.format_message().split())
+            err_console.print(f"{where}: {message}\n(see '{where} --help')", markup=False)
+            ctx.exit(exc.exit_code)
+        except Exception as exc:
+            if _debug(ctx):
+                raise
+            name = ctx.invoked_subcommand or ctx.info_name or "causalmem"
+            err_console.print(_error_lines(exc, name, self.get_command(ctx, name)), markup=False)
+            ctx.exit(1)
+
+
+app = typer.Typer(
+    add_completion=False,
+    help="Causal estimation of memorisation profiles.",
+    cls=_Commands,
+    pretty_exceptions_show_locals=False,
+)
+
+
+@app.callback()
+def _main(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the full Python trace of an error.")
+    ] = False,
+) -> None:
+    """Causal estimation of memorisation profiles."""
 
 
 def _threads() -> None:
@@ -58,6 +177,36 @@ def demo(
     )
 
 
+def _stored_design(
+    p: Panel, weights: str | None, unweighted: bool, xformla: str | None
+) -> tuple[Panel, str | None]:
+    """Apply the command-line overrides of the stored design; check a formula from the CLI."""
+    from causalmem.estimators.formula import check_formula_text
+
+    if weights and unweighted:
+        raise CliError("--weights and --unweighted contradict each other; pass one of them.")
+    if unweighted or weights:
+        p = dataclasses.replace(p, schema=dataclasses.replace(p.schema, weights=weights))
+    if xformla is not None:
+        check_formula_text(xformla, columns=list(map(str, p.frame.columns)))
+    return p, xformla
+
+
+def _write_fit(res: AttGtResult, out: Path, dynamic: dict[str, float | None]) -> int:
+    """Write the cells and the four aggregations, each file atomically; return the file count."""
+    from causalmem.estimators import aggte
+    from lmecon.atomic import atomic_write_parquet, atomic_write_text
+
+    files = [atomic_write_parquet(out / "att_gt.parquet", res.tidy())]
+    for k in ("simple", "dynamic", "group", "calendar"):
+        extra = dynamic if k == "dynamic" else {}
+        a = aggte(res, k, **extra)  # type: ignore[arg-type]
+        files.append(atomic_write_parquet(out / f"aggte_{k}.parquet", a.tidy()))
+        files.append(atomic_write_text(out / f"aggte_{k}.md", a.to_markdown()))
+    files.append(atomic_write_text(out / "summary.txt", res.summary()))
+    return len(files)
+
+
 @app.command()
 def fit(
     panel: Annotated[Path, typer.Argument(help="Panel parquet written by causalmem.")],
@@ -69,39 +218,105 @@ def fit(
         str, typer.Option(help="nevertreated | notyettreated")
     ] = "nevertreated",
     base_period: Annotated[str, typer.Option(help="varying | universal")] = "varying",
+    anticipation: Annotated[int, typer.Option(help="Steps of anticipation.")] = 0,
+    est_method: Annotated[str, typer.Option(help="dr | reg | ipw (differ with covariates).")] = (
+        "dr"
+    ),
+    xformla: Annotated[
+        str | None,
+        typer.Option(
+            help="Covariate formula, e.g. '~ x1 + log(x2)' (default: the panel's stored "
+            "covariates; '~ 1' for none). Only column names, C(), I() with arithmetic, log, exp, "
+            "center, scale, poly and np.log/log1p/exp/sqrt/abs are accepted."
+        ),
+    ] = None,
+    weights: Annotated[
+        str | None, typer.Option(help="Weight column (default: the panel's stored weights).")
+    ] = None,
+    unweighted: Annotated[
+        bool, typer.Option("--unweighted", help="Ignore the panel's stored weights.")
+    ] = False,
+    clustervars: Annotated[
+        str | None,
+        typer.Option(
+            help="Cluster column (default: the panel's stored clusters; pass the unit column "
+            "to cluster on units only)."
+        ),
+    ] = None,
+    allow_unbalanced_panel: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unbalanced-panel",
+            help="Accept units missing some steps (always on for a panel saved with "
+            "allow_unbalanced_panel=True).",
+        ),
+    ] = False,
+    drop_always_treated: Annotated[
+        bool,
+        typer.Option(
+            "--drop-always-treated", help="Drop units treated at or before the first step."
+        ),
+    ] = False,
     biters: Annotated[int, typer.Option(help="Bootstrap draws (0: analytic SEs).")] = 1000,
+    cband: Annotated[bool, typer.Option(help="Uniform (sup-t) confidence band.")] = True,
+    alp: Annotated[float, typer.Option(help="Significance level.")] = 0.05,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 1234,
+    min_e: Annotated[
+        float, typer.Option(help="Smallest event time of the dynamic aggregation.")
+    ] = float("-inf"),
+    max_e: Annotated[
+        float, typer.Option(help="Largest event time of the dynamic aggregation.")
+    ] = float("inf"),
+    balance_e: Annotated[
+        float | None,
+        typer.Option(help="Dynamic: keep cohorts seen at least this many steps after treatment."),
+    ] = None,
 ) -> None:
-    """Fit ATT(g,t) and the four aggregations on a stored panel; write tidy parquet and tables."""
+    """Fit ATT(g,t) and the four aggregations on a stored panel; write tidy parquet and tables.
+
+    The panel's stored design is used: its weights, clusters, covariates and (when it was saved
+    unbalanced) its missing steps; the options override each part. Every file is written
+    atomically.
+    """
     _threads()
-    from causalmem._types import BasePeriod, ControlGroup, check_literal
-    from causalmem.estimators import aggte, att_gt
+    from causalmem._types import BasePeriod, ControlGroup, EstMethod, check_literal
+    from causalmem.estimators import att_gt
     from causalmem.panel.io import read_panel
 
     cg: ControlGroup = check_literal("control_group", control_group, ControlGroup)
     bp: BasePeriod = check_literal("base_period", base_period, BasePeriod)
-    p = read_panel(panel)
+    em: EstMethod = check_literal("est_method", est_method, EstMethod)
+    p, xf = _stored_design(read_panel(panel), weights, unweighted, xformla)
     y = outcome or p.schema.outcomes[0]
+    if y not in p.schema.outcomes:
+        raise CliError(
+            f"--outcome {y!r} is not an outcome of {str(panel)!r}; its outcomes are "
+            f"{list(p.schema.outcomes)}."
+        )
     res = att_gt(
-        p.frame,
+        p,
         y,
-        p.schema.step,
-        p.schema.unit,
-        p.schema.cohort,
+        xformla=xf,
         control_group=cg,
+        anticipation=anticipation,
         base_period=bp,
+        est_method=em,
+        allow_unbalanced_panel=allow_unbalanced_panel,
+        clustervars=clustervars,
         bstrap=biters > 0,
         biters=max(biters, 1),
+        cband=cband,
+        alp=alp,
         seed=seed,
+        drop_always_treated=drop_always_treated,
     )
-    out.mkdir(parents=True, exist_ok=True)
-    res.tidy().to_parquet(out / "att_gt.parquet", index=False)
-    for k in ("simple", "dynamic", "group", "calendar"):
-        a = aggte(res, k)  # type: ignore[arg-type]
-        a.tidy().to_parquet(out / f"aggte_{k}.parquet", index=False)
-        (out / f"aggte_{k}.md").write_text(a.to_markdown())
-    (out / "summary.txt").write_text(res.summary())
-    console.print(f"fitted {res.cells.n_cells:,} cells of {y!r}; wrote results to {out}/")
+    n_files = _write_fit(res, out, {"min_e": min_e, "max_e": max_e, "balance_e": balance_e})
+    sp = res.spec
+    console.print(
+        f"fitted {res.cells.n_cells:,} cells of {y!r} (weights={sp.weightsname}, "
+        f"clusters={list(sp.clustervars) or 'units'}, covariates={sp.xformla}); "
+        f"wrote {n_files} files to {out}/"
+    )
 
 
 @app.command()
@@ -121,6 +336,22 @@ def family(
     fam = build_family(FamilyConfig.from_toml(config), out, log=console.print)
     console.print(fam.tidy().drop(columns=["path"]).to_string(index=False))
     console.print(f"[bold]family of {len(fam.models)} models in {out}/[/bold]")
+
+
+def _sign_advice(message: str) -> str:
+    """Reword the library's ``sign=`` advice for ``causalmem report``, which has no such option."""
+    from causalmem.panel.schema import METRIC_SIGNS
+
+    metric = re.search(r"metric ('[^']*')", message)
+    lower = sorted(k for k, v in METRIC_SIGNS.items() if v < 0)
+    higher = sorted(k for k, v in METRIC_SIGNS.items() if v > 0)
+    return (
+        f"cannot tell whether memorisation lowers or raises the outcome "
+        f"{metric.group(1) if metric else ''}: pass --outcome with a column whose name contains "
+        f"one of {lower} (lower is memorised) or {higher} (higher is memorised), rename the "
+        "column accordingly, or call causalmem.workflows.family.fit_family(..., sign=-1 or +1) "
+        "from Python."
+    )
 
 
 @app.command()
@@ -154,15 +385,20 @@ def report(
     from causalmem.workflows.report import build_report
 
     target = out or panel_dir / "report.html"
-    path = build_report(
-        panel_dir,
-        target,
-        sections=[read_section(p) for p in section or ()],
-        outcome=outcome,
-        biters=biters,
-        seed=seed,
-        epoch_end=epoch_end,
-    )
+    try:
+        path = build_report(
+            panel_dir,
+            target,
+            sections=[read_section(p) for p in section or ()],
+            outcome=outcome,
+            biters=biters,
+            seed=seed,
+            epoch_end=epoch_end,
+        )
+    except ValueError as exc:
+        if "Cannot tell whether memorisation" not in str(exc):
+            raise
+        raise CliError(_sign_advice(str(exc))) from exc
     console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 

@@ -11,6 +11,7 @@ __all__ = [
     "AlwaysTreatedError",
     "CausalmemError",
     "CausalmemWarning",
+    "CheckpointCompatibilityError",
     "ClusterError",
     "CohortError",
     "CovariateError",
@@ -20,8 +21,12 @@ __all__ = [
     "GroundTruthError",
     "IdentificationError",
     "MissingColumnError",
+    "NonFiniteScoresError",
+    "OptionError",
     "OutcomeError",
+    "PanelFileError",
     "PanelSchemaError",
+    "ShardIntegrityError",
     "SingularDesignError",
     "StepError",
     "UnbalancedPanelError",
@@ -107,3 +112,23 @@ class CausalmemWarning(UserWarning):
 
 class GroundTruthError(CausalmemError, RuntimeError):
     """Paired lab runs meant to be bit-identical before the first swapped batch are not."""
+
+
+class PanelFileError(PanelSchemaError):
+    """A file given as a panel cannot be read as one (truncated, not parquet, e.g. a CSV)."""
+
+
+class NonFiniteScoresError(CausalmemError, ValueError):
+    """A checkpoint produced NaN or infinite logits, so its scores would be meaningless."""
+
+
+class ShardIntegrityError(CausalmemError, ValueError):
+    """A scoring folder's shards do not match its manifest (missing, damaged or changed)."""
+
+
+class CheckpointCompatibilityError(CausalmemError, ValueError):
+    """A checkpoint cannot score the instances (vocabulary, context) or differs from the others."""
+
+
+class OptionError(CausalmemError, ValueError):
+    """An option is out of range or contradicts another (``min_e > max_e``, ``biters=1``)."""

@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from steer.crossmodel.fidelity import TransferFidelity, transfer_fidelities, transfer_fidelity
     from steer.crossmodel.transfer import transfer
     from steer.errors import (
+        BaseModelMismatchError,
         ChecksumError,
         FetchError,
         LabelRangeError,
@@ -55,6 +56,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from steer.train import SteerFit, fit_steer
 
 __all__ = [
+    "BaseModelMismatchError",
     "ChecksumError",
     "ContextMap",
     "EmbeddingMap",
@@ -106,6 +108,7 @@ __all__ = [
 ]
 
 _WHERE = {
+    "BaseModelMismatchError": "steer.errors",
     "ChecksumError": "steer.errors",
     "ContextMap": "steer.crossmodel.context_map",
     "EmbeddingMap": "steer.crossmodel.embedding_map",

@@ -1,5 +1,15 @@
 """Command line: ``steer train``, ``steer generate``, ``steer evaluate`` and ``steer demo``.
 
+Errors: a failing command prints what went wrong, where and how to fix it on one or two lines
+(to stderr) and exits with status 1; ``steer --debug COMMAND ...`` (or ``STEER_DEBUG=1``) shows the
+full Python trace instead.
+
+Models: the commands that read a steer load ``--model`` when given; without it they load the
+steer's recorded base model only if that is the embedded SmolLM2 or a local folder, and a hub id
+only with ``--allow-hub-model`` (a steer file should not make the command download and run an
+arbitrary model). A steer trained for another model (vocabulary, output embeddings or tokenizer
+differ from the record in its ``steer_config.json``) is refused unless ``--allow-other-model``.
+
 Threads: the commands run torch on one thread by default. On this project's shared 2-core
 machines two threads made generation 3-5x slower in every run and training 1.3-3x slower
 whenever another job held the second core (1.7x faster when it was free; see
@@ -8,17 +18,62 @@ whenever another job held the second core (1.7x faster when it was free; see
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ParamSpec
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, help="LM-Steer: output-embedding steers for causal LMs.")
 console = Console()
+_STATE = {"debug": False}
+_P = ParamSpec("_P")
+
+
+@app.callback()
+def _main(
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", envvar="STEER_DEBUG", help="Show the full trace on errors."),
+    ] = False,
+) -> None:
+    """LM-Steer: output-embedding steers for causal LMs."""
+    _STATE["debug"] = debug
+
+
+def _report(exc: BaseException) -> None:
+    """Print an error as one line (two with the --debug hint) on stderr."""
+    from steer.errors import SteerError
+
+    known = isinstance(exc, SteerError | ValueError | OSError | TypeError)
+    msg = " ".join(str(exc).split()) or type(exc).__name__
+    typer.echo(f"error: {msg}" if known else f"error ({type(exc).__name__}): {msg}", err=True)
+    typer.echo("(run 'steer --debug ...' for the full trace)", err=True)
+
+
+def _friendly(fn: Callable[_P, None]) -> Callable[_P, None]:
+    """Turn any exception of a command into :func:`_report` and exit status 1 (not --debug)."""
+
+    @functools.wraps(fn)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> None:
+        try:
+            fn(*args, **kwargs)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            if _STATE["debug"]:
+                raise
+            _report(exc)
+            raise typer.Exit(1) from None
+
+    return run
+
 
 ModelOpt = Annotated[
     str,
@@ -27,6 +82,21 @@ ModelOpt = Annotated[
 ThreadsOpt = Annotated[int, typer.Option(help="torch threads (1 is fastest on 2 shared cores).")]
 CacheOpt = Annotated[
     Path | None, typer.Option(help="Cache root (default $STEER_CACHE or ~/.cache/causalmem/steer).")
+]
+AllowOtherOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-other-model",
+        help="Use the steer even if --model is not the model it was trained for.",
+    ),
+]
+HubOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-hub-model",
+        help="Without --model: load the steer's base model even when it is a hub id (default: "
+        "only a local folder or the embedded SmolLM2).",
+    ),
 ]
 
 
@@ -60,6 +130,7 @@ def _read_labelled(path: Path) -> tuple[list[str], list[Any]]:
 
 
 @app.command()
+@_friendly
 def train(
     out: Annotated[Path, typer.Option(help="Folder for the steer and its loss history.")],
     model: ModelOpt = "smollm2-135m-instruct",
@@ -146,6 +217,7 @@ def _parse_values(raw: str, transform: Any) -> tuple[float, ...]:
 
 
 @app.command()
+@_friendly
 def generate(
     steer_dir: Annotated[Path, typer.Option("--steer", help="Folder written by 'steer train'.")],
     prompt: Annotated[list[str], typer.Option(help="Prompt (repeat for several).")],
@@ -157,7 +229,8 @@ def generate(
         ),
     ] = ["0"],  # noqa: B006
     model: Annotated[
-        str | None, typer.Option(help="Model (default: the steer's base model).")
+        str | None,
+        typer.Option(help="Model (default: the steer's base model if local or embedded)."),
     ] = None,
     max_new_tokens: Annotated[int, typer.Option(help="New tokens at most.")] = 20,
     min_new_tokens: Annotated[int, typer.Option(help="New tokens at least (EOS banned).")] = 0,
@@ -167,19 +240,17 @@ def generate(
     num_samples: Annotated[int, typer.Option(help="Continuations per prompt and value.")] = 1,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Also write the generations as CSV.")] = None,
+    allow_other_model: AllowOtherOpt = False,
+    allow_hub_model: HubOpt = False,
     threads: ThreadsOpt = 1,
     cache_dir: CacheOpt = None,
 ) -> None:
     """Generate continuations with a trained steer at one or more strengths."""
     _threads(threads)
-    from steer.core.io import load_steer
     from steer.generation import generate as run_generate
     from steer.generation import generations_frame
-    from steer.resources.models import SMOLLM2, SMOLLM2_HUB_ID, load_model
 
-    tr = load_steer(steer_dir)
-    name = model or (SMOLLM2 if tr.base_model == SMOLLM2_HUB_ID else tr.base_model)
-    lm = load_model(name, cache_dir=cache_dir, log=_log)
+    tr, lm = _load_steered(steer_dir, model, cache_dir, allow_hub_model, allow_other_model)
     settings = [_parse_values(v, tr) for v in value]
     rows_p = [p for p in prompt for _ in settings]
     rows_v = [s for _ in prompt for s in settings]
@@ -207,6 +278,7 @@ def generate(
 
 
 @app.command()
+@_friendly
 def evaluate(
     out: Annotated[Path, typer.Option(help="Output folder (parquet, summary.md, charts).")],
     steer_dir: Annotated[
@@ -246,6 +318,8 @@ def evaluate(
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Sequences per forward pass.")] = 50,
     charts: Annotated[bool, typer.Option(help="Write epsilon-curve charts (PNG + HTML).")] = True,
+    allow_other_model: AllowOtherOpt = False,
+    allow_hub_model: HubOpt = False,
     threads: ThreadsOpt = 1,
     cache_dir: CacheOpt = None,
 ) -> None:
@@ -256,7 +330,7 @@ def evaluate(
     from steer.evaluation.harness import evaluate as run_evaluate
     from steer.evaluation.result import save_evaluations
     from steer.resources.data import builtin_prompts, read_prompts
-    from steer.resources.models import SMOLLM2, SMOLLM2_HUB_ID, load_model
+    from steer.resources.models import load_model
 
     try:
         texts = (read_prompts(prompts, n_prompts or None) if prompts is not None
@@ -264,11 +338,9 @@ def evaluate(
     except SteerInputError as exc:
         raise typer.BadParameter(str(exc)) from exc
     tr = load_steer(steer_dir) if steer_dir is not None else None
-    if tr is None:
-        name = model or SMOLLM2
-    else:
-        name = model or (SMOLLM2 if tr.base_model == SMOLLM2_HUB_ID else tr.base_model)
-    lm = load_model(name, cache_dir=cache_dir, log=_log)
+    lm = load_model(_model_name(tr, model, allow_hub_model, steer_dir), cache_dir=cache_dir,
+                    log=_log)  # fmt: skip
+    tr = _bind(tr, lm, allow_other_model, steer_dir)
     settings = [_parse_values(v, tr) for v in value] if tr is not None else None
     ppl_model = ppl_tok = None
     if perplexity_model is not None:
@@ -303,6 +375,7 @@ def evaluate(
 
 
 @app.command()
+@_friendly
 def demo(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("out/steer-demo"),
     config: Annotated[Path | None, typer.Option(help="TOML file with a [demo] table.")] = None,
@@ -339,16 +412,54 @@ def demo(
     console.print(json.dumps({k: round(v, 1) for k, v in res.seconds.items()}))
 
 
-def _load_steered(steer_dir: Path, model: str | None, cache_dir: Any) -> tuple[Any, Any]:
+def _model_name(tr: Any, model: str | None, allow_hub: bool, steer_dir: Path | None) -> str:
+    """Return the model to load: ``--model``, else the steer's local or embedded base model."""
+    from steer.errors import SteerInputError
+    from steer.resources.models import SMOLLM2, SMOLLM2_HUB_ID
+
+    if model is not None:
+        return model
+    if tr is None:
+        return SMOLLM2
+    base = str(tr.base_model)
+    if base == SMOLLM2_HUB_ID or base.lower() == SMOLLM2:
+        return SMOLLM2
+    if Path(base).expanduser().is_dir() or allow_hub:
+        return base
+    raise SteerInputError(
+        f"{steer_dir}: the steer names base model {base!r}, which is neither a local folder nor "
+        f"the embedded {SMOLLM2!r}; pass --model {base} to load it explicitly (from the hub if "
+        "it is a hub id), or --allow-hub-model to load whatever the steer names."
+    )
+
+
+def _bind(tr: Any, lm: Any, allow_other: bool, steer_dir: Path | None) -> Any:
+    """Check the steer against the loaded model; with the override, re-record it for it."""
+    from steer.core.compat import check_base_model, rebase
+    from steer.core.hooks import check_dimension
+
+    if tr is None:
+        return None
+    check_dimension(lm.model, tr)
+    check_base_model(
+        lm.model, tr, lm.tokenizer, allow_other_model=allow_other, where=str(steer_dir)
+    )
+    return rebase(tr, lm.model, lm.tokenizer) if allow_other else tr
+
+
+def _load_steered(
+    steer_dir: Path, model: str | None, cache_dir: Any, allow_hub: bool, allow_other: bool
+) -> tuple[Any, Any]:
     from steer.core.io import load_steer
-    from steer.resources.models import SMOLLM2, SMOLLM2_HUB_ID, load_model
+    from steer.resources.models import load_model
 
     tr = load_steer(steer_dir)
-    name = model or (SMOLLM2 if tr.base_model == SMOLLM2_HUB_ID else tr.base_model)
-    return tr, load_model(name, cache_dir=cache_dir, log=_log)
+    lm = load_model(_model_name(tr, model, allow_hub, steer_dir), cache_dir=cache_dir, log=_log)
+    return _bind(tr, lm, allow_other, steer_dir), lm
 
 
 @app.command()
+@_friendly
 def factors(
     steer_dir: Annotated[Path, typer.Option("--steer", help="Folder written by 'steer train'.")],
     out: Annotated[Path, typer.Option(help="Output folder (CSV, Markdown, charts).")],
@@ -359,6 +470,8 @@ def factors(
     n_tokens: Annotated[int, typer.Option(help="Tokens per pole.")] = 20,
     rotation: Annotated[str, typer.Option(help="none|varimax (of the top-k factors).")] = "none",
     rank_by: Annotated[str, typer.Option(help="loading (the paper: E v_k) | cosine.")] = "loading",
+    allow_other_model: AllowOtherOpt = False,
+    allow_hub_model: HubOpt = False,
     threads: ThreadsOpt = 1,
     cache_dir: CacheOpt = None,
 ) -> None:
@@ -368,7 +481,7 @@ def factors(
     from steer.errors import SteerInputError
     from steer.factors import factor_analysis
 
-    tr, lm = _load_steered(steer_dir, model, cache_dir)
+    tr, lm = _load_steered(steer_dir, model, cache_dir, allow_hub_model, allow_other_model)
     try:
         fa = factor_analysis(
             tr, lm.model, lm.tokenizer, k=k, n_tokens=n_tokens,
@@ -387,6 +500,7 @@ def factors(
 
 
 @app.command()
+@_friendly
 def highlight(
     steer_dir: Annotated[Path, typer.Option("--steer", help="Folder written by 'steer train'.")],
     text: Annotated[list[str], typer.Option(help="Text to analyse (repeat for several).")],
@@ -402,6 +516,8 @@ def highlight(
     model: Annotated[
         str | None, typer.Option(help="Model (default: the steer's base model, else SmolLM2).")
     ] = None,
+    allow_other_model: AllowOtherOpt = False,
+    allow_hub_model: HubOpt = False,
     threads: ThreadsOpt = 1,
     cache_dir: CacheOpt = None,
 ) -> None:
@@ -412,7 +528,7 @@ def highlight(
     from steer.highlighting import highlight as run_highlight
     from steer.highlighting import highlights_html
 
-    tr, lm = _load_steered(steer_dir, model, cache_dir)
+    tr, lm = _load_steered(steer_dir, model, cache_dir, allow_hub_model, allow_other_model)
     values = _parse_values(value, tr)
     try:
         results = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 from lmecon.fetch import ResourceChecksumError, ResourceFetchError
 
 __all__ = [
+    "BaseModelMismatchError",
     "ChecksumError",
     "FetchError",
     "LabelRangeError",
@@ -61,3 +62,7 @@ class FetchError(SteerError, ResourceFetchError):
 
 class ChecksumError(FetchError, ResourceChecksumError):
     """A fetched resource does not have the expected sha256."""
+
+
+class BaseModelMismatchError(SteerError, ValueError):
+    """The steer was trained for another base model or tokenizer than the one it is used with."""

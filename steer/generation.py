@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from steer.core.compat import check_base_model, check_sequences
 from steer.core.hooks import steering
 from steer.core.transform import SteerTransform, ValuesLike, as_values
 from steer.errors import SteerInputError
@@ -120,6 +121,16 @@ def _choose(
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+def _check_lengths(max_new_tokens: int, min_new_tokens: int) -> None:
+    if max_new_tokens < 1:
+        raise SteerInputError(f"max_new_tokens must be >= 1; got {max_new_tokens}.")
+    if not 0 <= min_new_tokens <= max_new_tokens:
+        raise SteerInputError(
+            f"min_new_tokens must lie in 0..max_new_tokens ({max_new_tokens}); got "
+            f"{min_new_tokens}. Raise max_new_tokens or lower min_new_tokens."
+        )
+
+
 @torch.no_grad()
 def decode(
     model: nn.Module,
@@ -165,8 +176,7 @@ def decode(
     DecodeOutput
         The new tokens, their lengths and timings.
     """
-    if max_new_tokens < 1:
-        raise SteerInputError(f"max_new_tokens must be >= 1; got {max_new_tokens}.")
+    _check_lengths(max_new_tokens, min_new_tokens)
     if temperature <= 0 or not 0 < top_p <= 1:
         raise SteerInputError(
             f"need temperature > 0 and 0 < top_p <= 1; got {temperature}, {top_p}."
@@ -231,6 +241,7 @@ def generate(
     seed: int = 0,
     batch_size: int = 32,
     sample_seeds: Sequence[Sequence[int]] | None = None,
+    allow_other_model: bool = False,
 ) -> list[Generation]:
     """Generate continuations of prompts, optionally steered, with the KV cache.
 
@@ -262,11 +273,23 @@ def generate(
         ``seed``): each continuation then draws from its own generator, so it does not depend
         on the batch size or on the other prompts (see
         :func:`steer.evaluation.settings.sample_seeds`).
+    allow_other_model
+        Steer even if the steer's recorded base model or tokenizer is not ``model``/``tokenizer``
+        (see :func:`steer.core.compat.check_base_model`). Default False.
 
     Returns
     -------
     list of Generation
         In prompt order, ``num_samples`` per prompt.
+
+    Raises
+    ------
+    SteerInputError
+        If an option is out of range (``min_new_tokens > max_new_tokens``, ``num_samples < 1``,
+        ``batch_size < 1``), a prompt is empty, has token ids outside the model's vocabulary or
+        does not fit the context with ``max_new_tokens``.
+    BaseModelMismatchError
+        If the steer records another base model or tokenizer and ``allow_other_model`` is False.
 
     Examples
     --------
@@ -276,8 +299,13 @@ def generate(
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts:
         raise SteerInputError("generate needs at least one prompt.")
+    _check_lengths(max_new_tokens, min_new_tokens)
+    for name, n in (("num_samples", num_samples), ("batch_size", batch_size)):
+        if int(n) < 1:
+            raise SteerInputError(f"{name} must be >= 1; got {n}.")
     rows_values: torch.Tensor | None = None
     if transform is not None:
+        check_base_model(model, transform, tokenizer, allow_other_model=allow_other_model)
         if values is None:
             raise SteerInputError("pass values with transform (e.g. transform.values(3.0)).")
         v = as_values(values, transform.num_steers)
@@ -292,6 +320,10 @@ def generate(
     enc = tokenizer(prompts)["input_ids"]
     if any(len(e) == 0 for e in enc):
         raise SteerInputError("a prompt tokenised to no tokens; prompts must be non-empty.")
+    check_sequences(
+        model, enc, what="prompt", new_tokens=max_new_tokens,
+        fix="shorten the prompt or lower max_new_tokens",
+    )  # fmt: skip
     rows = [(p, s) for p in range(len(prompts)) for s in range(num_samples)]
     order = sorted(range(len(rows)), key=lambda i: len(enc[rows[i][0]]))
     pad = pad_id(tokenizer)
@@ -313,7 +345,8 @@ def generate(
         ids, mask = pad_batch([enc[rows[i][0]] for i in chunk], pad, side="left")
         ctx: Any = contextlib.nullcontext()
         if transform is not None and rows_values is not None:
-            ctx = steering(model, transform, rows_values[[rows[i][0] for i in chunk]])
+            chunk_values = rows_values[[rows[i][0] for i in chunk]]
+            ctx = steering(model, transform, chunk_values, allow_other_model=allow_other_model)
         chunk_gen: torch.Generator | list[torch.Generator] | None = gen
         if do_sample and row_seeds is not None:
             chunk_gen = [torch.Generator().manual_seed(row_seeds[i]) for i in chunk]

@@ -26,6 +26,7 @@ from torch import nn
 
 from lmecon.result import ResultMixin, frozen_mapping
 from steer._types import Baseline
+from steer.core.compat import check_base_model, check_sequences
 from steer.core.hooks import check_dimension, steering
 from steer.core.transform import SteerTransform, ValuesLike, as_values
 from steer.errors import SteerInputError
@@ -485,6 +486,8 @@ def highlight_grid(
             f"the text {text!r} has {len(ids)} token(s); highlighting needs at least 2 (the "
             "first token has no prediction)."
         )
+    check_sequences(model, [ids], what="text", fix="lower max_tokens or shorten the text")
+    check_base_model(model, transform, tokenizer)
     rows: list[tuple[float, ...]] = []
     for vals, base_vals, _ in pairs:
         for r in (tuple(vals.tolist()), tuple(base_vals.tolist())):

@@ -33,6 +33,7 @@ from torch import nn
 from lmecon.provenance import library_versions, utc_now
 from lmecon.result import ResultMixin, frozen_mapping
 from steer.config import SteerConfig, SteerTrainConfig
+from steer.core.compat import FINGERPRINT_KEY, base_fingerprint, check_sequences
 from steer.core.hooks import _attach_function, head_inputs, head_weight, output_head
 from steer.core.module import LowRankSteer
 from steer.core.transform import SteerTransform
@@ -171,8 +172,32 @@ def model_id(model: nn.Module) -> str:
     return str(name) or type(model).__name__
 
 
+def _has_booleans(labels: Any) -> bool:
+    """Whether ``labels`` is or holds a boolean (numpy, pandas, nested lists)."""
+    if isinstance(labels, bool | np.bool_):
+        return True
+    if hasattr(labels, "to_numpy"):
+        labels = labels.to_numpy()
+    dtype = getattr(labels, "dtype", None)
+    if dtype is not None:
+        if str(dtype) in ("bool", "boolean"):
+            return True
+        return str(dtype) == "object" and any(_has_booleans(x) for x in np.ravel(labels))
+    if isinstance(labels, list | tuple):
+        return any(
+            _has_booleans(x) if isinstance(x, list | tuple | np.ndarray)
+            else isinstance(x, bool | np.bool_)
+            for x in labels
+        )  # fmt: skip
+    return False
+
+
 def check_labels(labels: Any, n_texts: int, num_steers: int) -> np.ndarray:
     """Validate labels and return them as ``float64`` of shape ``[n, num_steers]``.
+
+    Label convention: positive labels push towards the attribute, negative labels away from it,
+    0 is neutral. Booleans are refused, because ``True``/``False`` would become 1/0 and turn
+    the negative examples into neutral ones; map them explicitly (``np.where(b, 1.0, -1.0)``).
 
     Parameters
     ----------
@@ -191,10 +216,17 @@ def check_labels(labels: Any, n_texts: int, num_steers: int) -> np.ndarray:
     Raises
     ------
     LabelRangeError
-        If a label is missing, not finite or outside [-1, 1].
+        If a label is missing, not finite, outside [-1, 1] or a boolean.
     SteerInputError
         If the shape does not match the texts and slots.
     """
+    if _has_booleans(labels):
+        raise LabelRangeError(
+            "labels are booleans (True/False); as numbers they would become 1/0, so the False "
+            "texts would count as neutral instead of negative. Map them explicitly: "
+            "np.where(labels, 1.0, -1.0) for positive/negative (or 1.0/0.0 if False means "
+            "neutral)."
+        )
     try:
         y = np.asarray(labels, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -431,13 +463,17 @@ def fit_steer(
     labels
         One label in [-1, 1] per text (``[n]``) or one per labelled slot (``[n, num_steers]``);
         binary (+1/-1) or graded (e.g. SST-5's ``label / 2 - 1``). Positive labels define the
-        direction of positive steer values.
+        direction of positive steer values. Booleans are refused (``False`` would become the
+        neutral 0); map them to +1/-1 first.
     steer_config
         Shape of the steer (default :class:`SteerConfig`).
     train_config
         Optimisation settings (default :class:`SteerTrainConfig`).
     base_model
-        Identifier recorded in the transform (default: the model's ``_name_or_path``).
+        Identifier recorded in the transform (default: the model's ``_name_or_path``). The
+        transform's provenance also records the model's and the tokenizer's fingerprint
+        (``base_fingerprint``, see :mod:`steer.core.compat`), checked whenever the steer is
+        attached to a model.
 
     Returns
     -------
@@ -447,9 +483,11 @@ def fit_steer(
     Raises
     ------
     LabelRangeError
-        If a label is outside [-1, 1] or not finite.
+        If a label is outside [-1, 1], not finite or a boolean.
     SteerInputError
-        If the texts are empty or do not match the labels.
+        If the texts are empty or do not match the labels, a token id is outside the model's
+        vocabulary (another model's tokenizer), or ``max_length`` exceeds the model's context
+        for some text.
 
     Examples
     --------
@@ -467,6 +505,9 @@ def fit_steer(
         raise SteerInputError("fit_steer needs at least one text.")
     y = check_labels(labels, len(texts), sc.num_steers)
     seqs_all = _tokenize(tokenizer, texts, tc.max_length)
+    check_sequences(
+        model, seqs_all, what="text", fix=f"lower max_length (now {tc.max_length}) to the context"
+    )
     keep = [i for i, s in enumerate(seqs_all) if len(s) >= 2]
     if not keep:
         raise SteerInputError("every text has fewer than 2 tokens; nothing to predict.")
@@ -524,6 +565,7 @@ def fit_steer(
         "n_tokens": n_tokens,
         "hidden_cache_used": cache is not None,
         "final_loss": losses[-1],
+        FINGERPRINT_KEY: base_fingerprint(model, tokenizer),
     }
     transform = steer.to_transform(base, sc.all_slot_names, sc.dummy_slots, provenance)
     return SteerFit(

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from causalmem._types import Float64Array, Int64Array
-from causalmem.errors import SingularDesignError
+from causalmem.errors import IdentificationError, OptionError, SingularDesignError
 
 
 def block_sums(x: Float64Array, block: Int64Array) -> Float64Array:
@@ -70,6 +70,53 @@ def bin_matrix(
     return col.astype(np.int64), rel.astype(np.int64)
 
 
+def check_window(gpos: Int64Array, n_t: int, ref: int, window: tuple[int, int] | None) -> None:
+    """Refuse a window or reference period the data cannot identify (before any fit).
+
+    Parameters
+    ----------
+    gpos : int64[G]
+        Treatment period index of each treated cohort.
+    n_t
+        Number of periods.
+    ref
+        Omitted relative period.
+    window
+        ``(lo, hi)`` binning window, or None.
+
+    Raises
+    ------
+    OptionError
+        ``lo > hi``.
+    IdentificationError
+        The window lies outside the relative periods of the data, or ``ref`` is not one of the
+        (binned) relative periods, so no period would be omitted.
+    """
+    if gpos.size == 0:
+        return
+    k_lo, k_hi = -int(gpos.max()), n_t - 1 - int(gpos.min())
+    avail = f"the data have relative periods {k_lo}..{k_hi} (in checkpoints)"
+    if window is not None:
+        lo, hi = window
+        if lo > hi:
+            raise OptionError(
+                f"window={tuple(window)!r}: lo is above hi; pass (lo, hi) with lo <= hi ({avail})."
+            )
+        if hi < k_lo or lo > k_hi:
+            raise IdentificationError(
+                f"window={tuple(window)!r} lies outside the data: {avail}. Every period would "
+                "fall into one end bin; choose lo and hi within that range."
+            )
+    k = np.arange(k_lo, k_hi + 1)
+    binned = np.unique(np.clip(k, *window)) if window is not None else k
+    if ref not in binned:
+        where = f" after binning with window={tuple(window)!r}" if window is not None else ""
+        raise IdentificationError(
+            f"ref={ref} is not a relative period of the data{where} ({avail}), so no period "
+            f"would be omitted; choose ref among {binned.min()}..{binned.max()}."
+        )
+
+
 def fit_event_study(
     y: Float64Array, gpos: Int64Array, block: Int64Array, ref: int, window: tuple[int, int] | None
 ) -> EventStudyFit:
@@ -90,6 +137,7 @@ def fit_event_study(
     """
     n, n_t = y.shape
     n_g = gpos.size
+    check_window(gpos, n_t, ref, window)
     col, rel = bin_matrix(gpos, n_t, ref, window)
     p = rel.size
     sizes = np.diff(block).astype(np.float64)

@@ -4,6 +4,10 @@ Draws arrive on the r scale: ``zb[b, k] = sum_c v_bc r_ck`` with Rademacher ``v`
 ``n / sqrt(n_clusters) * zb``; the robust scale ``IQR / (z_.75 - z_.25)`` and the sup-t statistic
 are invariant to that factor, but R's degeneracy rule (``colSums(bres^2) > 10 sqrt(eps)``) is
 not, so it is applied on R's scale. Quantiles are R's ``type = 1`` (inverse empirical CDF).
+
+Degenerate inference is never reported as certain: a bootstrap needs at least
+:data:`MIN_BITERS` draws (the quartiles of fewer draws are not an SE), clustered inference at
+least two clusters, and an SE at rounding-noise level (:func:`degenerate_se`) is set to NaN.
 """
 
 from __future__ import annotations
@@ -19,6 +23,35 @@ from causalmem._types import BoolArray, Float64Array, FloatArray
 
 _IQR_TO_SD = float(norm.ppf(0.75) - norm.ppf(0.25))
 _DEGENERATE = float(np.sqrt(np.finfo(float).eps) * 10)
+#: Fewest multiplier-bootstrap draws accepted: the interquartile range of fewer draws is too
+#: coarse to be a standard error (``biters=1`` gives an SE of exactly 0). R ``did`` uses 999.
+MIN_BITERS = 10
+#: An SE at or below ``_ROUNDING * max|y|`` is floating-point noise of a zero variance, not an
+#: SE: variances computed from moments cancel to ``~eps * y^2``, so their square root is
+#: ``~sqrt(eps) * |y|`` (R did's absolute rule ``se <= 10 sqrt(eps)``, made scale-aware).
+_ROUNDING = _DEGENERATE
+
+
+def degenerate_se(se: FloatArray, scale: float) -> BoolArray:
+    """Which standard errors are degenerate: non-positive or at rounding-noise level.
+
+    Parameters
+    ----------
+    se
+        Standard errors (NaN entries are not flagged: they are already missing).
+    scale
+        Magnitude of the data the SEs are computed from (e.g. ``max |y|``); an SE at or below
+        ``10 sqrt(eps) * scale`` (or exactly 0) is the rounding noise of a zero variance.
+
+    Returns
+    -------
+    bool array
+        True where the SE must be reported as NaN.
+    """
+    se = np.asarray(se, dtype=np.float64)
+    tol = _ROUNDING * (scale if np.isfinite(scale) and scale > 0 else 1.0)
+    with np.errstate(invalid="ignore"):
+        return np.asarray(~np.isnan(se) & (se <= tol), dtype=bool)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -10,6 +12,7 @@ import pandas as pd
 from causalmem._types import Float64Array, Int64Array
 from causalmem.errors import CovariateError
 from causalmem.panel.checks import CheckedPanel
+from causalmem.panel.panel import Panel
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +42,8 @@ def covariate_matrix(
     """Evaluate an R-style covariate formula ``"~ x1 + x2"`` with formulaic (intercept included).
 
     Returns the row-aligned design (float64[N, k]) and its column names, or ``(None, ())``
-    when ``xformla`` is None or ``"~ 1"``.
+    when ``xformla`` is None or ``"~ 1"``. formulaic evaluates the terms as Python: check a
+    formula you did not write with :func:`causalmem.estimators.formula.check_formula_text`.
     """
     if xformla is None:
         return None, ()
@@ -107,3 +111,36 @@ def to_wide(checked: CheckedPanel, yname: str) -> WideData:
         tlist=tlist,
         balanced=checked.balanced,
     )
+
+
+def _formula_name(column: str) -> str:
+    """Return a column name as a formulaic term (back-quoted unless a plain identifier)."""
+    return column if column.isidentifier() else f"`{column}`"
+
+
+def panel_arguments(panel: Panel, kw: Mapping[str, Any]) -> dict[str, Any]:
+    """Fill ``att_gt``'s arguments from a :class:`~causalmem.panel.Panel`'s stored design.
+
+    Every role the schema carries is used unless the caller passed that argument: outcome (the
+    first), step, unit, cohort, ``weightsname``, ``clustervars`` and ``xformla`` (``"~ c1 + c2"``
+    from the stored covariates; pass ``xformla="~ 1"`` to fit without them). A panel validated
+    with ``allow_unbalanced_panel=True`` is fitted as such. ``data`` becomes the panel's frame.
+    """
+    sch = panel.schema
+    stored = {
+        "yname": sch.outcomes[0],
+        "tname": sch.step,
+        "idname": sch.unit,
+        "gname": sch.cohort,
+        "weightsname": sch.weights,
+        "clustervars": tuple(sch.clusters) or None,
+        "xformla": "~ " + " + ".join(map(_formula_name, sch.covariates))
+        if sch.covariates
+        else None,
+    }
+    out = {**kw, **{k: v for k, v in stored.items() if kw.get(k) is None}}
+    validation = panel.meta.get("validation", {})
+    if isinstance(validation, Mapping) and validation.get("allow_unbalanced_panel"):
+        out["allow_unbalanced_panel"] = True
+    out["data"] = panel.frame
+    return out

@@ -9,7 +9,7 @@ import numpy as np
 from causalmem._numerics.aggregate import AggSpec, build_aggregation
 from causalmem._numerics.inference import pointwise_crit, summarise_draws
 from causalmem._types import AggType, check_literal
-from causalmem.errors import CausalmemWarning
+from causalmem.errors import CausalmemWarning, IdentificationError, OptionError
 from causalmem.results.aggte import AggteResult, AggteSpec
 from causalmem.results.attgt import AttGtResult
 from causalmem.results.base import provenance
@@ -61,6 +61,15 @@ def aggte(
     Returns
     -------
     AggteResult
+        Parameters whose SE cannot be computed (one cluster, zero variance) have NaN SEs and
+        intervals, with a :class:`~causalmem.errors.CausalmemWarning`.
+
+    Raises
+    ------
+    OptionError
+        ``min_e > max_e``.
+    IdentificationError
+        No estimated cell falls in the event-time window (the message lists the event times).
 
     Examples
     --------
@@ -80,6 +89,11 @@ def aggte(
     alp = spec0.alp if alp is None else float(alp)
     if not 0 < alp < 1:
         raise ValueError(f"alp must lie in (0, 1), got {alp!r}.")
+    if min_e > max_e:
+        raise OptionError(
+            f"aggte(min_e={min_e}, max_e={max_e}): min_e is above max_e, so the event-time "
+            "window is empty; swap them or widen the window."
+        )
     if bstrap and result.draws is None:
         raise ValueError(
             "bstrap=True needs the multiplier draws, but att_gt was called with bstrap=False; "
@@ -112,6 +126,7 @@ def aggte(
         max_e=max_e,
         balance_e=balance_e,
     )
+    _check_nonempty(type, agg, e=time - group, keep=keep & ~cells.reference, window=(min_e, max_e))
     labels = agg.labels
     if event_time == "periods" and type in ("group", "calendar"):
         ok = np.isfinite(labels)
@@ -121,6 +136,9 @@ def aggte(
     se[se <= np.sqrt(np.finfo(float).eps) * 10] = np.nan
     se[np.isnan(agg.estimate)] = np.nan
     se, crit, band = _band(result, agg, keep, se, bstrap, cband, cband_explicit, alp)
+    if result.n_clusters < 2:
+        se = np.full_like(se, np.nan)
+    _warn_degenerate(type, agg, se, result.n_clusters, cells.reference | ~keep)
     return AggteResult(
         spec=AggteSpec(
             type=type,
@@ -200,3 +218,45 @@ def _band(
         else:
             crit, band = summ_e.crit_val, "uniform"
     return se, crit, band
+
+
+def _check_nonempty(
+    kind: str, agg: AggSpec, *, e: np.ndarray, keep: np.ndarray, window: tuple[float, float]
+) -> None:
+    """Refuse an aggregation that averages no cell (its estimates would all be NaN)."""
+    if agg.weights.nnz and not np.isnan(agg.estimate).all():
+        return
+    avail = np.unique(e[keep & np.isfinite(e)])
+    shown = ", ".join(f"{v:g}" for v in avail[:20]) + (" ..." if avail.size > 20 else "")
+    raise IdentificationError(
+        f"aggte(type={kind!r}, min_e={window[0]:g}, max_e={window[1]:g}): no estimated ATT(g, t) "
+        f"cell falls in this event-time window, so there is nothing to aggregate. Event times "
+        f"of the estimated cells: {shown or 'none'}; choose min_e/max_e among them."
+    )
+
+
+def _warn_degenerate(
+    kind: str, agg: AggSpec, se: np.ndarray, n_clusters: int, structural: np.ndarray
+) -> None:
+    """Warn when aggregated parameters with an estimate have no usable SE.
+
+    Parameters made only of ``structural`` cells (the universal base period's reference cells,
+    zero by construction, or cells left out) have no SE by design and are not reported.
+    """
+    informative = np.asarray(abs(agg.weights[~structural]).sum(axis=0)).ravel() > 0
+    bad = np.isfinite(agg.estimate) & ~np.isfinite(se) & informative
+    if not bad.any():
+        return
+    why = (
+        f"there is only {n_clusters} cluster and a clustered variance needs at least two"
+        if n_clusters < 2
+        else "their influence function is zero up to rounding (zero variance)"
+    )
+    names = ["overall" if np.isnan(lab) else f"{lab:g}" for lab in agg.labels[np.flatnonzero(bad)]]
+    warnings.warn(
+        f"aggte(type={kind!r}): {int(bad.sum())} of {agg.estimate.size} parameters have no "
+        f"usable standard error and are reported with NaN SEs and intervals ({', '.join(names[:8])}"
+        f"{' ...' if len(names) > 8 else ''}): {why}.",
+        CausalmemWarning,
+        stacklevel=3,
+    )

@@ -18,11 +18,22 @@ import pandas as pd
 
 from causalmem._numerics.cells import CellLayout, build_cells
 from causalmem._numerics.dense import DenseIF
-from causalmem._numerics.inference import pointwise_crit, summarise_draws
+from causalmem._numerics.inference import (
+    MIN_BITERS,
+    degenerate_se,
+    pointwise_crit,
+    summarise_draws,
+)
 from causalmem._numerics.structured import CohortRows, StructuredIF
 from causalmem._types import BasePeriod, ControlGroup, EstMethod, check_literal
-from causalmem.errors import CausalmemWarning, IdentificationError
-from causalmem.estimators._prepare import WideData, covariate_matrix, to_wide
+from causalmem.errors import (
+    CausalmemWarning,
+    IdentificationError,
+    OptionError,
+    OutcomeError,
+    WeightsError,
+)
+from causalmem.estimators._prepare import WideData, covariate_matrix, panel_arguments, to_wide
 from causalmem.panel.checks import validate_long
 from causalmem.panel.panel import Panel
 from causalmem.results.attgt import AttGtResult, AttGtSpec, Draws
@@ -68,9 +79,14 @@ def att_gt(
     yname, tname, idname, gname
         Outcome, step (time), unit and cohort columns. The cohort is the first step at which the
         unit is treated; never-treated units have a missing cohort (NA/NaN) or ``inf``. With a
-        ``Panel`` they default to its schema (``yname`` to its first outcome).
+        ``Panel`` they default to its schema (``yname`` to its first outcome), and so do
+        ``weightsname``, ``clustervars``, ``xformla`` (its covariates; pass ``"~ 1"`` for none)
+        and ``allow_unbalanced_panel`` (when the panel was validated with it).
     xformla
         One-sided covariate formula, e.g. ``"~ x1 + x2"`` (formulaic); base-period values are used.
+        formulaic evaluates the terms as Python expressions with full power: pass only formulas
+        you trust (the command line checks them with
+        :func:`~causalmem.estimators.formula.check_formula_text`).
     control_group
         ``"nevertreated"`` or ``"notyettreated"`` comparison units.
     anticipation
@@ -88,7 +104,10 @@ def att_gt(
     weightsname
         Time-invariant sampling weights.
     bstrap, biters, cband, alp
-        Multiplier bootstrap (Rademacher, ``biters`` draws), uniform sup-t band and level.
+        Multiplier bootstrap (Rademacher, ``biters`` draws, at least
+        :data:`~causalmem._numerics.inference.MIN_BITERS` = 10), uniform sup-t band and level.
+        Inference that cannot be computed (one cluster, zero variance) is reported as NaN with
+        a :class:`~causalmem.errors.CausalmemWarning`, never as a zero SE.
     seed
         Seed or ``numpy.random.Generator`` for the bootstrap (never global state).
     drop_always_treated
@@ -114,17 +133,9 @@ def att_gt(
 
 def _att_gt(*, _engine: str = "auto", _difference: bool = False, **kw: Any) -> AttGtResult:
     data = kw["data"]
-    if isinstance(data, Panel):
-        sch = data.schema
-        defaults = {
-            "yname": sch.outcomes[0],
-            "tname": sch.step,
-            "idname": sch.unit,
-            "gname": sch.cohort,
-            "weightsname": sch.weights,
-        }
-        kw = {**kw, **{k: v for k, v in defaults.items() if kw.get(k) is None}}
-        kw["data"] = data = data.frame
+    if isinstance(data, Panel):  # the stored design (roles, weights, clusters, covariates)
+        kw = panel_arguments(data, kw)
+        data = kw["data"]
     missing = [k for k in ("yname", "tname", "idname", "gname") if kw.get(k) is None]
     if missing:
         raise TypeError(
@@ -171,6 +182,12 @@ def _check_spec(spec: AttGtSpec) -> tuple[str, ...]:
     check_literal("est_method", spec.est_method, EstMethod)
     if not isinstance(spec.biters, int) or spec.biters < 1:
         raise ValueError(f"biters must be a positive integer, got {spec.biters!r}.")
+    if spec.bstrap and spec.biters < MIN_BITERS:
+        raise OptionError(
+            f"biters={spec.biters} is too few bootstrap draws to estimate a standard error (the "
+            f"interquartile range of so few draws is not one); use biters >= {MIN_BITERS} "
+            "(R did uses 999), or bstrap=False for analytic standard errors."
+        )
     if not 0 < spec.alp < 1:
         raise ValueError(f"alp must lie in (0, 1), got {spec.alp!r}.")
     if not isinstance(spec.anticipation, int | np.integer) or spec.anticipation < 0:
@@ -195,9 +212,10 @@ def _estimate(
     in_sample = np.isinf(cohort) | np.isin(cohort, glist)
     sel = np.flatnonzero(in_sample)
     failures: list[tuple[int, str]] = []
-    engine_obj, n_clusters = _engine_for(
-        spec, wide, y, x, k_idx, sel, cells, glist.size, engine, failures
-    )
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked below
+        engine_obj, n_clusters = _engine_for(
+            spec, wide, y, x, k_idx, sel, cells, glist.size, engine, failures
+        )
     n_units = int(sel.size)
     est = engine_obj.est
     if failures:
@@ -209,14 +227,23 @@ def _estimate(
             CausalmemWarning,
             stacklevel=3,
         )
-    se, draws, crit, band = _inference(spec, engine_obj, cells, est.se, n_units, n_clusters)
+    failed = np.zeros(cells.n_cells, dtype=bool)
+    failed[[j for j, _ in failures]] = True
+    _check_overflow(spec, cells, est.att, est.se, failed, y[sel], wide.w[sel])
+    _warn_unexplained_nan(spec, cells, est.att, failed, k_idx[sel], wide.w[sel])
+    y_scale = float(np.nanmax(np.abs(y[sel]))) if np.isfinite(y[sel]).any() else 1.0
+    se_an = _clean_se(np.array(est.se, dtype=np.float64), y_scale, n_clusters)
+    se, draws, crit, band = _inference(spec, engine_obj, cells, se_an, n_units, n_clusters)
+    if spec.bstrap:
+        se = _clean_se(se, y_scale, n_clusters)
+    _warn_degenerate(spec, cells, est.att, se, n_clusters)
     pg = np.bincount(k_idx[sel], weights=wide.w[sel], minlength=glist.size + 1)[:-1] / sel.size
     return AttGtResult(
         spec=spec,
         cells=cells,
         att=est.att,
         se=se,
-        se_analytic=est.se,
+        se_analytic=se_an,
         n_treated=est.n_treated,
         n_control=est.n_control,
         crit_val=float(crit),
@@ -228,6 +255,114 @@ def _estimate(
         n_units=n_units,
         n_clusters=n_clusters,
         provenance=provenance(seed=spec.seed_repr()),
+    )
+
+
+def _clean_se(se: np.ndarray, y_scale: float, n_clusters: int) -> np.ndarray:
+    """Set SEs that cannot be computed to NaN: all with < 2 clusters, rounding-level ones."""
+    if n_clusters < 2:
+        return np.full_like(se, np.nan)
+    se[degenerate_se(se, y_scale)] = np.nan
+    return se
+
+
+def _cell_list(cells: CellLayout, idx: np.ndarray, limit: int = 5) -> str:
+    """``(g=.., t=..)`` of the first ``limit`` cells in ``idx`` (and how many more)."""
+    shown = ", ".join(f"(g={cells.group[j]:g}, t={cells.time[j]:g})" for j in idx[:limit])
+    return shown + (f" and {idx.size - limit} more" if idx.size > limit else "")
+
+
+def _warn_degenerate(
+    spec: AttGtSpec, cells: CellLayout, att: np.ndarray, se: np.ndarray, n_clusters: int
+) -> None:
+    """Warn when estimated cells have no usable SE (one cluster, zero variance)."""
+    bad = np.flatnonzero(~cells.reference & np.isfinite(att) & ~np.isfinite(se))
+    if bad.size == 0:
+        return
+    if n_clusters < 2:
+        why = (
+            f"there is only {n_clusters} cluster"
+            + (f" ({spec.clustervars[-1]!r})" if spec.clustervars else "")
+            + ", and a clustered variance needs at least two; cluster on a variable with "
+            "several levels (or none)"
+        )
+    else:
+        why = (
+            "the outcome does not vary around these estimates (zero variance, or a degenerate "
+            "bootstrap), so their standard errors are zero up to rounding; check the outcome "
+            f"{spec.yname!r} for a constant or deterministic column"
+        )
+    warnings.warn(
+        f"att_gt: {bad.size} of {cells.n_cells} ATT(g, t) cells have no usable standard error "
+        f"and are reported with NaN SEs, p-values and intervals: {why}. Cells: "
+        f"{_cell_list(cells, bad)}.",
+        CausalmemWarning,
+        stacklevel=4,
+    )
+
+
+def _check_overflow(
+    spec: AttGtSpec,
+    cells: CellLayout,
+    att: np.ndarray,
+    se: np.ndarray,
+    failed: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+) -> None:
+    """Refuse results that overflowed (huge outcomes or weights) instead of returning NaN SEs."""
+    bad = ~cells.reference & ~failed & (~np.isfinite(att) | ~np.isfinite(se))
+    with np.errstate(over="ignore", invalid="ignore"):
+        ymax = float(np.nanmax(np.abs(y))) if np.isfinite(y).any() else 0.0
+        wpos = w[w > 0]
+        wratio = float(wpos.max() / wpos.min()) if wpos.size else 1.0
+        big = not np.isfinite(ymax * wratio) or ymax * wratio > 1e100 or ymax > 1e100
+    if not (bad.any() and big):
+        return
+    what = (
+        f"the weights {spec.weightsname!r} span {wratio:.3g} (largest / smallest positive)"
+        if wratio > 1e50
+        else f"the outcome {spec.yname!r} reaches |y| = {ymax:.3g}"
+    )
+    cls = WeightsError if wratio > 1e50 else OutcomeError
+    raise cls(
+        f"att_gt: {int(bad.sum())} of {cells.n_cells} ATT(g, t) cells overflowed to a non-finite "
+        f"estimate or standard error because {what}; squares of such numbers exceed the "
+        "floating-point range. Rescale the "
+        + ("weights (e.g. divide by their mean)" if cls is WeightsError else "outcome")
+        + " before estimating."
+    )
+
+
+def _warn_unexplained_nan(
+    spec: AttGtSpec,
+    cells: CellLayout,
+    att: np.ndarray,
+    failed: np.ndarray,
+    k_idx: np.ndarray,
+    w: np.ndarray,
+) -> None:
+    """Warn about NaN cells no engine reported, naming groups that carry zero total weight."""
+    bad = np.flatnonzero(~cells.reference & ~failed & np.isnan(att))
+    if bad.size == 0:
+        return
+    n_g = cells.glist.size
+    tot = np.bincount(k_idx, weights=w, minlength=n_g + 1)
+    present = np.bincount(k_idx, minlength=n_g + 1) > 0
+    zero = np.flatnonzero(present & (tot <= 0))
+    names = ["never treated" if k == n_g else f"cohort {cells.glist[k]:g}" for k in zero]
+    why = (
+        f"these groups have zero total weight in {spec.weightsname!r}: {', '.join(names)} "
+        "(a cell needs treated and comparison units with positive weight); give them positive "
+        "weights or drop them"
+        if names
+        else "their treated or comparison units are empty; check the cohorts and the window"
+    )
+    warnings.warn(
+        f"att_gt: {bad.size} of {cells.n_cells} ATT(g, t) cells are NaN because {why}. "
+        f"Cells: {_cell_list(cells, bad)}.",
+        CausalmemWarning,
+        stacklevel=4,
     )
 
 

@@ -24,7 +24,16 @@ from causalmem.results.aggte import AggteResult
 from causalmem.results.attgt import AttGtResult
 from causalmem.results.base import provenance
 from causalmem.results.event_study import EventStudyResult, EventStudySpec
-from causalmem.results.twfe import TwfeResult, TwfeSpec, freeze_vcov
+from causalmem.results.twfe import (
+    FIX_CLUSTERS,
+    FIX_DF,
+    FIX_EXACT,
+    TwfeResult,
+    TwfeSpec,
+    exact_fit,
+    freeze_vcov,
+    undefined_vcov,
+)
 
 
 def event_study(
@@ -81,7 +90,9 @@ def event_study(
         Omitted relative period for ``"twfe"``.
     window
         ``(lo, hi)``: bin relative periods below ``lo`` / above ``hi`` into the end points
-        (``"twfe"``).
+        (``"twfe"``). A window outside the data's relative periods, ``lo > hi`` or a ``ref``
+        that is not a (binned) relative period is refused with an error naming the available
+        relative periods.
     vcov
         ``"twfe"`` only: ``"iid"``, ``"hetero"``, ``{"CRV1": col}`` with a unit-level column or
         ``tname``, or two-way ``{"CRV1": "unit+step"}``; default clustered by ``idname``.
@@ -254,11 +265,18 @@ def _event_study_vcov(
 ) -> tuple[Float64Array, str, int, int]:
     """``(vcov, label, df_k, df_t)`` of the event-study coefficients (pyfixest's corrections)."""
     n_obs, p = n * n_t, fit.beta.size
+    if exact_fit(fit.rss, fit.tss):
+        label = vcov if isinstance(vcov, str) else "CRV1:" + "+".join(clus_cols)
+        why = "the regression fits the outcome exactly (zero residual variance)"
+        return undefined_vcov(p, label, p + n + n_t - 1, 0, why, FIX_EXACT)
     k_fe_adj = n + n_t - 1
     if isinstance(vcov, str):
         if vcov not in ("iid", "hetero"):
             raise ValueError(f"vcov={vcov!r}: use 'iid', 'hetero' or {{'CRV1': col}}.")
         df_k = p + k_fe_adj
+        if n_obs - df_k <= 0:
+            why = f"no residual degrees of freedom (N={n_obs})"
+            return undefined_vcov(p, vcov, df_k, 0, why, FIX_DF)
         if vcov == "iid":
             cov = fit.rss / (n_obs - df_k) * fit.xtx_inv
         else:
@@ -293,6 +311,15 @@ def _event_study_vcov(
             raise ValueError("Two-way clustering in the event study supports unit+time.")
     df_k = p + k_fe_adj - nested
     g_min = min(gs)
+    if g_min < 2 or n_obs - df_k <= 0:
+        why = (
+            f"only {g_min} cluster in {'+'.join(clus_cols)!r}; a clustered variance needs at "
+            "least two"
+            if g_min < 2
+            else f"no residual degrees of freedom (N={n_obs})"
+        )
+        fix = FIX_CLUSTERS if g_min < 2 else FIX_DF
+        return undefined_vcov(p, "CRV1:" + "+".join(clus_cols), df_k, max(g_min - 1, 0), why, fix)
     cov = (n_obs - 1) / (n_obs - df_k) * g_min / (g_min - 1) * (fit.xtx_inv @ meat @ fit.xtx_inv)
     return cov, "CRV1:" + "+".join(clus_cols), df_k, g_min - 1
 

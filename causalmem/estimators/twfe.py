@@ -16,6 +16,7 @@ from causalmem.results.twfe import (
     TwfeResult,
     TwfeSpec,
     VcovSpec,
+    exact_fit,
     freeze_vcov,
     ols_vcov,
 )
@@ -93,6 +94,7 @@ def twfe(
         fe_names=parsed.fixed_effects,
         fe_levels=tuple(int(f.max()) + 1 for f in fes),
         data=data,
+        exact_fit=exact_fit(rss, tss),
     )
     cov, vtype, df_k, df_t = des.vcov(vcov)
     return TwfeResult(

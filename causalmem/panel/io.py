@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from causalmem.errors import PanelSchemaError
+from causalmem.errors import PanelFileError, PanelSchemaError
 from causalmem.panel.panel import Panel
 from causalmem.panel.schema import SCHEMA_VERSION, PanelSchema
 from lmecon.atomic import atomic_path
@@ -119,6 +119,10 @@ def read_panel(path: str | os.PathLike[str]) -> Panel:
 
     Raises
     ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    PanelFileError
+        If the file is a folder, a CSV/text file, or a truncated or damaged parquet file.
     PanelSchemaError
         If the file has no causalmem metadata, an unsupported schema version, or its data
         fail validation (a subclass of :class:`PanelSchemaError`).
@@ -133,11 +137,66 @@ def read_panel(path: str | os.PathLike[str]) -> Panel:
     True
     """
     source = Path(path)
-    raw = pq.read_schema(source).metadata
+    raw = _read_parquet_metadata(source)
     payload = _payload(source, raw)
     schema = PanelSchema.from_dict(payload["schema"])
     meta = payload.get("meta", {})
     if not isinstance(meta, dict):
         raise PanelSchemaError(f"{str(source)!r}: causalmem 'meta' is not an object.")
-    frame = pq.read_table(source).to_pandas()
+    try:
+        frame = pq.read_table(source).to_pandas()
+    except (pa.ArrowException, OSError) as exc:
+        raise _unreadable(source, exc) from exc
     return Panel._restore(frame, schema, meta)
+
+
+_REWRITE = (
+    "re-create it with causalmem.panel.write_panel (or restore it from a backup or the run that "
+    "wrote it)"
+)
+
+
+def _unreadable(source: Path, exc: BaseException) -> PanelFileError:
+    """Build the error for a file that exists but cannot be read as parquet."""
+    try:
+        with open(source, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        head = b""
+    size = source.stat().st_size if source.is_file() else 0
+    if source.suffix.lower() in {".csv", ".tsv", ".txt"} or (
+        head and not head.startswith(b"PAR1") and b"," in head and b"\0" not in head
+    ):
+        return PanelFileError(
+            f"{str(source)!r} is a text/CSV file, not a causalmem panel parquet. Load it with "
+            "pandas.read_csv, build the panel with causalmem.Panel.from_frame(df, unit=..., "
+            "step=..., cohort=..., outcomes=...) and save it with causalmem.write_panel."
+        )
+    if head.startswith(b"PAR1"):
+        return PanelFileError(
+            f"{str(source)!r} ({size:,} bytes) is a damaged or truncated parquet file "
+            f"({exc}); {_REWRITE}."
+        )
+    return PanelFileError(
+        f"{str(source)!r} ({size:,} bytes) is not a parquet file ({exc}); pass a panel "
+        "written by causalmem.panel.write_panel."
+    )
+
+
+def _read_parquet_metadata(source: Path) -> dict[bytes, bytes] | None:
+    """Return the parquet key-value metadata; a one-sentence error if the file is unreadable."""
+    if not source.exists():
+        raise FileNotFoundError(
+            f"Panel file {str(source)!r} does not exist; pass the path of a panel parquet "
+            "written by causalmem (e.g. OUT/panel.parquet of causalmem demo)."
+        )
+    if source.is_dir():
+        raise PanelFileError(
+            f"{str(source)!r} is a folder; pass one panel parquet file inside it "
+            "(e.g. panel.parquet)."
+        )
+    try:
+        metadata: dict[bytes, bytes] | None = pq.read_schema(source).metadata
+    except (pa.ArrowException, OSError) as exc:
+        raise _unreadable(source, exc) from exc
+    return metadata

@@ -60,9 +60,15 @@ def provenance(**extra: Any) -> Mapping[str, Any]:
 def inference_columns(
     estimate: Float64Array, se: Float64Array, crit: float | Float64Array
 ) -> dict[str, Float64Array]:
-    """``statistic``, pointwise normal ``p_value`` and the band ``estimate -/+ crit * se``."""
+    """``statistic``, pointwise normal ``p_value`` and the band ``estimate -/+ crit * se``.
+
+    A non-positive SE is not a certainty but a variance that could not be computed: it gives
+    NaN statistics, p-values and intervals (never ``p = 0`` with a zero-width interval).
+    """
     estimate = np.asarray(estimate, dtype=np.float64)
     se = np.asarray(se, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        se = np.where(se > 0, se, np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         stat = estimate / se
     return {

@@ -8,6 +8,7 @@ is a pure function of that design (:func:`ols_vcov`).
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -19,11 +20,20 @@ from scipy.stats import t as student_t
 
 from causalmem._numerics.within import cluster_meat, combine_codes, nested_in
 from causalmem._types import Float64Array, Int64Array
-from causalmem.errors import FormulaError
+from causalmem.errors import CausalmemWarning, FormulaError
 from causalmem.results.base import RenderMixin, provenance
 from lmecon.result import frozen_mapping
 
-__all__ = ["TwfeDesign", "TwfeResult", "TwfeSpec", "VcovSpec", "freeze_vcov", "ols_vcov"]
+__all__ = [
+    "TwfeDesign",
+    "TwfeResult",
+    "TwfeSpec",
+    "VcovSpec",
+    "exact_fit",
+    "freeze_vcov",
+    "ols_vcov",
+    "undefined_vcov",
+]
 
 VcovSpec = str | Mapping[str, str] | None
 
@@ -67,13 +77,33 @@ class TwfeDesign:
     fe_names: tuple[str, ...]
     fe_levels: tuple[int, ...]
     data: pd.DataFrame = field(repr=False)
+    exact_fit: bool = False
 
     def __post_init__(self) -> None:
         for arr in (self.xd, self.resid, self.bread, *self.fe_codes):
             arr.setflags(write=False)
 
     def vcov(self, vcov: VcovSpec) -> tuple[Float64Array, str, int, int]:
-        """``(vcov, label, df_k, df_t)`` of the coefficients (see :func:`ols_vcov`)."""
+        """``(vcov, label, df_k, df_t)`` of the coefficients (see :func:`ols_vcov`).
+
+        An exact fit (residuals at rounding level) has no estimable variance: NaN, with a
+        warning.
+        """
+        if self.exact_fit:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", CausalmemWarning)
+                cov, label, df_k, df_t = ols_vcov(
+                    vcov,
+                    xd=self.xd,
+                    resid=self.resid,
+                    bread=self.bread,
+                    fe_codes=list(self.fe_codes),
+                    fe_names=self.fe_names,
+                    fe_levels=list(self.fe_levels),
+                    data=self.data,
+                )
+            why = "the regression fits the outcome exactly (zero residual variance)"
+            return undefined_vcov(cov.shape[0], label, df_k, df_t, why, FIX_EXACT)
         return ols_vcov(
             vcov,
             xd=self.xd,
@@ -146,7 +176,8 @@ class TwfeResult(RenderMixin):
 
     @cached_property
     def _tidy(self) -> pd.DataFrame:
-        se = self.se
+        with np.errstate(invalid="ignore"):
+            se = np.where(self.se > 0, self.se, np.nan)  # a zero SE is undefined, not certain
         with np.errstate(divide="ignore", invalid="ignore"):
             stat = self.coef / se
         crit = float(student_t.ppf(1 - self.alp / 2, self.df_t))
@@ -243,6 +274,9 @@ def ols_vcov(
                 f"vcov={vcov!r} is not supported; use 'iid', 'hetero' or {{'CRV1': 'col'}}."
             )
         df_k = k + k_fe_adj
+        if n - df_k <= 0:
+            why = f"no residual degrees of freedom (N={n})"
+            return undefined_vcov(k, vcov, df_k, 0, why, FIX_DF)
         if vcov == "iid":
             sigma2 = float(resid @ resid) / (n - df_k)
             return sigma2 * bread, "iid", df_k, n - df_k
@@ -269,6 +303,15 @@ def ols_vcov(
         meat += sign * m
         g_all.append(g)
     g_min = min(g_all[: len(codes)])
+    label = "CRV1:" + "+".join(cols)
+    if g_min < 2 or n - df_k <= 0:
+        why = (
+            f"only {g_min} cluster in {'+'.join(cols)!r}; a clustered variance needs at least two"
+            if g_min < 2
+            else f"no residual degrees of freedom (N={n})"
+        )
+        fix = FIX_CLUSTERS if g_min < 2 else FIX_DF
+        return undefined_vcov(k, label, df_k, max(g_min - 1, 0), why, fix)
     adj = (n - 1) / (n - df_k) * g_min / (g_min - 1)
     cov = adj * (bread @ meat @ bread)
     if len(codes) == 2:
@@ -276,7 +319,56 @@ def ols_vcov(
         vals, vecs = np.linalg.eigh(cov)
         if vals.min() < 0:
             cov = (vecs * np.maximum(vals, 0.0)) @ vecs.T
-    return cov, "CRV1:" + "+".join(cols), df_k, g_min - 1
+    return cov, label, df_k, g_min - 1
+
+
+def exact_fit(rss: float, tss: float) -> bool:
+    """Whether residuals are rounding noise: ``RSS <= (10 sqrt(eps))^2 * TSS`` (within).
+
+    Parameters
+    ----------
+    rss, tss
+        Residual and total (demeaned) sums of squares.
+
+    Returns
+    -------
+    bool
+    """
+    tol = float(np.sqrt(np.finfo(float).eps) * 10) ** 2
+    return bool(tss > 0 and rss <= tol * tss) or bool(tss == 0)
+
+
+FIX_CLUSTERS = "use another vcov (e.g. 'hetero') or a cluster variable with several levels"
+FIX_DF = "add observations, or drop regressors or fixed effects"
+FIX_EXACT = "check the outcome: it is a deterministic function of the regressors"
+
+
+def undefined_vcov(
+    k: int, label: str, df_k: int, df_t: int, why: str, fix: str = FIX_CLUSTERS
+) -> tuple[Float64Array, str, int, int]:
+    """Return a NaN covariance (with a warning) for inference that cannot be computed.
+
+    Parameters
+    ----------
+    k
+        Number of coefficients.
+    label, df_k, df_t
+        Returned as :func:`ols_vcov` returns them.
+    why, fix
+        What makes the covariance undefined and what to do (named in the warning).
+
+    Returns
+    -------
+    tuple
+        ``(vcov, label, df_k, df_t)`` with an all-NaN ``vcov``.
+    """
+    warnings.warn(
+        f"{label} standard errors cannot be computed: {why}. The {k} coefficients are reported "
+        f"with NaN standard errors, p-values and intervals; {fix}.",
+        CausalmemWarning,
+        stacklevel=4,
+    )
+    return np.full((k, k), np.nan), label, df_k, df_t
 
 
 def _cluster_codes(cols: list[str], data: pd.DataFrame, vcov: Any) -> list[Int64Array]:

@@ -9,6 +9,9 @@ needs them is called: ``import causalmem.scoring`` stays light.
 * :mod:`~causalmem.scoring.runner`: :func:`score`, batched, deterministic and resumable, one
   parquet shard per checkpoint plus a manifest.
 * :mod:`~causalmem.scoring.ray_backend`: :func:`score_ray`, one checkpoint per Ray task.
+* :mod:`~causalmem.scoring.integrity`: the checks that keep wrong numbers out (vocabulary and
+  context against the instances, non-finite logits, shard names, content checksums, weight
+  sources); errors in :mod:`causalmem.errors`.
 """
 
 from __future__ import annotations

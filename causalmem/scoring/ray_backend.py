@@ -11,6 +11,12 @@ Duplicate weights: a task refuses a checkpoint identical to one already finished
 starts; checkpoints scored concurrently are compared when they return, and a duplicate's rows
 are not written. :class:`~causalmem.scoring.DuplicateWeightsError` is raised after the other
 shards are stored (unless ``allow_duplicate_weights``).
+
+Integrity checks are those of :func:`~causalmem.scoring.score`: every checkpoint's vocabulary
+and context are checked against the instances on the driver before any task starts (and again
+by each task on the loaded model), a task whose checkpoint gives NaN / ``+inf`` logits fails
+with :class:`~causalmem.errors.NonFiniteScoresError` and its shard is not written, and a resumed
+run re-verifies the manifest's shards and the weights of changed checkpoints.
 """
 
 from __future__ import annotations
@@ -135,7 +141,7 @@ local_files_only, progress, log, as_frame
         ray.init(address=address, **kwargs)
         started = True
     try:
-        prep = _prepare(checkpoints, instances, out_dir, plan, log)
+        prep = _prepare(checkpoints, instances, out_dir, plan, log, local_files_only)
         records: dict[int, ShardRecord] = dict(prep.done)
         if not allow_duplicate_weights:
             _check_duplicates(records)

@@ -10,10 +10,29 @@ Each shard holds one row per scored instance (``unit, step, cohort`` + the metri
 :mod:`causalmem.scoring.metrics` + ``n_tokens``) and, as parquet key-value metadata under
 ``b"causalmem.scores"``, the checkpoint (model, revision, step, label), its weights hash, the
 row count, the instances' fingerprint, the scoring-plan hash, device, dtype, batch size and
-timings. Shards are written to a temporary file, flushed and renamed, so a shard either exists
-completely or not at all; the manifest is rewritten the same way after every shard and is
-always rebuilt from the shards, so an interrupted run resumes without losing or duplicating
-rows: finished checkpoints are skipped, the interrupted one is scored again.
+timings, a content checksum of its rows and a fingerprint of the checkpoint folder's files.
+Shards are written to a temporary file, flushed and renamed, so a shard either exists
+completely or not at all; the manifest is rewritten the same way after every shard, so an
+interrupted run resumes without losing or duplicating rows: finished checkpoints are skipped,
+the interrupted one is scored again.
+
+Integrity (nothing is trusted silently):
+
+* only files the manifest lists, under canonical names inside ``shards/``, are read; a name
+  from a manifest or from a shard's metadata can never point outside the folder. Other files
+  are ignored; a finished shard of this run missing from the manifest (crash between the two
+  renames) is adopted; a shard of another run is never overwritten.
+* :func:`read_scores` checks every listed shard (present, readable, metadata = manifest entry,
+  row count, content checksum, finite scores) and raises :class:`ShardIntegrityError` naming
+  each unusable one instead of returning fewer checkpoints. Manifests of older versions (no
+  checksums) are read with a warning saying what could not be checked.
+* a resumed :func:`score` does not trust a shard that fails those checks, nor one whose local
+  checkpoint's files changed and whose weights hash differs from the recorded one: it warns
+  and scores that checkpoint again.
+* before the first checkpoint is scored, every checkpoint's vocabulary and context are
+  compared with the instances (:func:`~causalmem.scoring.integrity.check_compatibility`); NaN
+  or ``+inf`` logits fail the checkpoint (:class:`~causalmem.errors.NonFiniteScoresError`)
+  and no shard is written for it.
 
 Execution: batches of whole instances in a fixed order (so the result of a row does not
 depend on where the run was interrupted); ``torch.inference_mode``; bfloat16 weights with SDPA
@@ -26,11 +45,13 @@ device and dtype fixed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,10 +65,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from causalmem._types import BatchSize
-from causalmem.errors import CausalmemError
+from causalmem.errors import CausalmemError, CausalmemWarning, ShardIntegrityError
 from causalmem.instances import Instances
 from causalmem.panel.panel import Panel
 from causalmem.scoring.checkpoints import Checkpoint, DuplicateWeightsError
+from causalmem.scoring.integrity import (
+    SHARD_RE,
+    check_compatibility,
+    check_finite_logits,
+    check_finite_scores,
+    check_model_fits,
+    content_checksum,
+    shard_path,
+    source_fingerprint,
+)
 from lmecon.atomic import atomic_write_bytes
 from lmecon.provenance import versions
 
@@ -99,6 +130,8 @@ class ShardRecord:
     seconds_score: float
     scored_at: str
     versions: Mapping[str, str]
+    checksum: str | None = None
+    source: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable mapping."""
@@ -117,15 +150,20 @@ class ShardRecord:
             "seconds_score": self.seconds_score,
             "scored_at": self.scored_at,
             "versions": dict(self.versions),
+            "checksum": self.checksum,
+            "source": self.source,
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ShardRecord:
         """Inverse of :meth:`to_dict`."""
-        kw = dict(d)
+        kw = {k: v for k, v in d.items() if k in _RECORD_FIELDS}
         kw["checkpoint"] = Checkpoint.from_dict(kw["checkpoint"])
         kw["versions"] = dict(kw.get("versions", {}))
         return cls(**kw)
+
+
+_RECORD_FIELDS = frozenset(ShardRecord.__dataclass_fields__)
 
 
 def shard_name(step: int) -> str:
@@ -260,6 +298,7 @@ def score_instances(
     *,
     batch_size: BatchSize = "auto",
     advance: Callable[[int], None] | None = None,
+    label: str = "the model",
 ) -> tuple[dict[str, npt.NDArray[Any]], int]:
     """Score instances under an already-loaded causal LM (the model is not modified).
 
@@ -274,12 +313,23 @@ def score_instances(
         out-of-memory error the batch is halved and retried.
     advance
         Called with the number of sequences finished after each batch (progress bars).
+    label
+        Name of the checkpoint in error messages.
 
     Returns
     -------
     (dict, int)
         Metric columns (:data:`~causalmem.scoring.metrics.METRICS` + ``n_tokens``) as numpy
         arrays in instance order, and the batch size finally used.
+
+    Raises
+    ------
+    CheckpointCompatibilityError
+        Token ids at or past the model's vocabulary, or instances longer than its context
+        (checked before the first forward pass).
+    NonFiniteScoresError
+        The model produced NaN or ``+inf`` logits (corrupted weights, float16 overflow) or a
+        non-finite score.
     """
     import torch
 
@@ -296,6 +346,7 @@ def score_instances(
             CausalmemWarning,
             stacklevel=2,
         )
+    check_model_fits(model, instances, label)
     device = next(model.parameters()).device
     bs = (
         auto_batch_size(model, instances.seq_len, device)
@@ -321,6 +372,7 @@ def score_instances(
                 mask = torch.tensor(m, device=device)
             try:
                 logits = model(input_ids=ids, attention_mask=mask).logits
+                check_finite_logits(logits, label, instances.unit[start:stop])
                 cols = sequence_scores(logits, ids, mask).as_dict()
             except (RuntimeError, MemoryError) as exc:
                 if device.type == "cuda" and _is_oom(exc) and bs > 1:
@@ -329,8 +381,10 @@ def score_instances(
                     bs = max(1, bs // 2)
                     continue
                 raise
-            for k, v in cols.items():
-                out.setdefault(k, []).append(v.cpu().numpy())
+            arrays = {k: v.cpu().numpy() for k, v in cols.items()}
+            check_finite_scores(arrays, label, instances.unit[start:stop])
+            for k, v in arrays.items():
+                out.setdefault(k, []).append(v)
             del logits, cols
             if advance is not None:
                 advance(stop - start)
@@ -389,6 +443,7 @@ def score_checkpoint(
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     tdtype = _torch_dtype(dtype, dev)
+    source = source_fingerprint(checkpoint)  # before loading: a later change is noticed
     t0 = time.perf_counter()
     model = load_causal_lm(checkpoint, device=dev, dtype=tdtype, local_files_only=local_files_only)
     digest = weights_hash(model)
@@ -403,7 +458,10 @@ def score_checkpoint(
             "allow_duplicate_weights=True if the repetition is intended."
         )
     t1 = time.perf_counter()
-    cols, used_bs = score_instances(model, instances, batch_size=batch_size, advance=advance)
+    label = f"{checkpoint.label} (step {checkpoint.step})"
+    cols, used_bs = score_instances(
+        model, instances, batch_size=batch_size, advance=advance, label=label
+    )
     seconds_score = time.perf_counter() - t1
     del model
     frame = pd.DataFrame(
@@ -430,6 +488,8 @@ def score_checkpoint(
         seconds_score=round(seconds_score, 4),
         scored_at=datetime.now(UTC).isoformat(timespec="seconds"),
         versions=versions(("causalmem", "torch", "transformers")),
+        checksum=content_checksum(frame),
+        source=source,
     )
     return record, frame
 
@@ -474,39 +534,204 @@ def write_shard(out_dir: str | os.PathLike[str], record: ShardRecord, frame: pd.
     return target
 
 
-def _read_record(path: Path) -> ShardRecord | None:
+@dataclass(frozen=True)
+class _Checked:
+    """One shard checked against what is expected of it (its manifest entry)."""
+
+    step: int
+    name: str
+    record: ShardRecord | None
+    frame: pd.DataFrame | None
+    problem: str | None  # None: the shard can be trusted
+    checksum_checked: bool = False
+
+
+def _load_shard(path: Path) -> tuple[ShardRecord, pd.DataFrame]:
+    """Parse a shard file; ``ValueError`` says in words why it cannot be used."""
     try:
-        meta = pq.read_schema(path).metadata or {}
-        payload = json.loads(meta[METADATA_KEY])
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise ValueError(
+            f"cannot be read as parquet ({type(exc).__name__}: truncated or damaged)"
+        ) from None
+    try:
+        payload = json.loads((table.schema.metadata or {})[METADATA_KEY])
         if payload.get("format") != _FORMAT:
-            return None
+            raise ValueError(payload.get("format"))
         rec = ShardRecord.from_dict(payload["record"])
-        if pq.ParquetFile(path).metadata.num_rows != rec.rows:
-            return None
-        return rec
-    except (OSError, KeyError, ValueError, TypeError, pa.ArrowException):
-        return None
+    except (KeyError, ValueError, TypeError, AttributeError):
+        raise ValueError(
+            "has no causalmem shard metadata (not written by the scoring runner)"
+        ) from None
+    if rec.shard != path.name or shard_name(int(rec.checkpoint.step or 0)) != path.name:
+        raise ValueError(
+            f"its metadata names shard {rec.shard!r} of step {rec.checkpoint.step}, not this file"
+        )
+    if table.num_rows != rec.rows:
+        raise ValueError(f"holds {table.num_rows:,} rows where its metadata says {rec.rows:,}")
+    return rec, table.to_pandas()
 
 
-def _scan_shards(out_dir: Path, log: Log | None = None) -> dict[int, ShardRecord]:
-    """Finished shards by step; removes leftovers of interrupted writes."""
-    shards = out_dir / _SHARDS
-    found: dict[int, ShardRecord] = {}
+def _check_content(
+    rec: ShardRecord, frame: pd.DataFrame, expected: str | None
+) -> tuple[str | None, bool]:
+    """(problem or None, whether a content checksum was compared)."""
+    missing = [c for c in (*_COLUMNS, "unit", "step") if c not in frame.columns]
+    if missing:
+        return f"lacks the columns {missing}", False
+    bad = ~np.isfinite(frame[list(_COLUMNS)].to_numpy(dtype=np.float64)).all(axis=1)
+    if bad.any():
+        return f"holds non-finite scores in {int(bad.sum()):,} of {len(frame):,} rows", False
+    sums = {s for s in (expected, rec.checksum) if s}
+    if not sums:
+        return None, False
+    if {content_checksum(frame)} != sums:
+        return "has contents that differ from the checksum recorded when it was written", True
+    return None, True
+
+
+def _entry_step(entry: Mapping[str, Any]) -> int:
+    try:
+        return int(entry["checkpoint"]["step"])
+    except (KeyError, TypeError, ValueError):
+        return -1
+
+
+def _check_entry(out: Path, entry: Mapping[str, Any]) -> _Checked:
+    """Check the shard a manifest entry lists: name, presence, metadata, rows, checksum."""
+    name, step = entry.get("shard"), _entry_step(entry)
+    path = shard_path(out, name, _SHARDS)
+    if path is None:
+        refused = f"is not a shard file name inside {out / _SHARDS} (refused, never read)"
+        return _Checked(step, repr(name), None, None, refused)
+    if not path.is_file():
+        return _Checked(step, str(name), None, None, "is missing")
+    try:
+        rec, frame = _load_shard(path)
+    except ValueError as exc:
+        return _Checked(step, str(name), None, None, str(exc))
+    same = (
+        rec.checkpoint.step == step
+        and rec.weights_hash == entry.get("weights_hash")
+        and rec.rows == entry.get("rows")
+        and rec.instances == entry.get("instances")
+    )
+    if not same:
+        differs = "does not match its manifest entry (checkpoint, weights, rows or instances)"
+        return _Checked(step, str(name), rec, frame, differs)
+    problem, checked = _check_content(rec, frame, entry.get("checksum"))
+    return _Checked(step, str(name), rec, frame, problem, checked)
+
+
+def _manifest_body(out: Path) -> tuple[dict[str, Any] | None, str]:
+    """Return the parsed manifest, or (None, why) when it is missing or unreadable."""
+    path = out / _MANIFEST
+    if not path.exists():
+        return None, "missing"
+    try:
+        body = json.loads(path.read_text())
+        entries = body["checkpoints"]
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise TypeError("checkpoints")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, "unreadable"
+    return dict(body), ""
+
+
+def _rebuilt_entries(out: Path) -> list[dict[str, Any]]:
+    """Manifest entries rebuilt from the canonical shard files (their own metadata)."""
+    shards = out / _SHARDS
+    entries: list[dict[str, Any]] = []
     if not shards.is_dir():
-        return found
+        return entries
     for p in sorted(shards.iterdir()):
-        if p.name.startswith(".") and p.name.endswith(".tmp"):
-            p.unlink(missing_ok=True)  # an interrupted write: never a finished shard
+        if shard_path(out, p.name, _SHARDS) is None:
             continue
-        if p.suffix != ".parquet":
+        try:
+            entries.append(_load_shard(p)[0].to_dict())
+        except ValueError:  # listed anyway so that checking it reports why it is unusable
+            m = SHARD_RE.fullmatch(p.name)
+            entries.append({"shard": p.name, "checkpoint": {"step": int(m.group(1)) if m else -1}})
+    return entries
+
+
+def _remove_leftovers(out: Path) -> None:
+    shards = out / _SHARDS
+    if shards.is_dir():
+        for p in shards.iterdir():
+            if p.name.startswith(".") and p.name.endswith(".tmp"):
+                p.unlink(missing_ok=True)  # an interrupted write: never a finished shard
+
+
+def _warn(message: str, log: Log | None) -> None:
+    warnings.warn(message, CausalmemWarning, stacklevel=3)
+    if log:
+        log(message)
+
+
+def _adopt_unlisted(
+    out: Path, listed: set[str], records: dict[int, ShardRecord], fingerprint: str, log: Log | None
+) -> list[ShardRecord]:
+    """Finished shards missing from the manifest (crash before its update) of this very run.
+
+    Files with other names are never read; shards of another run are returned so the caller
+    can refuse to overwrite them.
+    """
+    foreign: list[ShardRecord] = []
+    for p in sorted((out / _SHARDS).iterdir()):
+        if p.name in listed or (p.name.startswith(".") and p.name.endswith(".tmp")):
             continue
-        rec = _read_record(p)
-        if rec is None:
+        if shard_path(out, p.name, _SHARDS) is None:
             if log:
-                log(f"ignoring unreadable shard {p.name}; its checkpoint will be scored again")
+                log(f"ignoring {p.name} in {out / _SHARDS}: not a shard listed in the manifest")
             continue
-        found[int(rec.checkpoint.step or 0)] = rec
-    return found
+        try:
+            rec, frame = _load_shard(p)
+        except ValueError as exc:
+            if log:
+                log(f"ignoring unlisted shard {p.name}: it {exc}")
+            continue
+        step = int(rec.checkpoint.step or 0)
+        if rec.instances != fingerprint:
+            foreign.append(rec)
+        elif _check_content(rec, frame, None)[0] is None and step not in records:
+            records[step] = rec
+            if log:
+                log(f"adopting finished shard {p.name} (written before the manifest was updated)")
+    return foreign
+
+
+def _trusted_records(
+    out: Path, fingerprint: str, log: Log | None
+) -> tuple[dict[int, ShardRecord], list[ShardRecord]]:
+    """Shards a resumed run may keep: the manifest's entries that pass every check.
+
+    A listed shard that is missing, damaged, changed or holds non-finite scores is not used
+    (a warning says so) and its checkpoint is scored again; unlisted files are ignored unless
+    they are finished shards of this run. Returns the trusted records and the unlisted shards
+    of other runs.
+    """
+    _remove_leftovers(out)
+    body, _why = _manifest_body(out)
+    entries = body["checkpoints"] if body is not None else _rebuilt_entries(out)
+    records: dict[int, ShardRecord] = {}
+    for entry in entries:
+        c = _check_entry(out, entry)
+        if c.problem is None and c.record is not None and c.frame is not None:
+            rec = c.record  # shards of older versions get their checksum recorded now
+            if rec.checksum is None:
+                rec = dataclasses.replace(rec, checksum=content_checksum(c.frame))
+            records.setdefault(c.step, rec)
+        elif c.problem is not None:
+            _warn(
+                f"{out}: the shard {c.name} of step {c.step} {c.problem}; it is not used "
+                f"and its checkpoint is scored again when it is part of this run "
+                f"({entry.get('rows', '?')} rows).",
+                log,
+            )
+    listed = {str(e.get("shard")) for e in entries}
+    foreign = _adopt_unlisted(out, listed, records, fingerprint, log)
+    return records, foreign
 
 
 def _write_manifest(
@@ -529,13 +754,13 @@ def read_manifest(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
     path = out / _MANIFEST
     if path.exists():
         return dict(json.loads(path.read_text()))
-    records = _scan_shards(out)
+    entries = [e for e in _rebuilt_entries(out) if "weights_hash" in e]
     return {
         "format": _FORMAT,
         "version": _FORMAT_VERSION,
-        "n_shards": len(records),
-        "rows": int(sum(r.rows for r in records.values())),
-        "checkpoints": [records[s].to_dict() for s in sorted(records)],
+        "n_shards": len(entries),
+        "rows": int(sum(int(e["rows"]) for e in entries)),
+        "checkpoints": entries,
     }
 
 
@@ -549,6 +774,60 @@ def _check_duplicates(records: Mapping[int, ShardRecord]) -> None:
                 "weights; pass allow_duplicate_weights=True to use both."
             )
         seen.setdefault(r.weights_hash, r.checkpoint.label)
+
+
+def _listed_entries(out: Path) -> list[dict[str, Any]]:
+    """Return the manifest's entries (checked for consistency) or entries rebuilt from shards."""
+    body, why = _manifest_body(out)
+    if body is None:
+        entries = _rebuilt_entries(out)
+        if entries:
+            _warn(
+                f"{out}: manifest.json is {why}; the panel is assembled from the {len(entries)} "
+                "shard files found, checked against their own metadata only (shards lost "
+                "before this cannot be noticed). Rerun score() on the folder to rewrite it.",
+                None,
+            )
+        return entries
+    entries = list(body["checkpoints"])
+    total = sum(int(e.get("rows", 0) or 0) for e in entries)
+    if body.get("n_shards", len(entries)) != len(entries) or body.get("rows", total) != total:
+        raise ShardIntegrityError(
+            f"{out / _MANIFEST} is inconsistent: it counts {body.get('n_shards')} shards and "
+            f"{body.get('rows')} rows but lists {len(entries)} shards with {total} rows (edited "
+            "by hand?). Delete manifest.json and rerun score() with the same checkpoints: it "
+            "is rebuilt from the shards and damaged ones are scored again."
+        )
+    return entries
+
+
+def _verified(out: Path, entries: Sequence[Mapping[str, Any]]) -> list[_Checked]:
+    """Check every listed shard; refuse with one error naming each unusable one."""
+    checked = [_check_entry(out, e) for e in entries]
+    steps = [c.step for c in checked]
+    dup = sorted({s for s in steps if steps.count(s) > 1})
+    bad = [c for c in checked if c.problem is not None]
+    if bad or dup:
+        lines = [f"step {c.step} ({_SHARDS}/{c.name}) {c.problem}" for c in bad[:10]]
+        if dup:
+            lines.append(f"steps {dup} are listed more than once")
+        good = sorted({c.step for c in checked if c.problem is None})
+        raise ShardIntegrityError(
+            f"{out}: {len(bad) + len(dup)} of the {len(entries)} shards listed in the manifest "
+            f"cannot be used: {'; '.join(lines)}. Nothing was returned, so no checkpoint is "
+            "silently missing. Rerun score() on this folder with the same checkpoints (unusable "
+            f"shards are scored again), or read the intact ones with steps={good[:10]}"
+            f"{'…' if len(good) > 10 else ''}."
+        )
+    unchecked = [c for c in checked if not c.checksum_checked]
+    if unchecked:
+        _warn(
+            f"{out}: {len(unchecked)} of {len(checked)} shards have no content checksum "
+            "(written by an older causalmem): their row counts and metadata were verified, "
+            "their values could not be. Rerun score() on the folder to record checksums.",
+            None,
+        )
+    return checked
 
 
 @overload
@@ -594,23 +873,40 @@ def read_scores(
         Columns ``unit, step, cohort`` and the outcomes ``logprob, sup_seq, acc_seq, entr_seq,
         avg_rank``, sorted by unit then step; unbalanced when a scoring plan skipped cells.
         ``meta["user"]`` holds the shard records.
+
+    Raises
+    ------
+    ShardIntegrityError
+        A shard the manifest lists is missing, unreadable, has other rows or metadata than its
+        entry, fails its content checksum, holds non-finite scores or names a file outside the
+        folder; or the manifest's totals disagree with its list. Nothing is returned then.
+    FileNotFoundError
+        No finished shard (for ``steps``).
+
+    Warns
+    -----
+    CausalmemWarning
+        The manifest is missing or unreadable (the panel is assembled from the shard files), or
+        shards lack a content checksum (written by an older version).
     """
     out = Path(out_dir)
-    records = _scan_shards(out)
+    entries = _listed_entries(out)
     if steps is not None:
         wanted = {int(s) for s in steps}
-        missing = sorted(wanted - set(records))
+        missing = sorted(wanted - {_entry_step(e) for e in entries})
         if missing:
             raise FileNotFoundError(f"{out}: no finished shard for steps {missing[:10]}.")
-        records = {s: r for s, r in records.items() if s in wanted}
-    if not records:
+        entries = [e for e in entries if _entry_step(e) in wanted]
+    if not entries:
         raise FileNotFoundError(f"{out} has no finished shards.")
+    checked = {c.step: c for c in _verified(out, entries)}
+    records = {s: c.record for s, c in checked.items() if c.record is not None}
     fps = {r.instances for r in records.values()}
     if len(fps) > 1:
         raise ScoreRunMismatchError(f"{out} mixes shards of {len(fps)} different instance sets.")
     if not allow_duplicate_weights:
         _check_duplicates(records)
-    frames = [pq.read_table(out / _SHARDS / records[s].shard).to_pandas() for s in sorted(records)]
+    frames = [checked[s].frame for s in sorted(checked)]
     frame = pd.concat(frames, ignore_index=True)
     frame["cohort"] = frame["cohort"].astype("Int64")
     if as_frame:
@@ -666,20 +962,9 @@ class _Prepared:
     extra: dict[str, Any]
 
 
-def _prepare(
-    checkpoints: Sequence[Checkpoint | str],
-    instances: Instances,
-    out_dir: str | os.PathLike[str],
-    plan: Mapping[int, npt.ArrayLike] | None,
-    log: Log | None,
-) -> _Prepared:
-    if not isinstance(instances, Instances):
-        raise TypeError(f"instances must be causalmem.lab.Instances; got {type(instances)}.")
-    ckpts = _as_checkpoints(checkpoints)
-    if not ckpts:
-        raise ValueError("no checkpoints to score.")
-    out = Path(out_dir)
-    (out / _SHARDS).mkdir(parents=True, exist_ok=True)
+def _plan_masks(
+    ckpts: Sequence[Checkpoint], instances: Instances, plan: Mapping[int, npt.ArrayLike] | None
+) -> dict[int, npt.NDArray[np.bool_]]:
     masks: dict[int, npt.NDArray[np.bool_]] = {}
     for c in ckpts:
         step = int(c.step or 0)
@@ -693,12 +978,31 @@ def _prepare(
             masks[step] = sel.copy()
         else:
             masks[step] = np.isin(instances.unit, sel.astype(np.int64))
-    plan_hashes = {s: _plan_hash(instances, m) for s, m in masks.items()}
-    fp = instances.fingerprint()
-    done = _scan_shards(out, log)
-    wanted = {int(c.step or 0): c for c in ckpts}
+    return masks
+
+
+def _check_resumable(
+    out: Path,
+    done: Mapping[int, ShardRecord],
+    foreign: Sequence[ShardRecord],
+    wanted: Mapping[int, Checkpoint],
+    plan_hashes: Mapping[int, str],
+    fingerprint: str,
+    log: Log | None,
+) -> None:
+    """Refuse a folder whose trusted shards belong to another run; never overwrite one."""
+    for rec in foreign:
+        step = int(rec.checkpoint.step or 0)
+        if step in wanted:
+            raise ScoreRunMismatchError(
+                f"{out / _SHARDS / rec.shard} is a shard of another scoring run (other instances) "
+                "that is not listed in the manifest; this run would overwrite it. Move it out "
+                "of the folder, or use a new output folder."
+            )
+        if log:
+            log(f"ignoring {rec.shard}: a shard of another run, not listed in the manifest")
     for step, rec in done.items():
-        if rec.instances != fp:
+        if rec.instances != fingerprint:
             raise ScoreRunMismatchError(
                 f"{out} holds shards scored on other instances (step {step}); use a new "
                 "output folder or delete the old shards."
@@ -715,6 +1019,78 @@ def _prepare(
                     f"{out}: the shard of step {step} scored a different set of instances "
                     "(scoring plan changed); use a new output folder."
                 )
+
+
+def _recheck_weights(
+    out: Path,
+    done: dict[int, ShardRecord],
+    wanted: Mapping[int, Checkpoint],
+    log: Log | None,
+    local_files_only: bool | None = None,
+) -> None:
+    """Drop finished shards whose local checkpoint's weights changed since they were scored.
+
+    :func:`~causalmem.scoring.integrity.source_fingerprint` (a local folder's file names, sizes
+    and times; a hub revision's cached commit) is compared with the one recorded in the shard;
+    only when it differs are the weights loaded and hashed again. A local folder without a
+    recorded fingerprint (shards of older versions) is re-hashed once; a hub revision only when
+    both fingerprints are known (re-downloading every checkpoint would be too costly).
+    """
+    from causalmem.scoring.checkpoints import load_causal_lm, weights_hash
+
+    for step in sorted(done):
+        rec, ck = done[step], wanted.get(step)
+        if ck is None:
+            continue
+        now = source_fingerprint(ck)
+        if now == rec.source or (not ck.is_local and (now is None or rec.source is None)):
+            continue
+        dtype = _torch_dtype(rec.dtype, _cpu())
+        model = load_causal_lm(ck, device="cpu", dtype=dtype, local_files_only=local_files_only)
+        digest = weights_hash(model)
+        del model
+        if digest == rec.weights_hash:
+            done[step] = dataclasses.replace(rec, source=now)
+            continue
+        del done[step]
+        _warn(
+            f"{out}: the weights of checkpoint {ck.label!r} (step {step}) changed since its "
+            f"shard was written (sha256 {rec.weights_hash[:12]}… → {digest[:12]}…); its "
+            f"{rec.rows:,} rows are scored again.",
+            log,
+        )
+
+
+def _cpu() -> torch.device:
+    import torch
+
+    return torch.device("cpu")
+
+
+def _prepare(
+    checkpoints: Sequence[Checkpoint | str],
+    instances: Instances,
+    out_dir: str | os.PathLike[str],
+    plan: Mapping[int, npt.ArrayLike] | None,
+    log: Log | None,
+    local_files_only: bool | None = None,
+) -> _Prepared:
+    """Validate the run, check every checkpoint fits the instances, find what is left to do."""
+    if not isinstance(instances, Instances):
+        raise TypeError(f"instances must be causalmem.lab.Instances; got {type(instances)}.")
+    ckpts = _as_checkpoints(checkpoints)
+    if not ckpts:
+        raise ValueError("no checkpoints to score.")
+    masks = _plan_masks(ckpts, instances, plan)
+    check_compatibility(ckpts, instances, local_files_only=local_files_only)
+    out = Path(out_dir)
+    (out / _SHARDS).mkdir(parents=True, exist_ok=True)
+    plan_hashes = {s: _plan_hash(instances, m) for s, m in masks.items()}
+    fp = instances.fingerprint()
+    done, foreign = _trusted_records(out, fp, log)
+    wanted = {int(c.step or 0): c for c in ckpts}
+    _check_resumable(out, done, foreign, wanted, plan_hashes, fp, log)
+    _recheck_weights(out, done, wanted, log, local_files_only)
     todo = [c for c in ckpts if int(c.step or 0) not in done]
     extra = {"instances": fp, "n_instances": instances.n, "seq_len": instances.seq_len}
     return _Prepared(out, ckpts, masks, plan_hashes, done, todo, fp, extra)
@@ -811,6 +1187,17 @@ def score(
         A checkpoint's weights equal another's and ``allow_duplicate_weights`` is False.
     ScoreRunMismatchError
         ``out_dir`` holds shards of a different run.
+    CheckpointCompatibilityError
+        A checkpoint's vocabulary or context does not fit the instances, or the checkpoints
+        have different vocabularies (checked before anything is scored).
+    NonFiniteScoresError
+        A checkpoint produced NaN / ``+inf`` logits; no shard is written for it.
+
+    Warns
+    -----
+    CausalmemWarning
+        A finished shard is not trusted on resume (damaged, changed, non-finite, or the
+        weights of its local checkpoint changed) and its checkpoint is scored again.
 
     Examples
     --------
@@ -818,7 +1205,7 @@ def score(
     >>> cks = pythia_checkpoints("EleutherAI/pythia-70m-deduped", steps=[0, 1000, 2000])
     >>> panel = score(cks, instances, "scores/70m")  # doctest: +SKIP
     """
-    prep = _prepare(checkpoints, instances, out_dir, plan, log)
+    prep = _prepare(checkpoints, instances, out_dir, plan, log, local_files_only)
     records = dict(prep.done)
     known = {r.weights_hash: r.checkpoint.label for r in records.values()}
     if not allow_duplicate_weights:

@@ -178,7 +178,13 @@ class SteerHandle:
         self.remove()
 
 
-def attach(model: nn.Module, transform: SteerTransform, values: ValuesLike) -> SteerHandle:
+def attach(
+    model: nn.Module,
+    transform: SteerTransform,
+    values: ValuesLike,
+    *,
+    allow_other_model: bool = False,
+) -> SteerHandle:
     """Attach ``transform`` with slot ``values`` to ``model``'s LM head.
 
     Parameters
@@ -191,6 +197,9 @@ def attach(model: nn.Module, transform: SteerTransform, values: ValuesLike) -> S
     values
         ``k`` slot values, or one row of ``k`` values per sequence of the batch (``[B, k]``).
         All-zero values attach nothing, so the logits stay bit-exactly the base logits.
+    allow_other_model
+        Attach even if the steer's recorded base model (``provenance["base_fingerprint"]``,
+        see :mod:`steer.core.compat`) is not this model. Default False.
 
     Returns
     -------
@@ -203,6 +212,9 @@ def attach(model: nn.Module, transform: SteerTransform, values: ValuesLike) -> S
         If the model has no output embeddings.
     SteerDimensionError
         If the steer was built for another hidden size.
+    BaseModelMismatchError
+        If the steer records another base model (vocabulary or output embeddings differ) and
+        ``allow_other_model`` is False.
     SteerValuesError
         If the values do not have one entry per slot, or are not finite.
 
@@ -212,8 +224,11 @@ def attach(model: nn.Module, transform: SteerTransform, values: ValuesLike) -> S
     >>> out = model.generate(**inputs)  # doctest: +SKIP
     >>> handle.remove()  # doctest: +SKIP
     """
+    from steer.core.compat import check_base_model  # compat builds on this module
+
     head = output_head(model)
     check_dimension(model, transform)
+    check_base_model(model, transform, allow_other_model=allow_other_model)
     vals = as_values(values, transform.num_steers)
     plan = _Plan(transform, vals, head_weight(model))
     if not plan.active:
@@ -227,7 +242,11 @@ def attach(model: nn.Module, transform: SteerTransform, values: ValuesLike) -> S
 
 @contextmanager
 def steering(
-    model: nn.Module, transform: SteerTransform, values: ValuesLike
+    model: nn.Module,
+    transform: SteerTransform,
+    values: ValuesLike,
+    *,
+    allow_other_model: bool = False,
 ) -> Iterator[SteerHandle]:
     """Steer ``model`` inside a ``with`` block; the model is restored exactly on exit.
 
@@ -239,6 +258,8 @@ def steering(
         The steer.
     values
         ``k`` slot values (``[k]``) or one row per sequence (``[B, k]``).
+    allow_other_model
+        Steer even a model other than the steer's recorded base model (see :func:`attach`).
 
     Yields
     ------
@@ -250,7 +271,7 @@ def steering(
     >>> with steering(model, transform, transform.values(-5.0)):  # doctest: +SKIP
     ...     logits = model(**inputs).logits
     """
-    handle = attach(model, transform, values)
+    handle = attach(model, transform, values, allow_other_model=allow_other_model)
     try:
         yield handle
     finally:

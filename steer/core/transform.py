@@ -204,6 +204,12 @@ class SteerTransform:
             raise SteerInputError(
                 f"p1/p2 must share one floating dtype; got {p1.dtype}, {p2.dtype}."
             )
+        if not p1.is_meta and not bool(torch.isfinite(p1).all() and torch.isfinite(p2).all()):
+            n_bad = int((~torch.isfinite(p1)).sum() + (~torch.isfinite(p2)).sum())
+            raise SteerInputError(
+                f"p1/p2 hold {n_bad} non-finite value(s) (NaN/inf); such a steer cannot steer "
+                "(generation would return empty text). Retrain it with a lower lr or epsilon."
+            )
         eps = float(self.epsilon)
         if not math.isfinite(eps) or eps == 0.0:
             raise SteerInputError(f"epsilon must be finite and non-zero; got {self.epsilon!r}.")

@@ -19,6 +19,7 @@ the transferred steer reproduces the source is measured by :mod:`steer.crossmode
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Collection
 from typing import Any
 
@@ -27,10 +28,11 @@ import torch
 from torch import nn
 
 from lmecon.provenance import jsonable
+from steer.core.compat import FINGERPRINT_KEY, base_fingerprint
 from steer.core.transform import SteerTransform
 from steer.crossmodel.context_map import ContextMap
 from steer.crossmodel.embedding_map import EmbeddingMap, _Emb, fit_embedding_map
-from steer.errors import SteerDimensionError
+from steer.errors import NoOutputEmbeddingsError, SteerDimensionError
 from steer.train import model_id
 
 __all__ = ["transfer"]
@@ -140,6 +142,9 @@ def transfer(
     }
     if context_map is not None:
         prov["context_map"] = context_map.summary_dict()
+    if isinstance(target_model, nn.Module):
+        with contextlib.suppress(NoOutputEmbeddingsError):
+            prov[FINGERPRINT_KEY] = base_fingerprint(target_model, target_tokenizer)
     return SteerTransform(
         p1.to(transform.dtype),
         p2.to(transform.dtype),

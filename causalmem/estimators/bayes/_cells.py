@@ -10,6 +10,7 @@ import scipy.sparse as sp
 
 from causalmem._numerics.cellcov import CellCovFactors, dense_factors, structured_factors
 from causalmem._types import BoolArray, Float64Array, Int64Array
+from causalmem.errors import IdentificationError
 
 if TYPE_CHECKING:
     from causalmem.results.attgt import AttGtResult
@@ -45,13 +46,38 @@ class _CellSet:
         return [f"ATT({g:g},{t:g})" for g, t in zip(self.group, self.time, strict=True)]
 
 
+def _refuse_unusable(result: AttGtResult, wanted: BoolArray) -> None:
+    """Refuse cells without a finite ATT and a positive, finite analytic SE (the likelihood)."""
+    att, se = result.att, result.se_analytic
+    with np.errstate(invalid="ignore"):
+        bad = np.flatnonzero(wanted & ~(np.isfinite(att) & np.isfinite(se) & (se > 0)))
+    if bad.size == 0:
+        return
+    c = result.cells
+    shown = ", ".join(
+        f"ATT({c.group[j]:g},{c.time[j]:g})={att[j]:.4g} (se {se[j]:.3g})" for j in bad[:5]
+    )
+    reason = (
+        f"att_gt found only {result.n_clusters} cluster"
+        if result.n_clusters < 2
+        else "their estimate is NaN (no usable units) or their SE is zero or NaN (no variance)"
+    )
+    raise IdentificationError(
+        f"bayes_did: {bad.size} of {int(wanted.sum())} cells to model have no usable estimate "
+        f"or standard error, which the likelihood needs: {reason}. Cells: {shown}"
+        f"{' ...' if bad.size > 5 else ''}. Fix the att_gt fit (positive weights in every "
+        "group, at least two clusters, an outcome that varies) before bayes_did."
+    )
+
+
 def _cell_set(result: AttGtResult, include_pre: bool) -> _CellSet:
     c = result.cells
-    ok = ~c.reference & np.isfinite(result.att) & np.isfinite(result.se_analytic)
-    keep = ok & (c.post | bool(include_pre))
+    wanted = ~c.reference & (c.post | bool(include_pre))
+    _refuse_unusable(result, wanted)
+    keep = wanted
     order = np.flatnonzero(keep).astype(np.int64)
     if not np.any(keep & c.post):
-        raise ValueError("The result has no estimable post-treatment cell to model.")
+        raise IdentificationError("The result has no estimable post-treatment cell to model.")
     group, time_ = c.group[order], c.time[order]
     post = c.post[order]
     cohorts, cohort_code = np.unique(group, return_inverse=True)
