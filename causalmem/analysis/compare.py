@@ -20,6 +20,7 @@ interval on the raw correlation covered 0.87. Spearman correlations use the basi
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -29,8 +30,14 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from causalmem._numerics.inference import rademacher_chunks, summarise_draws
+from causalmem._numerics.inference import (
+    MIN_BITERS,
+    degenerate_se,
+    rademacher_chunks,
+    summarise_draws,
+)
 from causalmem._types import CellSet, CorrMethod
+from causalmem.errors import CausalmemWarning, OptionError
 from causalmem.results.attgt import AttGtResult
 from causalmem.results.base import RenderMixin, inference_columns, provenance
 
@@ -251,7 +258,7 @@ def compare_profiles(
     -------
     ProfileComparison
     """
-    _check_options(results, cells, method, epoch_end)
+    _check_options(results, cells, method, epoch_end, biters)
     names = tuple(results)
     ref_keys = _check_results(results)
     c = results[names[0]].cells
@@ -306,7 +313,11 @@ def compare_profiles(
 
 
 def _check_options(
-    results: Mapping[str, AttGtResult], cells: str, method: str, epoch_end: float | None
+    results: Mapping[str, AttGtResult],
+    cells: str,
+    method: str,
+    epoch_end: float | None,
+    biters: int,
 ) -> None:
     if len(results) < 2:
         raise ValueError("compare_profiles() needs at least two models.")
@@ -316,6 +327,11 @@ def _check_options(
         raise ValueError(f"method={method!r}; use 'pearson' or 'spearman'.")
     if cells == "post_first_epoch" and epoch_end is None:
         raise ValueError("cells='post_first_epoch' needs epoch_end (the paper uses 95_000).")
+    if not isinstance(biters, int) or biters < MIN_BITERS:
+        raise OptionError(
+            f"biters={biters!r} is too few joint-bootstrap draws for a correlation's standard "
+            f"error and interval; use biters >= {MIN_BITERS} (1000 is the default)."
+        )
 
 
 def _check_results(results: Mapping[str, AttGtResult]) -> np.ndarray:
@@ -363,10 +379,23 @@ def _pair(
         star = _corr_rows(ea[:, None] + da, eb[:, None] + db, method)
         lo, hi = np.quantile(star, [alp / 2, 1 - alp / 2])
         point, low, high = 2 * raw - float(np.median(star)), 2 * raw - hi, 2 * raw - lo
+    se = float(np.std(star, ddof=1))
+    if not np.isfinite(se) or bool(degenerate_se(np.array([se]), 1.0)[0]):
+        # every draw gave the same correlation (no sampling variation reaches it, e.g. one
+        # cluster): there is no interval to report, not a certain one
+        warnings.warn(
+            "the joint bootstrap gives this profile correlation no sampling variation (standard "
+            "error 0 up to rounding); its standard error and interval are reported as NaN. "
+            "Check that the models' fits have at least two clusters and non-constant influence "
+            "functions (a model compared with itself has none).",
+            CausalmemWarning,
+            stacklevel=3,
+        )
+        se, low, high = float("nan"), float("nan"), float("nan")
     return {
         "estimate": float(np.clip(point, -1, 1)),
         "raw": raw,
-        "std_error": float(np.std(star, ddof=1)),
+        "std_error": se,
         "conf_low": float(np.clip(low, -1, 1)),
         "conf_high": float(np.clip(high, -1, 1)),
     }

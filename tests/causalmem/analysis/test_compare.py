@@ -77,3 +77,28 @@ def test_mean_difference_is_joint_and_sign_aware() -> None:
     assert e["std_error"] > 0 and e["conf_low"] < e["estimate"] < e["conf_high"]
     with pytest.raises(ValueError, match="sign"):
         comp.mean_difference("c", "a", sign=2)
+
+
+def test_too_few_joint_bootstrap_draws_are_refused() -> None:
+    from causalmem.errors import OptionError
+
+    df, _ = two_models(0, rho=0.5)
+    fits = {m: cm.att_gt(df, f"y_{m}", "step", "unit", "cohort", bstrap=False) for m in ("a", "b")}
+    with pytest.raises(OptionError, match="biters=5 is too few joint-bootstrap draws"):
+        compare_profiles(fits, cells="post", biters=5, seed=0)
+
+
+def test_a_correlation_without_sampling_variation_is_nan_with_a_warning() -> None:
+    from causalmem.errors import CausalmemWarning
+
+    df, _ = two_models(1, rho=0.5)
+    # noise-free outcomes: every influence function is 0, so no draw moves the correlation
+    cells = df.groupby(["cohort", "step"], dropna=False)["y_a"].transform("mean")
+    flat = df.assign(y_a=cells, y_b=2 * cells + 1)
+    fits = {
+        m: cm.att_gt(flat, f"y_{m}", "step", "unit", "cohort", bstrap=False) for m in ("a", "b")
+    }
+    with pytest.warns(CausalmemWarning, match="no sampling variation"):
+        comp = compare_profiles(fits, cells="post", biters=50, seed=0)
+    row = comp.tidy().iloc[0]
+    assert np.isnan(row["std_error"]) and np.isnan(row["conf_low"]) and np.isnan(row["conf_high"])
