@@ -36,7 +36,11 @@ def twfe(
     Parameters
     ----------
     formula
-        ``"y ~ x1 + x2 | fe1 + fe2"``; at least one fixed effect is required.
+        ``"y ~ x1 + x2 | fe1 + fe2"``; at least one fixed effect is required. The right-hand
+        side is evaluated by formulaic, which runs Python expressions (``I(...)``, function
+        calls): pass only formulas you trust. Text from a file or a command line should first
+        go through :func:`causalmem.estimators.formula.check_formula_text`, which allows only
+        column names, ``C()``, ``I()`` with arithmetic and the documented transforms.
     data
         Long frame (never modified).
     vcov
