@@ -109,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     load1 = os.getloadavg()[0]
     tm = post.timing
     d = post.diagnostics
+    print(
+        "stack: "
+        + ", ".join(f"{k} {v}" for k, v in post.provenance["bayes_versions"].items())
+        + f"; container {type(post.idata).__name__}"
+    )
     compile_txt = (
         "compile (inside sampling)"
         if np.isnan(tm["compile_s"])

@@ -12,7 +12,16 @@ A result is an immutable value (a frozen dataclass) that records the call that m
 ``summary()``
     a printable ``str``;
 ``to_latex()`` / ``to_markdown()`` / ``_repr_html_()``
-    the main table rendered (display labels are applied only here).
+    the main table rendered (display labels are applied only here);
+``plot(**options)`` (optional)
+    an Altair chart of the result, as R users get from ``ggdid()`` / ``iplot()``: built by the
+    package's chart functions from the result's tidy frames (``options`` go to that function;
+    some results take a ``kind``). Charts render offline to PNG/SVG with vl-convert
+    (:func:`lmecon.charts.save_chart`, :func:`lmecon.charts.chart_svg`). Not every result has
+    one, so :func:`check_result` does not require it; the chart builders live in a layer the
+    results may import (``causalmem.results._charts``, ``steer.core.charts``) and are
+    re-exported by the presentation modules (``causalmem.presentation.charts``,
+    ``steer.charts``).
 
 :class:`ResultMixin` derives the three renderings from one method, ``_table()`` (default:
 ``tidy()``), so a result only writes ``tidy``, ``glance`` and ``summary``.

@@ -18,7 +18,7 @@ OffensiveBackend = Literal["auto", "profanity-check", "word-list"]
 
 # highlighting, factors, crossmodel
 Baseline = Literal["zero", "negated", "dummy"]
-Rotation = Literal["varimax"]
+Rotation = Literal["varimax", "quartimax", "promax", "oblimin"]
 RankBy = Literal["loading", "cosine"]
 MarkerStyle = Literal["byte_level", "metaspace", "raw"]
 

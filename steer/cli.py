@@ -468,7 +468,9 @@ def factors(
     ] = None,
     k: Annotated[int, typer.Option(help="Factors per slot.")] = 10,
     n_tokens: Annotated[int, typer.Option(help="Tokens per pole.")] = 20,
-    rotation: Annotated[str, typer.Option(help="none|varimax (of the top-k factors).")] = "none",
+    rotation: Annotated[
+        str, typer.Option(help="none|varimax|quartimax|promax|oblimin (of the top-k factors).")
+    ] = "none",
     rank_by: Annotated[str, typer.Option(help="loading (the paper: E v_k) | cosine.")] = "loading",
     allow_other_model: AllowOtherOpt = False,
     allow_hub_model: HubOpt = False,

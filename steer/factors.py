@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, cast
+from typing import Any, cast, get_args
 
 import numpy as np
 import pandas as pd
@@ -52,6 +52,7 @@ __all__ = [
     "factor_analysis",
     "factor_scores",
     "lowrank_svd",
+    "rotate",
     "token_strings",
     "varimax",
 ]
@@ -118,6 +119,98 @@ def _f64(x: torch.Tensor | np.ndarray) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         return x.detach().to("cpu", torch.float64).numpy()
     return np.asarray(x, dtype=np.float64)
+
+
+# statsmodels' gradient-projection stopping rule: gradient norm below _GPA_TOL * p on loadings
+# rescaled to unit root-mean-square (the criteria are homogeneous, so the optimum is unchanged).
+_GPA_TOL = 1e-7
+_GPA_MAX_TRIES = 2000
+ORTHOGONAL_ROTATIONS: tuple[str, ...] = ("varimax", "quartimax")
+
+
+def rotate(
+    loadings: np.ndarray, method: Rotation = "varimax", *, promax_power: float = 4.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rotate a loading matrix to simple structure: ``L = A M`` for a ``[k, k]`` matrix ``M``.
+
+    ``"quartimax"`` (orthogonal) and ``"oblimin"`` (oblique, ``gamma = 0``: quartimin, the
+    default of R ``GPArotation::oblimin``) come from
+    :func:`statsmodels.multivariate.factor_rotation.rotate_factors` (gradient projection);
+    ``"promax"`` (oblique) is statsmodels' promax (procrustes to the target
+    ``|V|^m / V`` of the varimax pattern ``V``, :func:`~statsmodels.multivariate.
+    factor_rotation.procrustes`) with R's power ``m = 4``. ``"varimax"`` is :func:`varimax`:
+    statsmodels' varimax forms two ``p x p`` matrices (``p`` = vocabulary: 20 GB at 50,000
+    tokens) and its gradient projection needs seconds to minutes where Kaiser's sweeps need
+    milliseconds; the two are tested equal (up to column signs and order) on small ``p``.
+
+    Parameters
+    ----------
+    loadings
+        ``[p, k]`` loadings ``A`` (rows: variables, here tokens; columns: factors).
+    method
+        ``"varimax"``, ``"quartimax"``, ``"promax"`` or ``"oblimin"``.
+    promax_power
+        Promax's power ``m`` (R ``stats::promax`` default 4; statsmodels' default is 2).
+
+    Returns
+    -------
+    rotated, matrix
+        ``L = A M`` (``[p, k]``) and ``M`` (``[k, k]``; orthogonal for varimax and quartimax).
+        For the oblique rotations ``M = (T^T)^{-1}`` with statsmodels' ``T``.
+
+    Raises
+    ------
+    SteerInputError
+        For an unknown method or a non-matrix input.
+
+    Examples
+    --------
+    >>> simple = np.kron(np.eye(2), np.ones((3, 1)))
+    >>> c, s = np.cos(0.4), np.sin(0.4)
+    >>> rotated, m = rotate(simple @ np.array([[c, -s], [s, c]]), "quartimax")
+    >>> bool(np.allclose(np.abs(rotated), simple, atol=1e-6))
+    True
+    """
+    lam = np.array(loadings, dtype=np.float64)
+    if lam.ndim != 2:
+        raise SteerInputError(f"rotate needs a [p, k] matrix; got shape {lam.shape}.")
+    if method not in get_args(Rotation):
+        raise SteerInputError(f"method must be one of {list(get_args(Rotation))}; got {method!r}.")
+    if lam.shape[1] < 2:
+        return lam, np.eye(lam.shape[1])
+    if method == "varimax":
+        return varimax(lam)
+    if method == "promax":
+        m = _promax_matrix(lam, promax_power)
+        return lam @ m, m
+    from statsmodels.multivariate.factor_rotation import rotate_factors
+
+    rms = float(np.sqrt(np.mean(lam**2)))
+    scaled = lam / rms if rms > 0 else lam
+    kw = {"tol": _GPA_TOL * lam.shape[0], "max_tries": _GPA_MAX_TRIES}
+    if method == "quartimax":
+        _, t = rotate_factors(scaled, "quartimax", **kw)
+        return lam @ t, t
+    try:
+        _, t = rotate_factors(scaled, "oblimin", 0.0, "oblique", **kw)
+        m = np.linalg.inv(t).T
+    except np.linalg.LinAlgError as err:
+        raise SteerInputError(
+            "the oblimin (quartimin) rotation collapsed two factors (singular rotation): these "
+            "loadings have no oblique simple structure; use rotation='promax' or 'varimax'."
+        ) from err
+    return lam @ m, m
+
+
+def _promax_matrix(lam: np.ndarray, power: float) -> np.ndarray:
+    """Return promax's matrix as statsmodels' ``promax`` builds it, on :func:`varimax`'s pattern."""
+    from statsmodels.multivariate.factor_rotation import procrustes
+
+    pattern = lam @ varimax(lam)[1]
+    target = np.sign(pattern) * np.abs(pattern) ** (power - 1.0)  # |V|^m / V, 0 at 0
+    s = procrustes(lam, target)
+    d = np.sqrt(np.diag(np.linalg.inv(s.T @ s)))
+    return np.asarray(np.linalg.inv(s @ np.diag(d)).T, dtype=np.float64)
 
 
 def varimax(
@@ -238,9 +331,11 @@ class FactorAnalysis(ResultMixin):
     loadings
         Long frame of the top / bottom tokens per factor (see :meth:`tidy`).
     rotation
-        ``None`` or ``"varimax"``.
+        ``None`` or the rotation's name (``"varimax"``, ``"quartimax"``, ``"promax"``,
+        ``"oblimin"``).
     rotation_matrix
-        ``{slot: [k, k]}`` the varimax rotation (identity without rotation).
+        ``{slot: [k, k]}`` the matrix ``M`` of the rotated loadings ``E V S M`` (orthogonal
+        for varimax and quartimax; identity without rotation; columns in factor order).
     epsilon
         The steer's ``eps_0``.
     k, n_tokens
@@ -416,6 +511,31 @@ class FactorAnalysis(ResultMixin):
             hu = hu * self.scale[slot]
         return self.epsilon * hu @ ev.T
 
+    def plot(self, kind: str = "scree", **options: Any) -> Any:
+        """Chart the factor analysis (Altair).
+
+        Parameters
+        ----------
+        kind
+            ``"scree"`` (default): share of ``||W||_F^2`` per singular direction, one line per
+            slot (:func:`steer.charts.factors.scree_chart` of :meth:`scree`); ``"loadings"``:
+            the top / bottom token loadings per factor
+            (:func:`steer.charts.factors.loadings_chart` of :meth:`tidy`).
+        **options
+            Passed to the chart function (``n``, ``log_scale``, ``slot_name``).
+
+        Returns
+        -------
+        altair.LayerChart or altair.FacetChart
+        """
+        from steer.core.charts import loadings_chart, scree_chart
+
+        if kind == "scree":
+            return scree_chart(self.scree(), **options)
+        if kind == "loadings":
+            return loadings_chart(self.tidy(), **options)
+        raise ValueError(f"kind={kind!r}; use 'scree' or 'loadings'.")
+
 
 def _slot_index(slot: int | str, names: Sequence[str], valid: Sequence[int]) -> int:
     if isinstance(slot, str):
@@ -466,22 +586,31 @@ def _directions(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Return the top-``k`` directions of one slot (rotated if asked, oriented, ordered).
 
-    Returns ``u, v, scale, rotation matrix, token loadings E v``.
+    Returns ``u, v, scale, rotation matrix, token loadings E v``. A rotation ``M`` of the
+    weighted loadings ``E V S`` is applied to the token side, ``v' = V M`` (unit columns for an
+    oblique ``M``), and its inverse transpose to the context side, ``u' = U S M^{-T}``, so that
+    ``u' v'^T = U S V^T`` (for an orthogonal ``M``: ``v' = V M``, ``u' = U S M``).
     """
     kk = min(k, len(svd.s))
     u, v, sig = svd.u[:, :kk], svd.v[:, :kk], svd.s[:kk]
     tok_load = emb @ v  # [V, k]
     rot = np.eye(kk)
-    if rotation == "varimax":
-        _, rot = varimax(tok_load * sig)
-        v = v @ rot
-        u = (u * sig) @ rot  # W_k = (U S R)(V R)^T
+    if rotation is not None:
+        _, rot = rotate(tok_load * sig, rotation)
+        if rotation in ORTHOGONAL_ROTATIONS:
+            v = v @ rot
+            u = (u * sig) @ rot  # W_k = (U S R)(V R)^T
+        else:
+            vm = v @ rot
+            norm = np.linalg.norm(vm, axis=0)
+            v = vm / norm
+            u = ((u * sig) @ np.linalg.inv(rot).T) * norm
         tok_load = emb @ v
         scale = np.linalg.norm(u, axis=0)
     else:
         scale = sig.copy()
     u, v, tok_load = _orient(u, v, tok_load)
-    if rotation == "varimax":
+    if rotation is not None:
         order = np.argsort(-scale, kind="stable")
         u, v, tok_load = u[:, order], v[:, order], tok_load[:, order]
         scale, rot = scale[order], rot[:, order]
@@ -522,9 +651,11 @@ def factor_analysis(
     n_tokens
         Tokens listed per pole.
     rotation
-        ``None`` (singular directions) or ``"varimax"``: rotate the top-``k`` token-loading
-        matrix ``E V_k diag(S_k)`` to simple structure; the rotated directions still
-        reconstruct the same rank-``k`` part of ``W``.
+        ``None`` (singular directions), ``"varimax"`` or ``"quartimax"`` (orthogonal),
+        ``"promax"`` or ``"oblimin"`` (oblique; see :func:`rotate`): rotate the top-``k``
+        token-loading matrix ``E V_k diag(S_k)`` to simple structure; the rotated directions
+        still reconstruct the same rank-``k`` part of ``W`` (oblique: unit token-side ``v``,
+        the scale carried by ``u``).
     rank_by
         ``"loading"`` ranks tokens by ``E v_k`` (the paper; long embeddings, often rare
         sub-word pieces, dominate) or ``"cosine"`` by ``E v_k / ||e_v||`` (direction only).
@@ -552,8 +683,10 @@ def factor_analysis(
     """
     if rank_by not in ("loading", "cosine"):
         raise SteerInputError(f"rank_by must be 'loading' or 'cosine'; got {rank_by!r}.")
-    if rotation not in (None, "varimax"):
-        raise SteerInputError(f"rotation must be None or 'varimax'; got {rotation!r}.")
+    if rotation is not None and rotation not in get_args(Rotation):
+        raise SteerInputError(
+            f"rotation must be None or one of {list(get_args(Rotation))}; got {rotation!r}."
+        )
     if int(k) < 1 or int(n_tokens) < 1:
         raise SteerInputError(f"k and n_tokens must be >= 1; got k={k}, n_tokens={n_tokens}.")
     emb = _embeddings(model_or_embeddings)

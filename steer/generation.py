@@ -94,6 +94,23 @@ def _accepts(model: nn.Module, name: str) -> bool:
         return False
 
 
+def _cache_kwarg(model: nn.Module) -> str:
+    """Name under which ``model.forward`` takes the KV cache.
+
+    transformers 5.24 renamed ``past_key_values`` to ``cache`` (the old name warns and goes away
+    in 5.40); 5.0 to 5.23, and remote-code models written for them, only know
+    ``past_key_values``. The model's own signature decides, so both work without a warning.
+    """
+    return "cache" if _accepts(model, "cache") else "past_key_values"
+
+
+def _returned_cache(out: Any) -> Any:
+    """Return the KV cache a forward pass gave back (``out.cache``; ``past_key_values`` before)."""
+    if hasattr(out, "cache"):
+        return out.cache
+    return getattr(out, "past_key_values", None)
+
+
 def _choose(
     logits: torch.Tensor,
     do_sample: bool,
@@ -192,7 +209,8 @@ def decode(
     t0 = time.perf_counter()
     out = model(input_ids=input_ids, attention_mask=mask, position_ids=pos, use_cache=True, **extra)
     calls = 1
-    past = out.past_key_values
+    cache_kwarg = _cache_kwarg(model)
+    cache = _returned_cache(out)
     logits = out.logits[:, -1].float()
     next_pos = pos[:, -1:] + 1
     finished = torch.zeros(b, dtype=torch.bool, device=dev)
@@ -214,11 +232,11 @@ def decode(
             input_ids=tok[:, None],
             attention_mask=mask,
             position_ids=next_pos,
-            past_key_values=past,
             use_cache=True,
+            **{cache_kwarg: cache},
         )
         calls += 1
-        past = out.past_key_values
+        cache = _returned_cache(out)
         logits = out.logits[:, -1].float()
         next_pos = next_pos + 1
     seconds = time.perf_counter() - t0

@@ -269,6 +269,24 @@ class Highlight(ResultMixin):
         """Render as a self-contained HTML page (see :func:`highlights_html`)."""
         return highlights_html([self], scale=scale, titles=None if title is None else [title])
 
+    def plot(self, **options: Any) -> Any:
+        """Per-token ``Delta_i`` as bars coloured by sign, spans outlined (Altair).
+
+        Built by :func:`steer.charts.highlight.delta_chart` from :meth:`tidy`.
+
+        Parameters
+        ----------
+        **options
+            Passed to the chart function (``title``).
+
+        Returns
+        -------
+        altair.Chart
+        """
+        from steer.core.charts import delta_chart
+
+        return delta_chart(self.tidy(), **options)
+
 
 def _rgb(value: float, scale: float) -> str:
     """Diverging colour: blue for positive, red for negative, white at 0 (saturates at scale)."""

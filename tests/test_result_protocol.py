@@ -12,6 +12,11 @@ a result type, append a ``(name, factory)`` pair to :data:`FACTORIES`.
 ``BayesDidResult`` is checked with the same :func:`check_result` in
 ``tests/causalmem/estimators/test_bayes.py`` on that file's shared short fit: a ``bayes_did``
 fit costs about a minute of sampler compilation, which that file already pays once.
+
+A second parametrised test, over the same :data:`FACTORIES`, checks ``plot()``: an Altair chart
+whose ``to_dict()`` has the encodings of :data:`PLOT_ENCODINGS` and that renders to PNG and SVG
+with vl-convert (results without a chart are listed in :data:`NO_PLOT`); :data:`PLOT_KINDS`
+covers the other kinds, and ``BayesDidResult.plot`` is checked on stand-in summaries.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from causalmem._types import AggType
 from lmecon.result import check_result
 from tests.steer.conftest import RESULT_TYPES as STEER_RESULTS
 
@@ -161,3 +167,165 @@ FACTORIES: list[tuple[str, Callable[..., Any]]] = [
 def test_result_honours_the_protocol(factory: Callable[..., Any], tmp_path: Path) -> None:
     wants_folder = "tmp" in inspect.signature(factory).parameters
     check_result(factory(tmp_path) if wants_folder else factory())
+
+
+# ----------------------------------------------------------------------------- plots
+def _aggte_of(kind: AggType) -> Callable[[], Any]:
+    def make() -> Any:
+        import causalmem as cm
+
+        return cm.aggte(_att_gt(), kind)
+
+    return make
+
+
+def _encodings(spec: Any) -> set[tuple[str, str]]:
+    """Every ``(channel, field)`` pair of a Vega-Lite spec (all layers, facets and panels)."""
+    found: set[tuple[str, str]] = set()
+    if isinstance(spec, dict):
+        for key, value in spec.items():
+            if key in ("encoding", "facet") and isinstance(value, dict):
+                if "field" in value:  # a facet's own field
+                    found.add((key, value["field"]))
+                for channel, enc in value.items():
+                    if isinstance(enc, dict) and "field" in enc:
+                        found.add((channel, enc["field"]))
+            found |= _encodings(value)
+    elif isinstance(spec, list):
+        for item in spec:
+            found |= _encodings(item)
+    return found
+
+
+_ESTIMATE = {("y", "estimate"), ("y", "conf_low"), ("y2", "conf_high")}
+_PATH = {("x", "e"), *_ESTIMATE}
+# (channel, field) pairs each default ``plot()`` must encode; a result type not named here (or
+# in NO_PLOT) fails the test, so a new plot gets its expectations written down.
+PLOT_ENCODINGS: dict[str, set[tuple[str, str]]] = {
+    "AttGtResult": {("facet", "group"), ("x", "time"), ("color", "phase"), *_ESTIMATE},
+    "AggteResult": _PATH,
+    "TwfeResult": {("y", "term"), ("x", "estimate"), ("x", "conf_low"), ("x2", "conf_high")},
+    "EventStudyResult-twfe": _PATH,
+    "EventStudyResult-sunab": _PATH,
+    "EventStudyResult-diff": _PATH,
+    "MemorisationProfile": {("x", "time"), ("y", "group"), ("color", "estimate")},
+    "ProfileComparison": {("x", "model_a"), ("y", "model_b"), ("color", "rho")},
+    "ProfilePrediction": {("x", "predicted"), ("y", "observed"), ("color", "method")},
+    "FactorAnalysis": {("x", "factor"), ("y", "explained"), ("color", "slot_name")},
+    "Highlight": {("x", "label"), ("y", "delta"), ("color", "sign")},
+    "Evaluation": {("facet", "metric_label"), ("x", "value"), *_ESTIMATE},
+    "TransferFidelity": {("x", "logit_corr")},
+}
+NO_PLOT = {
+    "VarianceModel",
+    "GroundTruth",
+    "EstimatorValidation",
+    "FamilyAnalysis",
+    "SteerFit",
+    "EmbeddingMap",
+    "ContextMap",
+}
+# Other kinds of chart of the same results: (id, factory, plot options, expected encodings).
+PLOT_KINDS: list[tuple[str, Callable[..., Any], dict[str, Any], set[tuple[str, str]]]] = [
+    ("AttGtResult-heatmap", _att_gt, {"kind": "heatmap"}, {("x", "time"), ("y", "group")}),
+    ("AggteResult-group", _aggte_of("group"), {}, {("x", "group"), *_ESTIMATE}),
+    ("AggteResult-calendar", _aggte_of("calendar"), {}, {("x", "time"), *_ESTIMATE}),
+    ("AggteResult-simple", _aggte_of("simple"), {}, {("x", "term"), *_ESTIMATE}),
+    ("MemorisationProfile-path", _profile, {"kind": "path"}, _PATH),
+    ("MemorisationProfile-persistent", _profile, {"kind": "persistent"}, {("x", "event_time")}),
+    ("MemorisationProfile-residual", _profile, {"kind": "residual"}, {("x", "group")}),
+    (
+        "FactorAnalysis-loadings",
+        _steer("FactorAnalysis"),
+        {"kind": "loadings"},
+        {("x", "loading"), ("y", "label"), ("facet", "factor")},
+    ),  # fmt: skip
+]
+
+
+def _check_chart(chart: Any, expected: set[tuple[str, str]], name: str) -> None:
+    """Assert the chart is an Altair chart with ``expected`` encodings that renders offline."""
+    import altair as alt
+    import vl_convert as vlc
+
+    from lmecon.charts import chart_svg
+
+    assert isinstance(chart, alt.TopLevelMixin), f"{name}.plot() is not an Altair chart"
+    spec = chart.to_dict()
+    missing = expected - _encodings(spec)
+    assert not missing, f"{name}.plot() lacks encodings {sorted(missing)}"
+    png = vlc.vegalite_to_png(spec, scale=1, allowed_base_urls=[])
+    assert png[:4] == b"\x89PNG", f"{name}.plot() did not render to PNG"
+    assert chart_svg(chart).lstrip().startswith("<svg"), f"{name}.plot() did not render to SVG"
+
+
+@pytest.mark.parametrize("factory", [f for _, f in FACTORIES], ids=[n for n, _ in FACTORIES])
+def test_result_plots_an_altair_chart(
+    factory: Callable[..., Any], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    pytest.importorskip("altair")
+    pytest.importorskip("vl_convert")
+    name = request.node.callspec.id
+    result = factory(tmp_path) if "tmp" in inspect.signature(factory).parameters else factory()
+    if not hasattr(result, "plot"):
+        assert name in NO_PLOT, f"{name} has no plot(): add one, or list it in NO_PLOT"
+        return
+    assert name in PLOT_ENCODINGS, f"{name}.plot() exists: write its encodings in PLOT_ENCODINGS"
+    _check_chart(result.plot(), PLOT_ENCODINGS[name], name)
+
+
+@pytest.mark.parametrize(
+    ("factory", "options", "expected"),
+    [case[1:] for case in PLOT_KINDS],
+    ids=[case[0] for case in PLOT_KINDS],
+)
+def test_result_plots_other_kinds(
+    factory: Callable[[], Any], options: dict[str, Any], expected: set[tuple[str, str]]
+) -> None:
+    pytest.importorskip("altair")
+    pytest.importorskip("vl_convert")
+    _check_chart(factory().plot(**options), expected, type(factory()).__name__)
+
+
+def test_bayes_result_plots_its_posterior() -> None:
+    """``BayesDidResult.plot`` on stand-in summaries (a real fit is in tests of the sampler)."""
+    pytest.importorskip("altair")
+    pytest.importorskip("vl_convert")
+    from types import SimpleNamespace
+
+    from causalmem.results.bayes import BayesDidResult
+
+    path = pd.DataFrame(
+        {
+            "event_time": [-1.0, 0.0, 1.0, 2.0],
+            "estimate": [0.0, 1.0, 0.6, 0.3],
+            "conf_low": [-0.2, 0.7, 0.3, -0.1],
+            "conf_high": [0.2, 1.3, 0.9, 0.7],
+        }
+    )
+    cells = path.assign(group=3.0, time=path["event_time"] + 3.0)
+    fake = SimpleNamespace(
+        spec=SimpleNamespace(yname="y"),
+        profile=lambda hdi_prob: path,
+        tidy=lambda hdi_prob: cells,
+    )
+    chart = BayesDidResult.plot(fake, hdi_prob=0.8)  # type: ignore[arg-type]
+    _check_chart(chart, _PATH, "BayesDidResult")
+    assert "80% HDI" in chart.to_dict()["title"]
+    _check_chart(BayesDidResult.plot(fake, kind="heatmap"), {("x", "time")}, "BayesDidResult")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="kind"):
+        BayesDidResult.plot(fake, kind="nope")  # type: ignore[arg-type]
+
+
+def test_walkthrough_notebook_is_valid() -> None:
+    """``docs/walkthrough.ipynb`` is nbformat 4 JSON whose code cells compile and call plot()."""
+    import ast
+    import json
+
+    nb = json.loads((Path(__file__).parents[1] / "docs" / "walkthrough.ipynb").read_text("utf-8"))
+    assert nb["nbformat"] == 4 and nb["cells"]
+    code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    for cell in code:
+        ast.parse(cell)
+    text = "\n".join(code)
+    assert all(step in text for step in ("simulate_panel", "att_gt", "aggte", "etable", ".plot("))

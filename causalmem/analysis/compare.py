@@ -225,6 +225,24 @@ class ProfileComparison(RenderMixin):
             ]
         )
 
+    def plot(self, **options: Any) -> Any:
+        """Correlation matrix of the profiles with their intervals (Altair; the paper's Fig. 6).
+
+        Built by :func:`causalmem.presentation.charts.correlation_matrix` from :meth:`tidy`.
+
+        Parameters
+        ----------
+        **options
+            Passed to the chart function (``title``).
+
+        Returns
+        -------
+        altair.LayerChart
+        """
+        from causalmem.results._charts import correlation_matrix
+
+        return correlation_matrix(self.tidy(), **options)
+
 
 def compare_profiles(
     results: Mapping[str, AttGtResult],

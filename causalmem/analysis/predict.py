@@ -239,6 +239,25 @@ class ProfilePrediction(RenderMixin):
             raise KeyError(f"No ({method!r}, {metric!r}); have {m[['method', 'metric']].values}.")
         return float(row["estimate"].iloc[0])
 
+    def plot(self, **options: Any) -> Any:
+        """Held-out cells: the target's estimate against each method's prediction (Altair).
+
+        Built by :func:`causalmem.presentation.charts.prediction_scatter` from :attr:`cells`,
+        with the line y = x.
+
+        Parameters
+        ----------
+        **options
+            Passed to the chart function (``title``).
+
+        Returns
+        -------
+        altair.LayerChart
+        """
+        from causalmem.results._charts import prediction_scatter
+
+        return prediction_scatter(self.cells, **options)
+
 
 def _all_methods(
     y: np.ndarray, x: np.ndarray, e: np.ndarray, test: np.ndarray

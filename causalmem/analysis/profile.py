@@ -284,6 +284,45 @@ class MemorisationProfile(RenderMixin):
             c = c[c["post"]]
         return c.pivot(index="group", columns="time", values="estimate")
 
+    def plot(self, kind: str | None = None, *, at: float | None = None, **options: Any) -> Any:
+        """Chart the profile on the memorisation scale (Altair).
+
+        Parameters
+        ----------
+        kind
+            ``"heatmap"`` (the default when the profile has cells): tau(g, c), cohort by
+            checkpoint, non-significant cells faint
+            (:func:`causalmem.presentation.charts.profile_heatmap`); ``"path"`` (the default
+            otherwise): the event-time path theta(e) with its band
+            (:func:`~causalmem.presentation.charts.event_path`); ``"persistent"``: theta(e) for
+            ``e >= 0`` (:func:`~causalmem.presentation.charts.persistent_memorisation`);
+            ``"residual"``: tau(g, T) per cohort at checkpoint ``at``
+            (:func:`~causalmem.presentation.charts.residual_lollipop`).
+        at
+            The checkpoint T of ``kind="residual"`` (default: the last).
+        **options
+            Passed to the chart function (titles, ...).
+
+        Returns
+        -------
+        altair.Chart or altair.LayerChart
+        """
+        from causalmem.results import _charts
+
+        kind = kind or ("heatmap" if self.cells is not None else "path")
+        if kind == "heatmap":
+            options.setdefault("title", f"Memorisation profile ({self.metric})")
+            return _charts.profile_heatmap(self._need_cells(), **options)
+        if kind == "residual":
+            return _charts.residual_lollipop(self.residual(at), at=at, **options)
+        if self.path is None:
+            raise ValueError(f"This profile ({self.source}) has no event-time path.")
+        if kind == "path":
+            return _charts.event_path(self.path, **options)
+        if kind == "persistent":
+            return _charts.persistent_memorisation(self.persistent(), **options)
+        raise ValueError(f"kind={kind!r}; use 'heatmap', 'path', 'persistent' or 'residual'.")
+
 
 def _spec(
     metric: str,

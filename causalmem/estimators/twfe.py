@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import pandas as pd
 import scipy.linalg
@@ -12,16 +14,21 @@ from causalmem.errors import FormulaError, SingularDesignError
 from causalmem.estimators.formula import design, parse_formula
 from causalmem.results.base import provenance
 from causalmem.results.twfe import (
+    LinearmodelsBackend,
     TwfeDesign,
     TwfeResult,
     TwfeSpec,
     VcovSpec,
     exact_fit,
     freeze_vcov,
+    linearmodels_result,
     ols_vcov,
 )
+from lmecon.options import check_literal
 
-__all__ = ["VcovSpec", "ols_vcov", "twfe"]
+__all__ = ["Engine", "VcovSpec", "ols_vcov", "twfe"]
+
+Engine = Literal["within", "linearmodels"]
 
 
 def twfe(
@@ -30,6 +37,7 @@ def twfe(
     *,
     vcov: VcovSpec = None,
     alp: float = 0.05,
+    engine: Engine = "within",
 ) -> TwfeResult:
     """OLS with absorbed fixed effects (the within estimator), fixest/pyfixest conventions.
 
@@ -48,6 +56,19 @@ def twfe(
         Default: clustered by the first fixed effect (fixest's default).
     alp
         Level of the confidence intervals.
+    engine
+        ``"within"`` (default): the fast demeaning here, fixest/pyfixest small-sample
+        conventions. ``"linearmodels"``: :class:`linearmodels.PanelOLS` (one or two fixed
+        effects, entity = the first, time = the second) or
+        :class:`linearmodels.iv.absorbing.AbsorbingLS` (three or more), for what the fast
+        engine does not cover: Driscoll-Kraay / kernel covariances (``vcov="driscoll_kraay"``
+        or ``{"kernel": "bartlett", "bandwidth": "3"}``) and many fixed effects. Same
+        coefficients; standard errors follow linearmodels (``debiased=True``: ``N / (N - k -
+        absorbed effects)``; clustered with ``G / (G - 1)``): they equal the fast engine's up
+        to the degrees-of-freedom factor ``(N - 1) / (N - df_k)`` versus ``N / (N - df_lm)``
+        (identical for ``"iid"`` and ``"hetero"``; for clusters that nest a fixed effect,
+        fixest does not count it). The result's ``backend`` holds the model;
+        :meth:`TwfeResult.to_linearmodels` returns linearmodels' results object.
 
     Returns
     -------
@@ -70,6 +91,7 @@ def twfe(
     which is several times slower at the paper's scale; linearmodels and pyfixest serve as
     test oracles.
     """
+    check_literal("engine", engine, Engine)
     parsed = parse_formula(formula)
     if not parsed.fixed_effects:
         raise FormulaError(
@@ -79,6 +101,17 @@ def twfe(
     y, x, names, fes = design(parsed, data)
     if x.shape[1] == 0:
         raise FormulaError(f"formula={formula!r} has no regressors before '|'.")
+    if engine == "linearmodels":
+        backend = _linearmodels_backend(y, x, names, fes, parsed.fixed_effects, data)
+        spec = TwfeSpec(
+            formula=formula,
+            outcome=parsed.outcome,
+            fixed_effects=parsed.fixed_effects,
+            vcov=freeze_vcov(vcov),
+            alp=alp,
+            engine="linearmodels",
+        )
+        return linearmodels_result(backend, spec, names)
     dm = demean(np.column_stack([y, x]), fes)
     if not dm.converged:
         raise FormulaError("The fixed-effect demeaning did not converge; check the design.")
@@ -121,6 +154,33 @@ def twfe(
         provenance=provenance(),
         design=des,
     )
+
+
+def _linearmodels_backend(
+    y: Float64Array,
+    x: Float64Array,
+    names: tuple[str, ...],
+    fes: list[np.ndarray],
+    fe_names: tuple[str, ...],
+    data: pd.DataFrame,
+) -> LinearmodelsBackend:
+    """``PanelOLS`` on the index (first FE, second FE or row), else ``AbsorbingLS``."""
+    from linearmodels import PanelOLS
+    from linearmodels.iv.absorbing import AbsorbingLS
+
+    n = y.size
+    if len(fes) <= 2:
+        second = fes[1] if len(fes) == 2 else np.arange(n)
+        index = pd.MultiIndex.from_arrays([fes[0], second], names=["entity", "time"])
+        if not index.has_duplicates:
+            dep = pd.Series(y, index=index, name="y")
+            exog = pd.DataFrame(x, index=index, columns=list(names))
+            model = PanelOLS(dep, exog, entity_effects=True, time_effects=len(fes) == 2)
+            return LinearmodelsBackend(model, data, fe_names, panel=True)
+    absorb = pd.DataFrame({f"fe{i}": pd.Categorical(f) for i, f in enumerate(fes)})
+    absorbing = AbsorbingLS(pd.Series(y, name="y"), pd.DataFrame(x, columns=list(names)),
+                            absorb=absorb)  # fmt: skip
+    return LinearmodelsBackend(absorbing, data, fe_names, panel=False)
 
 
 def _check_rank(xd: Float64Array, names: tuple[str, ...]) -> None:

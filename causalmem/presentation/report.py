@@ -261,10 +261,11 @@ def _tables(c: ReportContent) -> str:
     inst = fit.instantaneous()
     inst_cols = ["model", "group", "estimate", "std_error", "conf_low", "conf_high", "lr_mean"]
     res_cols = ["model", "at", "group", "estimate", "std_error", "conf_low", "conf_high"]
+    bh = "; p_value_adj: Benjamini–Hochberg across the model's cohorts"
     tabs = [
         et.to_html(),
-        _table(inst[inst_cols], caption="Instantaneous memorisation τ(g, g)"),
-        _table(fit.residual()[res_cols], caption="Residual memorisation τ(g, T)"),
+        _table(_with_bh(inst, inst_cols), caption="Instantaneous memorisation τ(g, g)" + bh),
+        _table(_with_bh(fit.residual(), res_cols), caption="Residual memorisation τ(g, T)" + bh),
     ]
     if an.comparisons:
         tabs.append(_table(an.correlations(), caption="Profile correlations (both variants)"))
@@ -277,6 +278,20 @@ def _tables(c: ReportContent) -> str:
             tabs.append(_table(pred.tidy(), caption=caption))
             tabs.append(_table(pred.coefficients, caption="Prediction coefficients"))
     return "\n".join(tabs)
+
+
+def _with_bh(frame: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """``frame[cols]`` plus ``p_value_adj``: BH-adjusted ``p_value`` within each model's rows."""
+    from causalmem.results.base import adjust_pvalues
+
+    out = frame[cols].copy()
+    if "p_value" not in frame:
+        return out
+    out["p_value_adj"] = float("nan")
+    key = frame["model"] if "model" in frame else pd.Series("", index=frame.index)
+    for _, rows in frame.groupby(key, sort=False):
+        out.loc[rows.index, "p_value_adj"] = adjust_pvalues(rows["p_value"].to_numpy(), "BH")
+    return out
 
 
 def _diagnostics(c: ReportContent) -> str:

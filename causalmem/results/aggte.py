@@ -161,6 +161,35 @@ class AggteResult(RenderMixin):
     def _caption(self) -> str:
         return _TITLES[self.spec.type]
 
+    def plot(self, **options: Any) -> Any:
+        """Chart the aggregation (Altair), as R ``did``'s ``ggdid()`` of an ``aggte`` fit.
+
+        ``dynamic``: the event-time path with its band, a zero line and the treatment time
+        (:func:`causalmem.presentation.charts.event_path`); ``group`` / ``calendar``: point
+        ranges by cohort / period; ``simple``: the overall effect as one point range
+        (:func:`causalmem.presentation.charts.point_range`).
+
+        Parameters
+        ----------
+        **options
+            Passed to the chart function (titles, ...).
+
+        Returns
+        -------
+        altair.LayerChart
+        """
+        from causalmem.results._charts import event_path, point_range
+
+        kind = self.spec.type
+        options.setdefault("title", _TITLES[kind])
+        options.setdefault("value_title", f"ATT ({self.yname})")
+        if kind == "dynamic":
+            options.setdefault("x_title", "event time e = t − g")
+            return event_path(self.tidy(), **options)
+        x = {"group": "group", "calendar": "time"}.get(kind, "term")
+        options.setdefault("x_title", {"group": "cohort g", "time": "period t"}.get(x, ""))
+        return point_range(self.tidy(), x, **options)
+
     def __repr__(self) -> str:
         return (
             f"AggteResult(type={self.spec.type!r}, overall={self.overall_estimate:.4g} "

@@ -14,7 +14,13 @@ from scipy.stats import chi2
 
 from causalmem._numerics.cells import CellLayout
 from causalmem._types import Float32Array, Float64Array
-from causalmem.results.base import RenderMixin, inference_columns, significance_mark
+from causalmem.results.base import (
+    PAdjust,
+    RenderMixin,
+    adjust_pvalues,
+    inference_columns,
+    significance_mark,
+)
 
 if TYPE_CHECKING:
     from causalmem._numerics.dense import DenseIF
@@ -201,15 +207,37 @@ class AttGtResult(RenderMixin):
         pv[ok] = (1.0 + exceed) / (sup.size + 1.0)
         return pv
 
-    def tidy(self) -> pd.DataFrame:
+    def tidy(self, p_adjust: PAdjust | None = None) -> pd.DataFrame:
         """One row per ATT(g, t) cell with the shared tidy columns (a new frame each call).
 
         Columns: ``term, estimate, std_error, statistic, p_value, conf_low, conf_high, group,
         time, base, event_time, post, reference, n_treated, n_control, se_method, band,
         crit_val`` (+ ``p_value_uniform`` with a uniform band). ``conf_low``/``conf_high`` use
         ``crit_val``; reference cells (universal base period) have ``estimate = 0`` and NaN SE.
+
+        Parameters
+        ----------
+        p_adjust
+            ``None`` (default: the columns above) or an R ``p.adjust`` method (``"holm"``,
+            ``"hochberg"``, ``"hommel"``, ``"bonferroni"``, ``"BH"``/``"fdr"``, ``"BY"``,
+            ``"none"``): adds ``p_value_adj``, the pointwise ``p_value`` adjusted for
+            multiplicity across every cell with a finite p-value (pre- and post-treatment; the
+            reference cells are left out), by
+            :func:`statsmodels.stats.multitest.multipletests`, and ``p_adjust``, the method.
+            This is the R idiom ``mutate(p.adj = p.adjust(p.value, "BH"))`` on ``tidy()``;
+            for another family (e.g. post-treatment cells only) apply
+            :func:`causalmem.results.base.adjust_pvalues` to the rows you choose. The uniform
+            band and ``p_value_uniform`` (sup-t, family-wise over all cells) are unchanged.
+
+        Examples
+        --------
+        >>> res.tidy(p_adjust="BH").query("p_value_adj < 0.05")  # doctest: +SKIP
         """
-        return self._tidy.copy()
+        out = self._tidy.copy()
+        if p_adjust is not None:
+            out["p_value_adj"] = adjust_pvalues(out["p_value"].to_numpy(), p_adjust)
+            out["p_adjust"] = p_adjust
+        return out
 
     def glance(self) -> pd.DataFrame:
         """One-row model summary (sizes, settings, inference, pre-trend Wald test)."""
@@ -337,6 +365,36 @@ class AttGtResult(RenderMixin):
             f"ATT(g,t) of {self.spec.yname}; {self.se_method} SEs, "
             f"{int(round(100 * (1 - self.spec.alp)))}% {self.band} band"
         )
+
+    def plot(self, kind: str = "groups", **options: Any) -> Any:
+        """Chart the ATT(g, t) cells (Altair), as R ``did``'s ``ggdid()`` of an ``att_gt`` fit.
+
+        Parameters
+        ----------
+        kind
+            ``"groups"`` (default): one panel per cohort, ATT(g, t) with its interval by
+            period, pre and post coloured (:func:`causalmem.presentation.charts.cohort_panels`,
+            the ``ggdid`` layout); ``"heatmap"``: the profile heat-map, cohort by period with
+            non-significant cells faint
+            (:func:`causalmem.presentation.charts.profile_heatmap`).
+        **options
+            Passed to the chart function (titles, sizes, ``post_only``, ...).
+
+        Returns
+        -------
+        altair.FacetChart or altair.Chart
+            Estimates on the outcome's scale (use :class:`causalmem.MemorisationProfile` for
+            the memorisation scale).
+        """
+        from causalmem.results._charts import cohort_panels, profile_heatmap
+
+        if kind == "groups":
+            return cohort_panels(self.tidy(), **options)
+        if kind == "heatmap":
+            options.setdefault("title", f"ATT(g, t) of {self.spec.yname}")
+            options.setdefault("value_title", "ATT(g, t)")
+            return profile_heatmap(self.tidy(), **options)
+        raise ValueError(f"kind={kind!r}; use 'groups' or 'heatmap'.")
 
     def __repr__(self) -> str:
         return (

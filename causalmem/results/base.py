@@ -9,13 +9,14 @@ from __future__ import annotations
 import datetime as _dt
 import platform
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
 from causalmem._types import Float64Array
+from lmecon.options import check_literal
 from lmecon.provenance import versions
 from lmecon.result import ResultMixin, render_table
 
@@ -77,6 +78,64 @@ def inference_columns(
         "conf_low": estimate - crit * se,
         "conf_high": estimate + crit * se,
     }
+
+
+PAdjust = Literal["holm", "hochberg", "hommel", "bonferroni", "BH", "BY", "fdr", "none"]
+
+# R ``p.adjust`` method names -> ``statsmodels.stats.multitest.multipletests`` method names.
+P_ADJUST_METHODS: Mapping[str, str] = {
+    "holm": "holm",
+    "hochberg": "simes-hochberg",
+    "hommel": "hommel",
+    "bonferroni": "bonferroni",
+    "BH": "fdr_bh",
+    "fdr": "fdr_bh",
+    "BY": "fdr_by",
+}
+
+
+def adjust_pvalues(p_value: Float64Array | pd.Series, method: PAdjust) -> Float64Array:
+    """Multiplicity-adjusted p-values, as R ``p.adjust(p, method)`` (via statsmodels).
+
+    The family is every finite p-value passed (NaN ones, e.g. reference cells or undefined
+    SEs, stay NaN and do not count towards the family size, as R's ``p.adjust`` with NAs).
+
+    Parameters
+    ----------
+    p_value
+        Unadjusted p-values.
+    method
+        R's names: ``"holm"``, ``"hochberg"``, ``"hommel"``, ``"bonferroni"`` (family-wise
+        error rate), ``"BH"`` (= ``"fdr"``, Benjamini-Hochberg false discovery rate), ``"BY"``
+        (Benjamini-Yekutieli, FDR under any dependence), ``"none"``; computed by
+        :func:`statsmodels.stats.multitest.multipletests` (``fdr_bh``, ``fdr_by``, ...).
+
+    Returns
+    -------
+    numpy.ndarray
+        Adjusted p-values (float64, NaN where the input is NaN), capped at 1.
+
+    Raises
+    ------
+    ValueError
+        For an unknown method.
+
+    Examples
+    --------
+    >>> adjust_pvalues(np.array([0.01, 0.02, np.nan, 0.04]), "BH").round(3).tolist()
+    [0.03, 0.03, nan, 0.04]
+    """
+    check_literal("p_adjust", method, PAdjust)
+    p = np.asarray(p_value, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    if method == "none" or not ok.any():
+        out[ok] = p[ok]
+        return out
+    from statsmodels.stats.multitest import multipletests
+
+    out[ok] = multipletests(p[ok], method=P_ADJUST_METHODS[method])[1]
+    return out
 
 
 def significance_mark(conf_low: pd.Series, conf_high: pd.Series) -> pd.Series:

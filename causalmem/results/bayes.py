@@ -40,10 +40,79 @@ class BayesDidSpec:
 
 
 # ----------------------------------------------------------------- MCMC diagnostics
-# Vectorised over variables (ArviZ loops in Python per variable, ~20 s for 10k cells). They
-# follow Vehtari, Gelman, Simpson, Carpenter & Buerkner (2021), "Rank-normalization, folding,
-# and localization: an improved R-hat", Bayesian Analysis 16(2), as ArviZ 0.23 implements them
-# (``arviz.rhat(method="rank")``, ``arviz.ess(method="bulk" | "tail")``); tests check equality.
+# R-hat (rank-normalised split, max of bulk and folded), bulk and tail ESS and the HDI come from
+# ArviZ (Vehtari, Gelman, Simpson, Carpenter & Buerkner 2021, "Rank-normalization, folding, and
+# localization: an improved R-hat", Bayesian Analysis 16(2)): ArviZ >= 1 (``arviz-stats``, with
+# the xarray ``DataTree`` container) where the Python version allows it, ArviZ 0.2x otherwise.
+# One exception, measured (see ``bench/bayes.py``): ArviZ computes R-hat and ESS column by
+# column in Python, ~3 ms per cell for 2 x 1,500 draws, so the 10,296 cells of the paper-scale
+# profile would take ~30 s of the 60 s budget. From VECTORISED_FROM columns on, R-hat and bulk
+# ESS come from the vectorised kernel below (the same algorithm on all columns at once; the
+# tests check it equal to ArviZ's, to 1e-10).
+VECTORISED_FROM = 1000
+TAIL_PROBS = (0.05, 0.95)
+
+
+def _arviz_major() -> int:
+    """Return the major version of ArviZ (1 and later: ``arviz-stats``, ``DataTree``)."""
+    import arviz as az
+
+    return int(str(az.__version__).split(".")[0])
+
+
+def _as_dataset(draws: Float64Array) -> Any:
+    """``[C, N, P]`` draws as a one-variable xarray Dataset (``chain, draw, cell``)."""
+    import xarray as xr
+
+    arr = np.asarray(draws, dtype=np.float64)
+    return xr.Dataset({"x": (("chain", "draw", "cell"), arr)})
+
+
+def arviz_rhat(draws: Float64Array) -> Float64Array:
+    """ArviZ's rank-normalised split R-hat per column of ``[C, N, P]`` draws."""
+    import arviz as az
+
+    kw = {} if _arviz_major() >= 1 else {"method": "rank"}
+    return np.asarray(az.rhat(_as_dataset(draws), **kw)["x"].values, dtype=np.float64)
+
+
+def arviz_ess(draws: Float64Array, method: str = "bulk") -> Float64Array:
+    """ArviZ's bulk (``method="bulk"``) or tail (``"tail"``, 5% and 95%) ESS per column."""
+    import arviz as az
+
+    kw: dict[str, Any] = {"method": method}
+    if method == "tail" and _arviz_major() >= 1:
+        kw["prob"] = TAIL_PROBS
+    return np.asarray(az.ess(_as_dataset(draws), **kw)["x"].values, dtype=np.float64)
+
+
+def ess_tail(draws: Float64Array) -> Float64Array:
+    """Tail ESS (the smaller ESS of the 5% and 95% quantiles) per column, from ArviZ."""
+    return arviz_ess(draws, "tail")
+
+
+def rhat_ess_bulk(draws: Float64Array) -> tuple[Float64Array, Float64Array]:
+    """``(r_hat, ess_bulk)`` per column of ``[C, N, P]`` draws.
+
+    ArviZ's, except from :data:`VECTORISED_FROM` columns on, where the vectorised
+    :func:`convergence` (equal to ArviZ's) avoids ArviZ's per-column loop.
+    """
+    x = np.asarray(draws, dtype=np.float64)
+    if x.shape[2] >= VECTORISED_FROM:
+        return convergence(x)
+    return arviz_rhat(x), arviz_ess(x, "bulk")
+
+
+def hdi(draws: Float64Array, prob: float) -> tuple[Float64Array, Float64Array]:
+    """ArviZ's highest-density interval per column of ``[C, N, P]`` draws: ``(low, high)``."""
+    import arviz as az
+
+    ds = _as_dataset(draws)
+    if _arviz_major() >= 1:
+        out = np.asarray(az.hdi(ds, prob=prob)["x"].transpose("cell", "ci_bound").values)
+    else:
+        out = np.asarray(az.hdi(ds, hdi_prob=prob)["x"].transpose("cell", "hdi").values)
+    return out[:, 0].astype(np.float64), out[:, 1].astype(np.float64)
 
 
 def _split_chains(x: Float64Array) -> Float64Array:
@@ -94,18 +163,14 @@ def _rhat_basic(x: Float64Array) -> Float64Array:
         return np.asarray(np.sqrt((between / within + n - 1) / n))
 
 
-def rhat_rank(draws: Float64Array) -> Float64Array:
-    """Rank-normalised split R-hat (max of bulk and folded), per column of ``[C, N, P]``."""
-    return convergence(draws)[0]
-
-
 def convergence(
     draws: Float64Array, chunk: int = 256, workers: int | None = None
 ) -> tuple[Float64Array, Float64Array]:
-    """``(r_hat, ess_bulk)`` per column of ``[C, N, P]`` draws, sharing the rank transform.
+    """Vectorised ``(r_hat, ess_bulk)`` per column of ``[C, N, P]`` draws (equal to ArviZ's).
 
-    Columns are processed in chunks (cache-sized) on ``workers`` threads (default: up to 2;
-    NumPy's sorts and FFTs release the GIL).
+    The rank transform is shared by R-hat and ESS. Columns are processed in chunks
+    (cache-sized) on ``workers`` threads (default: up to 2; NumPy's sorts and FFTs release the
+    GIL).
     """
     draws = np.asarray(draws, dtype=np.float64)
     p = draws.shape[2]
@@ -178,45 +243,17 @@ def _ess_raw(x: Float64Array) -> Float64Array:
     return out
 
 
-def ess_bulk(draws: Float64Array) -> Float64Array:
-    """Bulk effective sample size (rank-normalised split chains), per column of ``[C, N, P]``."""
-    return _ess_raw(_z_scale(_split_chains(np.asarray(draws, dtype=np.float64))))
-
-
-def ess_tail(draws: Float64Array) -> Float64Array:
-    """Tail ESS: the smaller ESS of the 5% and 95% quantile indicators, per column."""
-    x = np.asarray(draws, dtype=np.float64)
-    flat = x.reshape(-1, x.shape[2])
-    out = np.full(x.shape[2], np.inf)
-    for prob in (0.05, 0.95):
-        q = np.quantile(flat, prob, axis=0)
-        ind = (x <= q[None, None, :]).astype(np.float64)
-        out = np.minimum(out, _ess_raw(_split_chains(ind)))
-    return out
-
-
-def _hdi(draws: Float64Array, prob: float) -> tuple[Float64Array, Float64Array]:
-    """Shortest interval holding ``prob`` of the draws, per column (``draws``: [S, P])."""
-    s = np.sort(draws, axis=0)
-    n = s.shape[0]
-    k = int(np.floor(prob * n))
-    k = min(max(k, 1), n - 1)
-    width = s[k:] - s[: n - k]
-    lo = np.argmin(width, axis=0)
-    cols = np.arange(s.shape[1])
-    return s[lo, cols], s[lo + k, cols]
-
-
 @dataclass(frozen=True, eq=False)
 class BayesDidResult:
     """Posterior of a hierarchical ATT(g, c) model; immutable.
 
-    ``idata`` is an ArviZ ``InferenceData`` with the groups ``posterior`` (``theta`` per cell,
-    ``mu`` per event time, ``alpha`` per cohort, the scales and the raw sampled variables),
-    ``sample_stats`` and ``constant_data`` (the raw cell estimates). Treat it as read-only: the
-    summaries below are computed from it on demand (R-hat and ESS once, at fit time, in
-    ``convergence``). ``diagnostics`` holds the sampler checks, ``priors`` the priors used (with
-    their data-derived scales), ``timing`` the seconds spent per stage.
+    ``idata`` is ArviZ's container: an xarray ``DataTree`` (ArviZ >= 1, PyMC >= 6; an ArviZ
+    ``InferenceData`` with ArviZ 0.2x on Python 3.11) with the groups ``posterior``
+    (``theta`` per cell, ``mu`` per event time, ``alpha`` per cohort, the scales and the raw
+    sampled variables), ``sample_stats`` and ``constant_data`` (the raw cell estimates). Treat
+    it as read-only: the summaries below are computed from it on demand (R-hat and ESS once, at
+    fit time, in ``convergence``). ``diagnostics`` holds the sampler checks, ``priors`` the
+    priors used (with their data-derived scales), ``timing`` the seconds spent per stage.
     """
 
     spec: BayesDidSpec
@@ -242,21 +279,26 @@ class BayesDidResult:
             getattr(self, name).setflags(write=False)
 
     # ------------------------------------------------------------------ draws
-    def _draws(self, name: str) -> Float64Array:
+    def _chains(self, name: str) -> Float64Array:
+        """Posterior draws ``[chain, draw, P]`` of a variable."""
         arr = np.asarray(self.idata.posterior[name].values, dtype=np.float64)
+        return arr.reshape(arr.shape[0], arr.shape[1], -1)
+
+    def _draws(self, name: str) -> Float64Array:
+        arr = self._chains(name)
         return arr.reshape(arr.shape[0] * arr.shape[1], -1)
 
     def _conv(self, name: str) -> tuple[Float64Array, Float64Array]:
         if name in self.convergence:
             return self.convergence[name]
-        arr = np.asarray(self.idata.posterior[name].values, dtype=np.float64)
-        return convergence(arr.reshape(arr.shape[0], arr.shape[1], -1))
+        return rhat_ess_bulk(self._chains(name))
 
     def _summarise(self, name: str, hdi_prob: float) -> dict[str, Float64Array]:
         if not 0.0 < hdi_prob < 1.0:
             raise ValueError(f"hdi_prob must lie in (0, 1), got {hdi_prob!r}.")
-        d = self._draws(name)
-        lo, hi = _hdi(d, hdi_prob)
+        chains = self._chains(name)
+        d = chains.reshape(chains.shape[0] * chains.shape[1], -1)
+        lo, hi = hdi(chains, hdi_prob)
         rhat, ess = self._conv(name)
         return {
             "estimate": d.mean(axis=0),
@@ -414,6 +456,38 @@ class BayesDidResult:
         table = self._table(hdi_prob)
         shown = table.rename(columns={c: DISPLAY_LABELS.get(c, c) for c in table.columns})
         return render_table(shown, "html", 4, self._caption(hdi_prob))
+
+    def plot(self, kind: str = "path", hdi_prob: float = 0.9, **options: Any) -> Any:
+        """Chart the posterior (Altair): the pooled path ``mu(e)`` or the cells, with HDIs.
+
+        Parameters
+        ----------
+        kind
+            ``"path"`` (default): posterior mean of ``mu(e)`` with its highest-density band by
+            event time (:func:`causalmem.presentation.charts.event_path`); ``"heatmap"``: the
+            posterior mean per cell, cells whose HDI covers zero faint
+            (:func:`causalmem.presentation.charts.profile_heatmap`).
+        hdi_prob
+            Probability mass of the highest-density intervals.
+        **options
+            Passed to the chart function (titles, ...).
+
+        Returns
+        -------
+        altair.LayerChart or altair.Chart
+        """
+        from causalmem.results._charts import event_path, profile_heatmap
+
+        hdi = f"{int(round(100 * hdi_prob))}% HDI"
+        if kind == "path":
+            options.setdefault("title", f"Posterior path mu(e) of {self.spec.yname} ({hdi})")
+            options.setdefault("value_title", "posterior mean")
+            return event_path(self.profile(hdi_prob), **options)
+        if kind == "heatmap":
+            options.setdefault("title", f"Posterior ATT(g, t) of {self.spec.yname} ({hdi})")
+            options.setdefault("value_title", "posterior mean")
+            return profile_heatmap(self.tidy(hdi_prob), **options)
+        raise ValueError(f"kind={kind!r}; use 'path' or 'heatmap'.")
 
     def __repr__(self) -> str:
         d = self.diagnostics

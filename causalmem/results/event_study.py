@@ -193,6 +193,29 @@ class EventStudyResult(RenderMixin):
     def _caption(self) -> str:
         return f"{_TITLES[self.spec.estimator]} of {self.spec.yname}"
 
+    def plot(self, **options: Any) -> Any:
+        """Event-study chart (Altair), as ``fixest``'s ``iplot()``: θ(e) by relative period.
+
+        The estimates with their interval band, a zero line and the treatment time
+        (:func:`causalmem.presentation.charts.event_path`); the omitted reference period, if
+        any, is not drawn.
+
+        Parameters
+        ----------
+        **options
+            Passed to :func:`~causalmem.presentation.charts.event_path` (titles, ...).
+
+        Returns
+        -------
+        altair.LayerChart
+        """
+        from causalmem.results._charts import event_path
+
+        options.setdefault("title", self._caption())
+        options.setdefault("value_title", f"estimate ({self.spec.yname})")
+        options.setdefault("x_title", "relative period e")
+        return event_path(self.tidy(), **options)
+
     def __repr__(self) -> str:
         return (
             f"EventStudyResult(estimator={self.spec.estimator!r}, yname={self.spec.yname!r}, "

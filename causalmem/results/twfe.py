@@ -25,12 +25,15 @@ from causalmem.results.base import RenderMixin, provenance
 from lmecon.result import frozen_mapping
 
 __all__ = [
+    "LinearmodelsBackend",
     "TwfeDesign",
     "TwfeResult",
     "TwfeSpec",
     "VcovSpec",
     "exact_fit",
     "freeze_vcov",
+    "linearmodels_fit_kwargs",
+    "linearmodels_result",
     "ols_vcov",
     "undefined_vcov",
 ]
@@ -49,7 +52,8 @@ class TwfeSpec:
 
     ``vcov`` is the covariance as requested (``None``: clustered by the first fixed effect);
     ``ref`` and ``window`` are set for the TWFE event study only. There are no regression
-    weights (``weights`` is recorded as ``None``).
+    weights (``weights`` is recorded as ``None``). ``engine`` is ``"within"`` (the fast
+    demeaning) or ``"linearmodels"`` (:class:`linearmodels.PanelOLS` / ``AbsorbingLS``).
     """
 
     formula: str
@@ -60,6 +64,7 @@ class TwfeSpec:
     weights: str | None = None
     ref: int | None = None
     window: tuple[int, int] | None = None
+    engine: str = "within"
 
 
 @dataclass(frozen=True, eq=False)
@@ -139,6 +144,7 @@ class TwfeResult(RenderMixin):
     provenance: Mapping[str, Any] = field(default_factory=dict, repr=False)
     design: TwfeDesign | None = field(default=None, repr=False)
     event_time: Float64Array | None = field(default=None, repr=False)
+    backend: LinearmodelsBackend | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.coef.setflags(write=False)
@@ -161,6 +167,9 @@ class TwfeResult(RenderMixin):
 
     def with_vcov(self, vcov: VcovSpec) -> TwfeResult:
         """Return a new result with another covariance (``"iid"``, ``"hetero"``, CRV1)."""
+        if self.backend is not None:
+            spec = dataclasses.replace(self.spec, vcov=freeze_vcov(vcov))
+            return linearmodels_result(self.backend, spec, self.names, self.event_time)
         if self.design is None:
             raise ValueError("This result cannot recompute its covariance.")
         cov, vtype, df_k, df_t = self.design.vcov(vcov)
@@ -242,6 +251,84 @@ class TwfeResult(RenderMixin):
 
     def _caption(self) -> str:
         return self.formula
+
+    def to_linearmodels(self) -> Any:
+        """Return the fit as a linearmodels results object, with this result's covariance.
+
+        ``PanelEffectsResults`` (one or two fixed effects) or ``AbsorbingLSResults``.
+
+        For ``engine="linearmodels"`` it is the engine's own fit; otherwise the regression is
+        refitted by :func:`causalmem.twfe` with ``engine="linearmodels"`` (same coefficients;
+        linearmodels' small-sample conventions, see :func:`causalmem.twfe`). Its
+        ``summary`` prints in the linearmodels/statsmodels layout.
+
+        Returns
+        -------
+        linearmodels results
+        """
+        if self.backend is not None:
+            return self.backend.fit(self.spec.vcov)
+        if self.design is None or self.event_time is not None:
+            raise ValueError(
+                "to_linearmodels() needs a twfe() result; refit with engine='linearmodels'."
+            )
+        from causalmem.estimators.twfe import twfe
+
+        res = twfe(self.formula, self.design.data, vcov=self.spec.vcov, alp=self.alp,
+                   engine="linearmodels")  # fmt: skip
+        assert res.backend is not None
+        return res.backend.fit(self.spec.vcov)
+
+    def to_statsmodels(self) -> Any:
+        """Return the within regression as statsmodels ``OLS`` results.
+
+        OLS of the demeaned outcome on the demeaned regressors (``TwfeDesign``), with the
+        covariance mapped to statsmodels' (``iid``: nonrobust, ``hetero``: HC1, CRV1: cluster
+        on the first cluster column). The coefficients are this result's; statsmodels does not
+        know the absorbed fixed effects, so its degrees of freedom (``N - k``) and hence its
+        standard errors differ from fixest's by ``sqrt((N - k) / (N - df_k))`` (iid, hetero).
+        Use it for statsmodels' ``summary()`` layout and post-estimation tools.
+
+        Returns
+        -------
+        statsmodels.regression.linear_model.RegressionResultsWrapper
+        """
+        if self.design is None:
+            raise ValueError("to_statsmodels() needs the within design (engine='within').")
+        import statsmodels.api as sm
+
+        d = self.design
+        y = d.xd @ self.coef + d.resid
+        mod = sm.OLS(y, pd.DataFrame(np.asarray(d.xd), columns=list(self.names)))
+        vcov = self.spec.vcov if self.spec.vcov is not None else {"CRV1": d.fe_names[0]}
+        if vcov == "iid":
+            return mod.fit()
+        if vcov == "hetero":
+            return mod.fit(cov_type="HC1")
+        if isinstance(vcov, Mapping) and set(vcov) == {"CRV1"}:
+            col = str(vcov["CRV1"]).split("+")[0].strip()
+            groups = pd.factorize(d.data[col], sort=True)[0]
+            return mod.fit(cov_type="cluster", cov_kwds={"groups": groups})
+        raise ValueError(f"vcov={vcov!r} has no statsmodels counterpart here.")
+
+    def plot(self, **options: Any) -> Any:
+        """Coefficient plot (Altair): each term's estimate with its interval and a zero line.
+
+        Built by :func:`causalmem.presentation.charts.coefficient_plot` from :meth:`tidy`.
+
+        Parameters
+        ----------
+        **options
+            Passed to :func:`~causalmem.presentation.charts.coefficient_plot` (titles).
+
+        Returns
+        -------
+        altair.LayerChart
+        """
+        from causalmem.results._charts import coefficient_plot
+
+        options.setdefault("title", self.formula)
+        return coefficient_plot(self.tidy(), **options)
 
     def __repr__(self) -> str:
         return f"TwfeResult({self.formula!r}, n={self.n_obs}, vcov={self.vcov_type!r})"
@@ -385,3 +472,140 @@ def _cluster_codes(cols: list[str], data: pd.DataFrame, vcov: Any) -> list[Int64
             raise ValueError(f"Cluster column {c!r} has missing values.")
         codes.append(pd.factorize(s, sort=True)[0].astype(np.int64))
     return codes
+
+
+# ------------------------------------------------------------------ engine="linearmodels"
+@dataclass(frozen=True, eq=False)
+class LinearmodelsBackend:
+    """A linearmodels model of a :func:`causalmem.twfe` call (``engine="linearmodels"``).
+
+    ``model`` is a :class:`linearmodels.PanelOLS` (one or two fixed effects: entity = the first,
+    time = the second) or a :class:`linearmodels.iv.absorbing.AbsorbingLS` (more fixed
+    effects); ``data`` is the caller's frame, kept to resolve cluster columns.
+    """
+
+    model: Any
+    data: pd.DataFrame = field(repr=False)
+    fe_names: tuple[str, ...]
+    panel: bool
+
+    def fit(self, vcov: VcovSpec) -> Any:
+        """Fit with the covariance ``vcov`` (see :func:`linearmodels_fit_kwargs`)."""
+        return self.model.fit(**linearmodels_fit_kwargs(vcov, self))
+
+
+def linearmodels_fit_kwargs(vcov: VcovSpec, backend: LinearmodelsBackend) -> dict[str, Any]:
+    """``fit()`` keywords of linearmodels for a :data:`VcovSpec`.
+
+    ``"iid"``: ``unadjusted``; ``"hetero"``: ``robust``; ``{"CRV1": "a"}`` / ``"a+b"``:
+    ``clustered`` on those columns with ``group_debias`` (the ``G / (G - 1)`` factor);
+    ``"driscoll_kraay"`` or ``{"kernel": "bartlett", "bandwidth": "3"}``: ``kernel``
+    (Driscoll-Kraay: scores summed by the second fixed effect, the time). Always
+    ``debiased=True`` (``N / (N - k - fixed effects)``).
+
+    Parameters
+    ----------
+    vcov
+        The requested covariance (``None``: clustered by the first fixed effect).
+    backend
+        The model (for the cluster columns and the panel structure).
+
+    Returns
+    -------
+    dict
+        Keywords for ``model.fit``.
+    """
+    if vcov is None:
+        vcov = {"CRV1": backend.fe_names[0]}
+    if vcov == "iid":
+        return {"cov_type": "unadjusted", "debiased": True}
+    if vcov == "hetero":
+        return {"cov_type": "robust", "debiased": True}
+    if vcov == "driscoll_kraay" or (isinstance(vcov, Mapping) and "kernel" in vcov):
+        if not backend.panel or len(backend.fe_names) != 2:
+            raise ValueError(
+                f"vcov={vcov!r} (Driscoll-Kraay) needs exactly two fixed effects, unit + time."
+            )
+        kw: dict[str, Any] = {"cov_type": "kernel", "debiased": True}
+        if isinstance(vcov, Mapping):
+            kw["kernel"] = str(vcov["kernel"])
+            if "bandwidth" in vcov:
+                kw["bandwidth"] = float(vcov["bandwidth"])
+        return kw
+    if isinstance(vcov, Mapping) and set(vcov) == {"CRV1"}:
+        cols = [c.strip() for c in str(vcov["CRV1"]).split("+") if c.strip()]
+        codes = _cluster_codes(cols, backend.data, vcov)
+        index = backend.model.dependent.index if backend.panel else None
+        clusters = pd.DataFrame(np.column_stack(codes), index=index, columns=cols)
+        kw = {"cov_type": "clustered", "clusters": clusters, "debiased": True}
+        if backend.panel:  # AbsorbingLS always applies G / (G - 1)
+            kw.update(group_debias=True, auto_df=False)  # count every effect (as df_k)
+        return kw
+    raise ValueError(
+        f"vcov={vcov!r}: engine='linearmodels' takes 'iid', 'hetero', {{'CRV1': 'a'}}, "
+        "{'CRV1': 'a+b'}, 'driscoll_kraay' or {'kernel': 'bartlett', 'bandwidth': '3'}."
+    )
+
+
+def _vcov_label(vcov: VcovSpec, fe_names: tuple[str, ...]) -> str:
+    if vcov is None:
+        vcov = {"CRV1": fe_names[0]}
+    if isinstance(vcov, Mapping):
+        return ",".join(f"{k}:{v}" for k, v in vcov.items())
+    return str(vcov)
+
+
+def linearmodels_result(
+    backend: LinearmodelsBackend,
+    spec: TwfeSpec,
+    names: tuple[str, ...],
+    event_time: Float64Array | None = None,
+) -> TwfeResult:
+    """Fit ``backend`` with ``spec.vcov`` and return it as a :class:`TwfeResult`.
+
+    ``df_t`` is ``G - 1`` for a clustered covariance (the fewest clusters), else linearmodels'
+    residual degrees of freedom; ``vcov_type`` is ``"linearmodels:<vcov>"``.
+
+    Parameters
+    ----------
+    backend
+        The linearmodels model.
+    spec
+        The call (``engine="linearmodels"``).
+    names
+        Coefficient names.
+    event_time
+        Event times of the coefficients (event study), if any.
+
+    Returns
+    -------
+    TwfeResult
+    """
+    fit = backend.fit(spec.vcov)
+    kw = linearmodels_fit_kwargs(spec.vcov, backend)
+    n = int(fit.nobs)
+    df_resid = int(fit.df_resid)
+    df_t = df_resid
+    if kw["cov_type"] == "clustered":
+        df_t = int(min(kw["clusters"][c].nunique() for c in kw["clusters"].columns)) - 1
+    rss = float(fit.resid_ss)
+    if backend.panel:
+        r2 = float(fit.rsquared)  # R2 of the demeaned regression (fixest's within R2)
+    else:  # AbsorbingLS' rsquared counts the absorbed effects: use the demeaned outcome
+        yd = np.asarray(backend.model.absorbed_dependent, dtype=np.float64).ravel()
+        r2 = 1.0 - rss / float(yd @ yd) if float(yd @ yd) > 0 else float("nan")
+    return TwfeResult(
+        spec=spec,
+        names=names,
+        coef=np.asarray(fit.params, dtype=np.float64).copy(),
+        vcov=np.asarray(fit.cov, dtype=np.float64).copy(),
+        vcov_type="linearmodels:" + _vcov_label(spec.vcov, backend.fe_names),
+        n_obs=n,
+        df_k=n - df_resid,
+        df_t=df_t,
+        rss=rss,
+        r2_within=r2,
+        provenance=provenance(engine="linearmodels"),
+        event_time=event_time,
+        backend=backend,
+    )

@@ -371,7 +371,9 @@ def score_instances(
                 m = (pos < lengths[start:stop, None]).astype(np.int64)
                 mask = torch.tensor(m, device=device)
             try:
-                logits = model(input_ids=ids, attention_mask=mask).logits
+                # one full pass per batch: no KV cache to build (its keys and values for every
+                # layer would only hold memory; the logits are the same)
+                logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
                 check_finite_logits(logits, label, instances.unit[start:stop])
                 cols = sequence_scores(logits, ids, mask).as_dict()
             except (RuntimeError, MemoryError) as exc:

@@ -1,15 +1,7 @@
-"""Shared helper of the steer charts."""
+"""Shared helper of the steer charts (implemented in :mod:`steer.core.charts`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from steer.core.charts import _need_copy as _need
 
-import pandas as pd
-
-from lmecon.charts import need_columns
-
-
-def _need(frame: pd.DataFrame, cols: Sequence[str], what: str) -> pd.DataFrame:
-    """Check that ``frame`` has ``cols`` (naming the chart ``what``) and return a copy."""
-    need_columns(frame, cols, what)
-    return frame.copy()
+__all__ = ["_need"]

@@ -118,6 +118,19 @@ class TransferFidelity(ResultMixin):
     def _table(self) -> pd.DataFrame:
         return self.glance()
 
+    def plot(self) -> Any:
+        """Histogram of the per-context correlation of source and target logit shifts (Altair).
+
+        Built by :func:`steer.charts.transfer.fidelity_chart` from :meth:`tidy`.
+
+        Returns
+        -------
+        altair.Chart
+        """
+        from steer.core.charts import fidelity_chart
+
+        return fidelity_chart(self.tidy())
+
 
 @torch.no_grad()
 def _run(

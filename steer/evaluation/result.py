@@ -171,6 +171,38 @@ class Evaluation:
     def _repr_html_(self) -> str:
         return render_table(self.summary_frame(), "html", 4)
 
+    def plot(
+        self, metrics: Sequence[str] | None = None, *, x: str = "value", **options: Any
+    ) -> Any:
+        """Epsilon curves: each metric against the steer value with 95% bands (Altair).
+
+        The paper's Fig. 4a, built by :func:`steer.charts.evaluation.epsilon_curves` from
+        ``tidy("value")``: one panel per metric, one colour per prompt set. For a grid of two
+        steers use :func:`steer.charts.evaluation.composition_grid`.
+
+        Parameters
+        ----------
+        metrics
+            Metrics to show, in panel order (default: those of the paper's figure that were
+            scored, else the first four scored).
+        x
+            Setting column on the x axis (``value``, ``epsilon`` or ``value_<slot>``).
+        **options
+            Passed to the chart function (titles, ``columns``, panel size).
+
+        Returns
+        -------
+        altair.FacetChart
+        """
+        from steer.core.charts import epsilon_curves
+
+        frame = self.tidy("value")
+        if metrics is None:
+            have = list(dict.fromkeys(frame["metric"]))
+            paper = ("vader_positive", "vader_mean", "ppl_median", "dist_2")
+            metrics = [m for m in paper if m in have] or have[:4]
+        return epsilon_curves(frame, metrics, x=x, **options)
+
 
 def save_evaluations(
     evaluations: Evaluation | Sequence[Evaluation],

@@ -11,7 +11,14 @@ import torch
 
 from steer import SteerDimensionError, SteerInputError, SteerTransform, steering
 from steer.core.hooks import head_inputs, head_weight
-from steer.factors import factor_analysis, factor_scores, lowrank_svd, token_strings, varimax
+from steer.factors import (
+    factor_analysis,
+    factor_scores,
+    lowrank_svd,
+    rotate,
+    token_strings,
+    varimax,
+)
 from tests.steer import _tiny
 from tests.steer.conftest import random_transform
 
@@ -211,7 +218,7 @@ def test_specific_errors(tok: Any) -> None:
     with pytest.raises(SteerDimensionError, match=r"\[V, d\]"):
         factor_analysis(t, np.zeros(32), tok)
     with pytest.raises(SteerInputError, match="rotation"):
-        factor_analysis(t, model, tok, rotation="promax")  # type: ignore[arg-type]
+        factor_analysis(t, model, tok, rotation="geomin")  # type: ignore[arg-type]
     with pytest.raises(SteerInputError, match="k and n_tokens"):
         factor_analysis(t, model, tok, k=0)
     fa = factor_analysis(t, model, tok, k=2, n_tokens=2)
@@ -271,3 +278,106 @@ def test_rank_by_cosine_ignores_embedding_length(tok: Any) -> None:
     assert by_load["loading"].iloc[0] == pytest.approx(3.0)
     with pytest.raises(SteerInputError, match="rank_by"):
         factor_analysis(t, emb, tok, rank_by="norm")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- rotations (statsmodels)
+# statsmodels' gradient projection stops on a gradient norm (1e-8 * p on unit-RMS loadings
+# here, 1e-5 inside its promax): agreement with the closed-form sweeps is to ROT_ATOL.
+ROT_ATOL = 1e-6
+
+
+def _known_rotation_case() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    simple = np.zeros((60, 3))
+    for i in range(60):
+        simple[i, i % 3] = rng.uniform(0.5, 2.0)
+    q = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+    return simple, simple @ q
+
+
+def _two_block_case() -> tuple[np.ndarray, np.ndarray]:
+    two = np.kron(np.eye(2), np.ones((3, 1)))
+    c, s = np.cos(0.4), np.sin(0.4)
+    return two, two @ np.array([[c, -s], [s, c]])
+
+
+def _align(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``b``'s columns permuted and sign-flipped to match ``a`` (rotations are unique only up to
+    a signed permutation of the factors): greedy on |correlation| of the columns."""
+    out = np.zeros_like(b)
+    free = list(range(b.shape[1]))
+    for j in range(a.shape[1]):
+        dots = [abs(float(a[:, j] @ b[:, m])) for m in free]
+        m = free.pop(int(np.argmax(dots)))
+        out[:, j] = b[:, m] * (1.0 if a[:, j] @ b[:, m] >= 0 else -1.0)
+    return out
+
+
+@pytest.mark.parametrize("case", [_known_rotation_case, _two_block_case])
+def test_kept_varimax_equals_statsmodels_varimax(case: Any) -> None:
+    """The Kaiser sweeps kept for scale (statsmodels' varimax forms p x p matrices) agree
+    with statsmodels' gradient-projection varimax on the cases above, up to signed order."""
+    from statsmodels.multivariate.factor_rotation import rotate_factors
+
+    _, a = case()
+    ours, r = varimax(a)
+    scale = float(np.sqrt(np.mean(a**2)))
+    _, t = rotate_factors(a / scale, "varimax", tol=1e-8 * a.shape[0], max_tries=5000)
+    theirs = a @ t
+    assert np.allclose(_align(ours, theirs), ours, atol=ROT_ATOL)
+    assert np.allclose(r.T @ r, np.eye(a.shape[1]), atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["quartimax", "oblimin", "promax"])
+@pytest.mark.parametrize("case", [_known_rotation_case, _two_block_case])
+def test_every_rotation_recovers_simple_structure(method: str, case: Any) -> None:
+    simple, a = case()
+    rotated, m = rotate(a, method)  # type: ignore[arg-type]
+    assert np.allclose(rotated, a @ m, atol=1e-12)
+    assert np.allclose(_align(simple, rotated), simple, atol=ROT_ATOL)
+
+
+def test_promax_equals_statsmodels_promax() -> None:
+    """Our promax = statsmodels' ``promax(A, k=4)`` (its varimax stops at tol 1e-5)."""
+    from statsmodels.multivariate.factor_rotation import promax
+
+    rng = np.random.default_rng(4)
+    a = np.kron(np.eye(3), np.ones((8, 1))) + rng.normal(0, 0.1, size=(24, 3))
+    a = a @ np.linalg.qr(rng.normal(size=(3, 3)))[0]
+    ours, _ = rotate(a, "promax")
+    theirs, _ = promax(a, 4)
+    assert np.allclose(_align(ours, theirs), ours, atol=1e-4)
+
+
+def test_quartimax_and_oblimin_equal_statsmodels() -> None:
+    from statsmodels.multivariate.factor_rotation import rotate_factors
+
+    _, a = _known_rotation_case()
+    for method, args in (("quartimax", ()), ("oblimin", (0.0, "oblique"))):
+        ours, _ = rotate(a, method)  # type: ignore[arg-type]
+        theirs, _ = rotate_factors(a, method, *args, tol=1e-10, max_tries=5000)
+        assert np.allclose(_align(ours, theirs), ours, atol=ROT_ATOL)
+
+
+@pytest.mark.parametrize("rotation", ["varimax", "quartimax", "promax", "oblimin"])
+def test_every_rotation_reconstructs_the_rank_k_part(rotation: str, tok: Any) -> None:
+    model = _double("llama")
+    t = random_transform(k=1, r=6, seed=5).to(dtype=torch.float64)
+    plain = factor_analysis(t, model, tok, k=4, n_tokens=3)
+    rot = factor_analysis(t, model, tok, k=4, n_tokens=3, rotation=rotation)  # type: ignore[arg-type]
+    w_plain = (plain.u[0] * plain.scale[0]) @ plain.v[0].T
+    assert np.abs(w_plain - rot.u[0] @ rot.v[0].T).max() < RECON_ATOL
+    assert np.allclose(np.linalg.norm(rot.v[0], axis=0), 1.0, atol=1e-12)
+    assert np.allclose(np.linalg.norm(rot.u[0], axis=0), rot.scale[0])
+    assert np.all(np.diff(rot.scale[0]) <= 1e-12)
+    assert rot.spec["rotation"] == rotation
+    h = np.random.default_rng(1).normal(size=(3, _tiny.D))
+    emb = head_weight(model).detach().numpy()
+    assert np.allclose(plain.logit_shift(0, h, emb), rot.logit_shift(0, h, emb), atol=1e-12)
+
+
+def test_rotate_rejects_unknown_methods() -> None:
+    with pytest.raises(SteerInputError, match="method must be one of"):
+        rotate(np.eye(3), "geomin")  # type: ignore[arg-type]
+    with pytest.raises(SteerInputError, match=r"\[p, k\]"):
+        rotate(np.zeros(3))

@@ -1,4 +1,4 @@
-"""Convergence diagnostics of a fit: R-hat, ESS and divergences, and the warning."""
+"""Convergence diagnostics of a fit (ArviZ's R-hat and ESS, divergences) and the warning."""
 
 from __future__ import annotations
 
@@ -44,8 +44,12 @@ def _diagnostics(idata: Any) -> tuple[dict[str, Any], dict[str, tuple[Float64Arr
 
 
 def _per_variable(post: Any) -> tuple[dict[str, tuple[Float64Array, Float64Array]], _Worst]:
-    """``(r_hat, ess_bulk)`` per variable, and the worst value (and variable) per key."""
-    from causalmem.results.bayes import convergence, ess_tail
+    """``(r_hat, ess_bulk)`` per variable, and the worst value (and variable) per key.
+
+    ArviZ's diagnostics: :func:`~causalmem.results.bayes.rhat_ess_bulk` (the vectorised
+    equivalent for variables of 1,000+ columns) and the tail ESS.
+    """
+    from causalmem.results.bayes import ess_tail, rhat_ess_bulk
 
     per_var: dict[str, tuple[Float64Array, Float64Array]] = {}
     worst: _Worst = {}
@@ -54,7 +58,7 @@ def _per_variable(post: Any) -> tuple[dict[str, tuple[Float64Array, Float64Array
         if arr.dtype.kind != "f" or str(name).endswith("__"):
             continue  # nutpie also stores unconstrained copies (same rank diagnostics)
         x = arr.reshape(arr.shape[0], arr.shape[1], -1).astype(np.float64)
-        rhat, ess = convergence(x)
+        rhat, ess = rhat_ess_bulk(x)
         per_var[str(name)] = (rhat, ess)
         suffix = "" if str(name) in REPORTED else "_nuisance"
         _update_worst(worst, "r_hat" + suffix, rhat, str(name), True)

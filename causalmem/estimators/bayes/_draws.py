@@ -162,6 +162,10 @@ def _store_theta(post: Any, pc: _PostCells, theta: Float64Array, alpha_out: Floa
 
 
 def _add_constants(idata: Any, cs: _CellSet) -> None:
+    """Add the raw cells to the ``constant_data`` group (merged with PyMC's, if any).
+
+    ``idata`` is an xarray ``DataTree`` (ArviZ >= 1) or an ArviZ ``InferenceData`` (ArviZ 0.2x).
+    """
     import xarray as xr
 
     ds = xr.Dataset(
@@ -174,7 +178,11 @@ def _add_constants(idata: Any, cs: _CellSet) -> None:
         },
         coords={"cell": cs.terms()},
     )
-    if "constant_data" in idata.groups():
+    if isinstance(idata, xr.DataTree):
+        if "constant_data" in idata.children:
+            ds = idata["constant_data"].to_dataset().merge(ds, compat="override")
+        idata["constant_data"] = xr.DataTree(ds)
+    elif "constant_data" in idata.groups():
         idata.constant_data = idata.constant_data.merge(ds, compat="override")
     else:
         idata.add_groups(constant_data=ds)

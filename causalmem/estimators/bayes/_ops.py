@@ -40,8 +40,9 @@ def _block_op() -> Any:
                 out[a:b] = fwd[off_m[h] : off_m[h + 1]].reshape(p, p) @ x[a:b]
             output_storage[0][0] = out
 
-        def infer_shape(self, fgraph: Any, node: Any, shapes: Any) -> Any:
-            return [shapes[4]]
+        def infer_shape(self, *args: Any) -> Any:
+            # ``(fgraph, node, shapes)`` in PyTensor 2, ``(node, shapes)`` in PyTensor 3.
+            return [args[-1][4]]
 
         def connection_pattern(self, node: Any) -> list[list[bool]]:
             return [[False], [False], [False], [False], [True]]

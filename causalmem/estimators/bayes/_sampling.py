@@ -51,7 +51,11 @@ def _sample(
     seed: int,
     progressbar: bool,
 ) -> tuple[Any, float]:
-    """Run NUTS; returns the InferenceData and the compile time (nutpie; NaN for PyMC)."""
+    """Run NUTS; returns ArviZ's container and the compile time (nutpie; NaN for PyMC).
+
+    The container is an xarray ``DataTree`` with PyMC >= 6 / ArviZ >= 1 (and nutpie with
+    ArviZ >= 1), an ArviZ ``InferenceData`` with the 5.x / 0.2x stack (Python 3.11).
+    """
     with warnings.catch_warnings():
         # PyTensor's BLAS notice and ArviZ's refactor notice; convergence is checked by us.
         warnings.filterwarnings("ignore", message=".*BLAS.*")

@@ -85,7 +85,9 @@ def _rotate(cs: _CellSet, fac: CellCovFactors, scale: float, center: float) -> _
         qs.append(q)
         lams.append(np.maximum(lam, 0.0))
     lam_all = np.concatenate(lams)
-    qt = sp.block_diag([q.T for q in qs], format="csr")
+    # A sparse-matrix first block keeps the csr_matrix result (SciPy 1.18 moves block_diag of
+    # dense inputs to sparse arrays and warns).
+    qt = sp.block_diag([sp.csr_matrix(qs[0].T), *(q.T for q in qs[1:])], format="csr")
     sizes = np.array([q.shape[0] for q in qs], dtype=np.int64)
     postf = cs.post.astype(np.float64)
     structured = fac.ctrl_cov is not None

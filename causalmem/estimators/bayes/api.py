@@ -128,11 +128,11 @@ def bayes_did(
     (no serial correlation; prefer ``model="cells"`` when that matters); unweighted, no
     covariates, no extra clusters; at most 200,000 observations.
 
-    **Diagnostics**: rank-normalised split R-hat (bulk and folded) and bulk ESS (Vehtari et al.
-    2021) over the reported quantities (the scales, ``mu``, ``alpha``, ``theta``) and
-    divergences; a :class:`~causalmem.errors.CausalmemWarning` names the failing numbers.
-    Internal coordinates (whitened ``eta``, ``z_ctrl``, non-centred offsets, unit and period
-    effects) are summarised separately (``*_nuisance`` in ``diagnostics``).
+    **Diagnostics**: ArviZ's rank-normalised split R-hat (bulk and folded) and bulk and tail ESS
+    (Vehtari et al. 2021) over the reported quantities (the scales, ``mu``, ``alpha``,
+    ``theta``) and divergences; a :class:`~causalmem.errors.CausalmemWarning` names the failing
+    numbers. Internal coordinates (whitened ``eta``, ``z_ctrl``, non-centred offsets, unit and
+    period effects) are summarised separately (``*_nuisance`` in ``diagnostics``).
 
     Parameters
     ----------
@@ -169,8 +169,10 @@ def bayes_did(
     Returns
     -------
     BayesDidResult
-        Immutable result with the ArviZ ``InferenceData`` (``idata``), ``tidy(hdi_prob)``,
-        ``profile()``, ``glance()``, ``summary()``, ``to_latex()`` and ``to_markdown()``.
+        Immutable result with ArviZ's container (``idata``: an xarray ``DataTree`` with
+        ArviZ >= 1 and PyMC >= 6, an ``InferenceData`` with ArviZ 0.2x on Python 3.11),
+        ``tidy(hdi_prob)``, ``profile()``, ``glance()``, ``summary()``, ``to_latex()`` and
+        ``to_markdown()``.
 
     Warns
     -----

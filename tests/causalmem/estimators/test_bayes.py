@@ -153,13 +153,10 @@ def test_structured_covariance_rejects_not_yet_treated_and_dense_matches() -> No
 
 
 # ------------------------------------------------------------------ diagnostics numerics
-@needs_pymc
-def test_vectorised_rhat_ess_equal_arviz() -> None:
-    import arviz as az
-
-    from causalmem.results.bayes import ess_bulk, ess_tail, rhat_rank
-
+def _ar_draws() -> list[np.ndarray]:
+    """``[c, n, 12]`` AR(1) chains with one non-converged column and one with ties."""
     rng = np.random.default_rng(0)
+    out = []
     for c, n in [(2, 400), (4, 101), (2, 7)]:
         phi = rng.uniform(-0.5, 0.97, 12)
         x = np.zeros((c, n, 12))
@@ -168,32 +165,114 @@ def test_vectorised_rhat_ess_equal_arviz() -> None:
             x[:, t] = (x[:, t - 1] * phi if t else 0.0) + e[:, t]
         x[1, :, 0] += 0.5  # one non-converged column
         x[:, :, 1] = np.round(x[:, :, 1], 1)  # ties
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ref = [
-                (
-                    az.rhat(x[:, :, i], method="rank"),
-                    az.ess(x[:, :, i], method="bulk"),
-                    az.ess(x[:, :, i], method="tail"),
+        out.append(x)
+    return out
+
+
+def _arviz_per_column(x: np.ndarray) -> np.ndarray:
+    """ArviZ's own R-hat, bulk and tail ESS, one column at a time (its public API)."""
+    import arviz as az
+
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i in range(x.shape[2]):
+            col = x[:, :, i]
+            if int(az.__version__.split(".")[0]) >= 1:
+                kw = {"chain_axis": 0, "draw_axis": 1}
+                out.append(
+                    (
+                        az.rhat(col, **kw),
+                        az.ess(col, method="bulk", **kw),
+                        az.ess(col, method="tail", prob=(0.05, 0.95), **kw),
+                    )
                 )
-                for i in range(12)
-            ]
-        ref_arr = np.array(ref)
-        np.testing.assert_allclose(rhat_rank(x), ref_arr[:, 0], rtol=1e-10)
-        np.testing.assert_allclose(ess_bulk(x), ref_arr[:, 1], rtol=1e-10)
-        np.testing.assert_allclose(ess_tail(x), ref_arr[:, 2], rtol=1e-10)
+            else:
+                out.append(
+                    (
+                        az.rhat(col, method="rank"),
+                        az.ess(col, method="bulk"),
+                        az.ess(col, method="tail"),
+                    )
+                )
+    return np.array(out, dtype=np.float64)
 
 
 @needs_pymc
-def test_hdi_equals_arviz() -> None:
+@pytest.mark.parametrize("case", [0, 1, 2])
+def test_diagnostics_are_arviz_and_the_vectorised_kernel_equals_it(
+    case: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from causalmem.results import bayes as RB
+
+    x = _ar_draws()[case]  # (2, 400), (4, 101), (2, 7): the draws the hand-written code met
+    ref = _arviz_per_column(x)
+    rhat, ess = RB.rhat_ess_bulk(x)  # < VECTORISED_FROM columns: ArviZ on the whole array
+    np.testing.assert_allclose(rhat, ref[:, 0], rtol=1e-12)
+    np.testing.assert_allclose(ess, ref[:, 1], rtol=1e-12)
+    np.testing.assert_allclose(RB.ess_tail(x), ref[:, 2], rtol=1e-12)
+    # The vectorised kernel (used from VECTORISED_FROM columns on) equals ArviZ's to 1e-10.
+    k_rhat, k_ess = RB.convergence(x)
+    np.testing.assert_allclose(k_rhat, ref[:, 0], rtol=1e-10)
+    np.testing.assert_allclose(k_ess, ref[:, 1], rtol=1e-10)
+    monkeypatch.setattr(RB, "VECTORISED_FROM", 1)
+    np.testing.assert_allclose(RB.rhat_ess_bulk(x)[0], ref[:, 0], rtol=1e-10)
+    # ArviZ's tail ESS equals the hand-written one it replaces: the smaller ESS of the 5% and
+    # 95% quantile indicators (split chains, no rank normalisation).
+    flat = x.reshape(-1, x.shape[2])
+    old = np.full(x.shape[2], np.inf)
+    for prob in (0.05, 0.95):
+        ind = (x <= np.quantile(flat, prob, axis=0)[None, None, :]).astype(np.float64)
+        old = np.minimum(old, RB._ess_raw(RB._split_chains(ind)))
+    np.testing.assert_allclose(RB.ess_tail(x), old, rtol=1e-10)
+
+
+def _old_hdi(draws: np.ndarray, prob: float) -> np.ndarray:
+    """The hand-written HDI that ArviZ's replaced: shortest window of ``floor(prob n)`` gaps."""
+    s = np.sort(draws, axis=0)
+    n = s.shape[0]
+    k = min(max(int(np.floor(prob * n)), 1), n - 1)
+    lo = np.argmin(s[k:] - s[: n - k], axis=0)
+    cols = np.arange(s.shape[1])
+    return np.c_[s[lo, cols], s[lo + k, cols]]
+
+
+@needs_pymc
+def test_hdi_is_arviz_and_equals_the_old_one() -> None:
     import arviz as az
 
-    from causalmem.results.bayes import _hdi
+    from causalmem.results.bayes import hdi
 
-    x = np.random.default_rng(3).gamma(2.0, size=(2000, 5))
-    lo, hi = _hdi(x, 0.9)
-    ref = np.array([az.hdi(x[:, i], hdi_prob=0.9) for i in range(5)])
+    x = np.random.default_rng(3).gamma(2.0, size=(2, 1000, 5))
+    lo, hi = hdi(x, 0.9)
+    flat = x.reshape(2000, 5)
+    if int(az.__version__.split(".")[0]) >= 1:
+        ref = np.array([az.hdi(flat[:, i], prob=0.9) for i in range(5)])
+    else:
+        ref = np.array([az.hdi(flat[:, i], hdi_prob=0.9) for i in range(5)])
     np.testing.assert_allclose(np.c_[lo, hi], ref, rtol=1e-12)
+    for prob in (0.5, 0.9, 0.95):
+        lo2, hi2 = hdi(x, prob)
+        np.testing.assert_allclose(np.c_[lo2, hi2], _old_hdi(flat, prob), rtol=1e-12)
+
+
+def _posterior_container(post: object) -> object:
+    """ArviZ's container holding just a posterior group (DataTree from ArviZ 1 on)."""
+    import arviz as az
+    import xarray as xr
+
+    if int(az.__version__.split(".")[0]) >= 1:
+        return xr.DataTree.from_dict({"posterior": post})
+    return az.InferenceData(posterior=post)
+
+
+def _groups(idata: object) -> set[str]:
+    """The group names of ArviZ's container (DataTree children, InferenceData groups)."""
+    import xarray as xr
+
+    if isinstance(idata, xr.DataTree):
+        return set(idata.children)
+    return set(idata.groups())  # type: ignore[attr-defined]
 
 
 # ------------------------------------------------------------------ exact likelihood
@@ -274,7 +353,6 @@ def test_dense_fallback_likelihood_is_the_dense_gaussian() -> None:
 
 @needs_pymc
 def test_conditional_draws_of_theta_and_alpha_are_exact() -> None:
-    import arviz as az
     import xarray as xr
 
     from causalmem.estimators import bayes as B
@@ -299,7 +377,7 @@ def test_conditional_draws_of_theta_and_alpha_are_exact() -> None:
         },
         coords={"chain": [0], "draw": np.arange(n_draws)},
     )
-    idata = az.InferenceData(posterior=post)
+    idata = _posterior_container(post)
     B._add_theta(idata, pc, seed=3)
     theta = idata.posterior["theta"].values.reshape(n_draws, -1)
     alpha = idata.posterior["alpha"].values.reshape(n_draws, -1)
@@ -439,8 +517,8 @@ def test_tidy_contract(tiny_fit) -> None:  # type: ignore[no-untyped-def]
     assert "mu(e)" in post.summary() and "Diagnostics" in post.summary()
     assert "\\begin{table}" in post.to_latex() and "|" in post.to_markdown()
     assert set(post.hyperparameters()["term"]) >= {"sigma_mu", "sigma_alpha", "sigma_delta"}
-    assert {"prior", "posterior"} & set(post.idata.groups()) == {"posterior"}
-    assert "constant_data" in post.idata.groups()
+    assert {"prior", "posterior"} & _groups(post.idata) == {"posterior"}
+    assert "constant_data" in _groups(post.idata)
     assert post.idata.posterior["theta"].dims == ("chain", "draw", "cell")
     with pytest.raises(ValueError, match="hdi_prob"):
         post.tidy(hdi_prob=1.5)
