@@ -14,13 +14,13 @@ from causalmem.errors import FormulaError, SingularDesignError
 from causalmem.estimators.formula import design, parse_formula
 from causalmem.results.base import provenance
 from causalmem.results.twfe import (
-    LinearmodelsBackend,
     TwfeDesign,
     TwfeResult,
     TwfeSpec,
     VcovSpec,
     exact_fit,
     freeze_vcov,
+    linearmodels_backend,
     linearmodels_result,
     ols_vcov,
 )
@@ -102,7 +102,7 @@ def twfe(
     if x.shape[1] == 0:
         raise FormulaError(f"formula={formula!r} has no regressors before '|'.")
     if engine == "linearmodels":
-        backend = _linearmodels_backend(y, x, names, fes, parsed.fixed_effects, data)
+        backend = linearmodels_backend(y, x, names, fes, parsed.fixed_effects, data)
         spec = TwfeSpec(
             formula=formula,
             outcome=parsed.outcome,
@@ -132,6 +132,8 @@ def twfe(
         fe_levels=tuple(int(f.max()) + 1 for f in fes),
         data=data,
         exact_fit=exact_fit(rss, tss),
+        y=y,
+        x=x,
     )
     cov, vtype, df_k, df_t = des.vcov(vcov)
     return TwfeResult(
@@ -154,33 +156,6 @@ def twfe(
         provenance=provenance(),
         design=des,
     )
-
-
-def _linearmodels_backend(
-    y: Float64Array,
-    x: Float64Array,
-    names: tuple[str, ...],
-    fes: list[np.ndarray],
-    fe_names: tuple[str, ...],
-    data: pd.DataFrame,
-) -> LinearmodelsBackend:
-    """``PanelOLS`` on the index (first FE, second FE or row), else ``AbsorbingLS``."""
-    from linearmodels import PanelOLS
-    from linearmodels.iv.absorbing import AbsorbingLS
-
-    n = y.size
-    if len(fes) <= 2:
-        second = fes[1] if len(fes) == 2 else np.arange(n)
-        index = pd.MultiIndex.from_arrays([fes[0], second], names=["entity", "time"])
-        if not index.has_duplicates:
-            dep = pd.Series(y, index=index, name="y")
-            exog = pd.DataFrame(x, index=index, columns=list(names))
-            model = PanelOLS(dep, exog, entity_effects=True, time_effects=len(fes) == 2)
-            return LinearmodelsBackend(model, data, fe_names, panel=True)
-    absorb = pd.DataFrame({f"fe{i}": pd.Categorical(f) for i, f in enumerate(fes)})
-    absorbing = AbsorbingLS(pd.Series(y, name="y"), pd.DataFrame(x, columns=list(names)),
-                            absorb=absorb)  # fmt: skip
-    return LinearmodelsBackend(absorbing, data, fe_names, panel=False)
 
 
 def _check_rank(xd: Float64Array, names: tuple[str, ...]) -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "VcovSpec",
     "exact_fit",
     "freeze_vcov",
+    "linearmodels_backend",
     "linearmodels_fit_kwargs",
     "linearmodels_result",
     "ols_vcov",
@@ -83,10 +84,15 @@ class TwfeDesign:
     fe_levels: tuple[int, ...]
     data: pd.DataFrame = field(repr=False)
     exact_fit: bool = False
+    y: Float64Array | None = field(default=None, repr=False)
+    x: Float64Array | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         for arr in (self.xd, self.resid, self.bread, *self.fe_codes):
             arr.setflags(write=False)
+        for raw in (self.y, self.x):
+            if raw is not None:
+                raw.setflags(write=False)
 
     def vcov(self, vcov: VcovSpec) -> tuple[Float64Array, str, int, int]:
         """``(vcov, label, df_k, df_t)`` of the coefficients (see :func:`ols_vcov`).
@@ -268,16 +274,13 @@ class TwfeResult(RenderMixin):
         """
         if self.backend is not None:
             return self.backend.fit(self.spec.vcov)
-        if self.design is None or self.event_time is not None:
+        d = self.design
+        if d is None or self.event_time is not None or d.y is None or d.x is None:
             raise ValueError(
                 "to_linearmodels() needs a twfe() result; refit with engine='linearmodels'."
             )
-        from causalmem.estimators.twfe import twfe
-
-        res = twfe(self.formula, self.design.data, vcov=self.spec.vcov, alp=self.alp,
-                   engine="linearmodels")  # fmt: skip
-        assert res.backend is not None
-        return res.backend.fit(self.spec.vcov)
+        backend = linearmodels_backend(d.y, d.x, self.names, list(d.fe_codes), d.fe_names, d.data)
+        return backend.fit(self.spec.vcov)
 
     def to_statsmodels(self) -> Any:
         """Return the within regression as statsmodels ``OLS`` results.
@@ -609,3 +612,34 @@ def linearmodels_result(
         event_time=event_time,
         backend=backend,
     )
+
+
+def linearmodels_backend(
+    y: Float64Array,
+    x: Float64Array,
+    names: tuple[str, ...],
+    fes: list[np.ndarray],
+    fe_names: tuple[str, ...],
+    data: pd.DataFrame,
+) -> LinearmodelsBackend:
+    """Build the linearmodels model of a TWFE regression (not yet fitted).
+
+    ``PanelOLS`` on the index (first FE, second FE or row) for one or two fixed effects whose
+    (entity, time) pairs are unique, else ``AbsorbingLS`` absorbing every fixed effect.
+    """
+    from linearmodels import PanelOLS
+    from linearmodels.iv.absorbing import AbsorbingLS
+
+    n = y.size
+    if len(fes) <= 2:
+        second = fes[1] if len(fes) == 2 else np.arange(n)
+        index = pd.MultiIndex.from_arrays([fes[0], second], names=["entity", "time"])
+        if not index.has_duplicates:
+            dep = pd.Series(y, index=index, name="y")
+            exog = pd.DataFrame(x, index=index, columns=list(names))
+            model = PanelOLS(dep, exog, entity_effects=True, time_effects=len(fes) == 2)
+            return LinearmodelsBackend(model, data, fe_names, panel=True)
+    absorb = pd.DataFrame({f"fe{i}": pd.Categorical(f) for i, f in enumerate(fes)})
+    absorbing = AbsorbingLS(pd.Series(y, name="y"), pd.DataFrame(x, columns=list(names)),
+                            absorb=absorb)  # fmt: skip
+    return LinearmodelsBackend(absorbing, data, fe_names, panel=False)

@@ -18,6 +18,7 @@ import importlib.util
 import subprocess
 import sys
 import warnings
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -256,7 +257,7 @@ def test_hdi_is_arviz_and_equals_the_old_one() -> None:
         np.testing.assert_allclose(np.c_[lo2, hi2], _old_hdi(flat, prob), rtol=1e-12)
 
 
-def _posterior_container(post: object) -> object:
+def _posterior_container(post: Any) -> Any:
     """ArviZ's container holding just a posterior group (DataTree from ArviZ 1 on)."""
     import arviz as az
     import xarray as xr
