@@ -3,8 +3,9 @@
 Errors: every command fails with one or two lines on stderr (what went wrong, where, how to fix
 it) and a non-zero exit status (1; 2 for a malformed command line). ``causalmem --debug CMD``
 (or ``CAUSALMEM_DEBUG=1``) shows the full Python trace instead. One mechanism serves every
-command: :class:`_Commands` catches what a command raises and :func:`_error_lines` words it,
-turning the library's ``argument=value`` advice into the matching command-line option.
+command: the group class of :func:`lmecon.cli.command_group` (shared with ``steer``) catches what
+a command raises, and :func:`_cli_advice` turns the library's ``argument=value`` advice into the
+matching command-line option.
 """
 
 from __future__ import annotations
@@ -14,29 +15,24 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from typer.core import TyperGroup, TyperOption
+from typer.core import TyperOption
+
+from lmecon.cli import CliError, command_group
 
 try:  # typer >= 0.29 vendors click
     from typer._click import core as click
-    from typer._click.exceptions import ClickException
 except ImportError:  # pragma: no cover - older typer builds on click itself
     import click  # type: ignore[no-redef]
-    from click.exceptions import ClickException  # type: ignore[assignment,no-redef]
 
 if TYPE_CHECKING:
     from causalmem.panel.panel import Panel
     from causalmem.results.attgt import AttGtResult
 
 console = Console()
-err_console = Console(stderr=True, soft_wrap=True, highlight=False)
-
-
-class CliError(Exception):
-    """A command-line mistake already worded for the user (what, where, how to fix)."""
 
 
 def _flag_for(param: click.Parameter, value: str) -> str:
@@ -77,48 +73,10 @@ def _cli_advice(message: str, command: click.Command | None) -> str:
     return message
 
 
-def _error_lines(exc: BaseException, name: str, command: click.Command | None) -> str:
-    """Word ``exc`` as at most two lines: the problem (what, where, fix) and the debug hint."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if isinstance(exc, KeyError) and text.startswith("'") and text.endswith("'"):
-        text = text[1:-1]
-    kind = "" if isinstance(exc, CliError) else f"{type(exc).__name__}: "
-    first = f"causalmem {name}: {kind}{_cli_advice(text, command)}"
-    return f"{first}\n(run 'causalmem --debug {name} ...' for the full trace)"
-
-
-def _debug(ctx: click.Context) -> bool:
-    env = os.environ.get("CAUSALMEM_DEBUG", "").strip().lower()
-    return bool(ctx.params.get("debug")) or env not in ("", "0", "false", "no")
-
-
-class _Commands(TyperGroup):
-    """The command group: turns any error of a command into one or two lines and exit 1."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (typer.Exit, typer.Abort):
-            raise
-        except ClickException as exc:  # a malformed command line: exit 2, as click does
-            if _debug(ctx):
-                raise
-            where = " ".join(filter(None, ("causalmem", ctx.invoked_subcommand)))
-            message = " ".join(exc.format_message().split())
-            err_console.print(f"{where}: {message}\n(see '{where} --help')", markup=False)
-            ctx.exit(exc.exit_code)
-        except Exception as exc:
-            if _debug(ctx):
-                raise
-            name = ctx.invoked_subcommand or ctx.info_name or "causalmem"
-            err_console.print(_error_lines(exc, name, self.get_command(ctx, name)), markup=False)
-            ctx.exit(1)
-
-
 app = typer.Typer(
     add_completion=False,
     help="Causal estimation of memorisation profiles.",
-    cls=_Commands,
+    cls=command_group("causalmem", "CAUSALMEM_DEBUG", _cli_advice),
     pretty_exceptions_show_locals=False,
 )
 

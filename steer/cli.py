@@ -18,22 +18,24 @@ whenever another job held the second core (1.7x faster when it was free; see
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec
+from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, help="LM-Steer: output-embedding steers for causal LMs.")
+from lmecon.cli import command_group
+
+app = typer.Typer(
+    add_completion=False,
+    help="LM-Steer: output-embedding steers for causal LMs.",
+    cls=command_group("steer", "STEER_DEBUG"),
+    pretty_exceptions_show_locals=False,
+)
 console = Console()
-_STATE = {"debug": False}
-_P = ParamSpec("_P")
 
 
 @app.callback()
@@ -44,35 +46,6 @@ def _main(
     ] = False,
 ) -> None:
     """LM-Steer: output-embedding steers for causal LMs."""
-    _STATE["debug"] = debug
-
-
-def _report(exc: BaseException) -> None:
-    """Print an error as one line (two with the --debug hint) on stderr."""
-    from steer.errors import SteerError
-
-    known = isinstance(exc, SteerError | ValueError | OSError | TypeError)
-    msg = " ".join(str(exc).split()) or type(exc).__name__
-    typer.echo(f"error: {msg}" if known else f"error ({type(exc).__name__}): {msg}", err=True)
-    typer.echo("(run 'steer --debug ...' for the full trace)", err=True)
-
-
-def _friendly(fn: Callable[_P, None]) -> Callable[_P, None]:
-    """Turn any exception of a command into :func:`_report` and exit status 1 (not --debug)."""
-
-    @functools.wraps(fn)
-    def run(*args: _P.args, **kwargs: _P.kwargs) -> None:
-        try:
-            fn(*args, **kwargs)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
-            raise
-        except Exception as exc:
-            if _STATE["debug"]:
-                raise
-            _report(exc)
-            raise typer.Exit(1) from None
-
-    return run
 
 
 ModelOpt = Annotated[
@@ -130,7 +103,6 @@ def _read_labelled(path: Path) -> tuple[list[str], list[Any]]:
 
 
 @app.command()
-@_friendly
 def train(
     out: Annotated[Path, typer.Option(help="Folder for the steer and its loss history.")],
     model: ModelOpt = "smollm2-135m-instruct",
@@ -217,7 +189,6 @@ def _parse_values(raw: str, transform: Any) -> tuple[float, ...]:
 
 
 @app.command()
-@_friendly
 def generate(
     steer_dir: Annotated[Path, typer.Option("--steer", help="Folder written by 'steer train'.")],
     prompt: Annotated[list[str], typer.Option(help="Prompt (repeat for several).")],
@@ -278,7 +249,6 @@ def generate(
 
 
 @app.command()
-@_friendly
 def evaluate(
     out: Annotated[Path, typer.Option(help="Output folder (parquet, summary.md, charts).")],
     steer_dir: Annotated[
@@ -375,7 +345,6 @@ def evaluate(
 
 
 @app.command()
-@_friendly
 def demo(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("out/steer-demo"),
     config: Annotated[Path | None, typer.Option(help="TOML file with a [demo] table.")] = None,
@@ -459,7 +428,6 @@ def _load_steered(
 
 
 @app.command()
-@_friendly
 def factors(
     steer_dir: Annotated[Path, typer.Option("--steer", help="Folder written by 'steer train'.")],
     out: Annotated[Path, typer.Option(help="Output folder (CSV, Markdown, charts).")],
@@ -502,7 +470,6 @@ def factors(
 
 
 @app.command()
-@_friendly
 def highlight(
     steer_dir: Annotated[Path, typer.Option("--steer", help="Folder written by 'steer train'.")],
     text: Annotated[list[str], typer.Option(help="Text to analyse (repeat for several).")],

@@ -12,8 +12,7 @@ import pandas as pd
 from scipy import special
 
 from causalmem._types import BoolArray, Float64Array
-from causalmem.results.base import DISPLAY_LABELS, TIDY_COLUMNS, render_frame
-from lmecon.result import render_table
+from causalmem.results.base import TIDY_COLUMNS, render_frame
 
 
 @dataclass(frozen=True)
@@ -455,9 +454,7 @@ class BayesDidResult:
 
     def _repr_html_(self, hdi_prob: float = 0.9) -> str:
         """HTML table of the pooled path ``mu(e)`` (Jupyter)."""
-        table = self._table(hdi_prob)
-        shown = table.rename(columns={c: DISPLAY_LABELS.get(c, c) for c in table.columns})
-        return render_table(shown, "html", 4, self._caption(hdi_prob))
+        return render_frame(self._table(hdi_prob), "html", 4, self._caption(hdi_prob))
 
     def plot(self, kind: str = "path", hdi_prob: float = 0.9, **options: Any) -> Any:
         """Chart the posterior (Altair): the pooled path ``mu(e)`` or the cells, with HDIs.

@@ -100,31 +100,23 @@ class TwfeDesign:
         An exact fit (residuals at rounding level) has no estimable variance: NaN, with a
         warning.
         """
-        if self.exact_fit:
-            with warnings.catch_warnings():
+        with warnings.catch_warnings():
+            if self.exact_fit:  # its own warning below says why, not ols_vcov's
                 warnings.simplefilter("ignore", CausalmemWarning)
-                cov, label, df_k, df_t = ols_vcov(
-                    vcov,
-                    xd=self.xd,
-                    resid=self.resid,
-                    bread=self.bread,
-                    fe_codes=list(self.fe_codes),
-                    fe_names=self.fe_names,
-                    fe_levels=list(self.fe_levels),
-                    data=self.data,
-                )
+            cov, label, df_k, df_t = ols_vcov(
+                vcov,
+                xd=self.xd,
+                resid=self.resid,
+                bread=self.bread,
+                fe_codes=list(self.fe_codes),
+                fe_names=self.fe_names,
+                fe_levels=list(self.fe_levels),
+                data=self.data,
+            )
+        if self.exact_fit:
             why = "the regression fits the outcome exactly (zero residual variance)"
             return undefined_vcov(cov.shape[0], label, df_k, df_t, why, FIX_EXACT)
-        return ols_vcov(
-            vcov,
-            xd=self.xd,
-            resid=self.resid,
-            bread=self.bread,
-            fe_codes=list(self.fe_codes),
-            fe_names=self.fe_names,
-            fe_levels=list(self.fe_levels),
-            data=self.data,
-        )
+        return cov, label, df_k, df_t
 
 
 @dataclass(frozen=True, eq=False)

@@ -306,7 +306,9 @@ def _model_dir(tmp_path: Path, tok: Any, seed: int = 0) -> Path:
 
 
 def _error_lines(output: str) -> list[str]:
-    return output[output.index("error") :].strip().splitlines()
+    lines = [line for line in output.splitlines() if line.strip()]
+    start = next(i for i, line in enumerate(lines) if line.startswith("steer "))
+    return lines[start:]
 
 
 def test_cli_does_not_load_a_hub_model_named_by_the_steer(
