@@ -15,7 +15,7 @@ $(VENV)/.installed-core: pyproject.toml
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed-core
-	$(PY) -m pip install -q -e '.[lm,report,bayes,ray,dev]'
+	$(PY) -m pip install -q -e '.[lm,report,bayes,ray,scale,detox,dev]'
 	touch $@
 
 demo: $(VENV)/.installed-core

@@ -360,5 +360,18 @@ def report(
     console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 
+# Commands defined in sibling modules (imported last: they use the names above).
+from causalmem.cli import diagnostics, estimators, pipeline, sensitivity, stream  # noqa: E402
+
+for _module in (
+    diagnostics,
+    estimators,
+    pipeline,
+    sensitivity,
+    stream,
+):
+    _module.register(app)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

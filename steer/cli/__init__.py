@@ -513,5 +513,15 @@ def highlight(
     console.print(f"[bold]wrote {out}[/bold]")
 
 
+# Commands defined in sibling modules (imported last: they use the names above).
+from steer.cli import detox, export  # noqa: E402
+
+for _module in (
+    detox,
+    export,
+):
+    _module.register(app)
+
+
 if __name__ == "__main__":
     app()

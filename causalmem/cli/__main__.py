@@ -1,0 +1,5 @@
+"""``python -m causalmem.cli``."""
+
+from causalmem.cli import app
+
+app()

@@ -1,0 +1,5 @@
+"""``python -m steer.cli``."""
+
+from steer.cli import app
+
+app()
