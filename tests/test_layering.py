@@ -43,7 +43,7 @@ LAYERS: dict[str, Sequence[Sequence[str]]] = {
         ("steer.resources",),
         ("steer.core",),
         ("steer.train", "steer.generation", "steer.highlighting", "steer.factors"),
-        ("steer.crossmodel", "steer.evaluation"),
+        ("steer.crossmodel", "steer.evaluation", "steer.export"),
         ("steer.charts",),
         ("steer.workflows",),
         ("steer.cli",),
