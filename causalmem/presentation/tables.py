@@ -15,6 +15,9 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+#: Footer names of the estimators an ImputationResult can hold.
+_ESTIMATOR_NAMES = {"imputation": "Imputation (BJS)", "two_stage": "Two-stage (Gardner)"}
+
 
 class _Tidy(Protocol):
     def tidy(self) -> pd.DataFrame: ...
@@ -162,7 +165,9 @@ def etable(
         n = next((v for v in sizes if pd.notna(v)), "")
         kind = type(m).__name__.replace("Result", "")
         if "estimator" in g.columns:  # e.g. EventStudy:twfe
-            kind = f"{kind}:{g.iloc[0]['estimator']}"
+            est = str(g.iloc[0]["estimator"])
+            # ImputationResult: its glance names the estimator ("imputation", "two_stage")
+            kind = _ESTIMATOR_NAMES.get(est, est) if kind == "Imputation" else f"{kind}:{est}"
         se_m = t["se_method"].iloc[0] if "se_method" in t.columns and len(t) else ""
         band = t["band"].iloc[0] if "band" in t.columns and len(t) else ""
         foot.append(
