@@ -74,6 +74,10 @@ class ReportContent:
         JSON-serialisable provenance (command, time, versions, panel metadata).
     sections
         Extra ``(title, html)`` sections appended at the end.
+    sensitivity
+        Model name -> its :class:`~causalmem.results.sensitivity.SensitivityResult` (HonestDiD
+        robust sets for the instantaneous effect), or the reason it could not be computed
+        (``str``); the section is left out when empty.
     """
 
     name: str
@@ -89,6 +93,7 @@ class ReportContent:
     duplicates: pd.DataFrame
     provenance: Mapping[str, Any]
     sections: Sequence[tuple[str, str]] = field(default_factory=tuple)
+    sensitivity: Mapping[str, Any] = field(default_factory=dict)
 
 
 def read_section(path: str | os.PathLike[str]) -> tuple[str, str]:
@@ -316,6 +321,55 @@ def _diagnostics(c: ReportContent) -> str:
     return "\n".join(diag)
 
 
+def _sensitivity(c: ReportContent) -> str:
+    """Robust confidence sets (Rambachan & Roth 2023) per model, with the breakdown value."""
+    parts = [
+        "<p>How much may trained and never-trained instances drift apart between checkpoints "
+        "before the instantaneous memorisation effect (e = 0) loses its sign? Under "
+        "&Delta;<sup>SD</sup>(M) the slope of that drift may change by at most M per "
+        "checkpoint; M = 0 allows only a linear drift extrapolated from the pre-training "
+        "checkpoints. The robust 95% sets are fixed-length confidence intervals (FLCI, R "
+        "HonestDiD's default); the breakdown value is the smallest M at which the set includes "
+        "0. Event study: att_gt with a universal base period, event times -20..20 in "
+        "checkpoint positions.</p>"
+    ]
+    rows = []
+    for name, res in c.sensitivity.items():
+        if isinstance(res, str):
+            parts.append(f"<p>{html.escape(str(name))}: not computed ({html.escape(res)}).</p>")
+            continue
+        g = res.glance().iloc[0]
+        rows.append(
+            {
+                "model": name,
+                "estimate": g["original_estimate"],
+                "conf_low": g["original_low"],
+                "conf_high": g["original_high"],
+                "m_max": g["m_max"],
+                "breakdown_m": g["breakdown"],
+            }
+        )
+    if rows:
+        parts.append(
+            _table(pd.DataFrame(rows), caption="Instantaneous effect: original CI and breakdown M")
+        )
+    for name, res in c.sensitivity.items():
+        if isinstance(res, str):
+            continue
+        t = res.tidy()[["term", "m", "lower", "upper", "method", "restriction"]]
+        parts.append(_table(t, caption=f"{name}: robust sets by M"))
+        try:
+            parts.append(
+                _figure(
+                    res.plot(title=f"{name}: sensitivity of the e = 0 effect"),
+                    f"{name}: original CI (left) and FLCI by M",
+                )
+            )
+        except ImportError:  # pragma: no cover - charts are optional
+            pass
+    return "\n".join(parts)
+
+
 def render_report(content: ReportContent) -> str:
     """Return the report's HTML page (self-contained: inline SVG figures, inline CSS)."""
     body: list[str] = []
@@ -332,6 +386,8 @@ def render_report(content: ReportContent) -> str:
     if content.findings_markdown is not None:
         section("Findings (i)-(iii)", f"<pre>{html.escape(content.findings_markdown)}</pre>")
     section("Diagnostics", _diagnostics(content))
+    if content.sensitivity:
+        section("Sensitivity to parallel-trends violations (HonestDiD)", _sensitivity(content))
     prov = json.dumps(dict(content.provenance), indent=1, default=str)
     section("Provenance", f"<pre>{html.escape(prov)}</pre>")
     for title, text in content.sections:

@@ -23,7 +23,7 @@ from causalmem.presentation.report import ReportContent, render_report, short_me
 from lmecon.atomic import atomic_write_text
 from lmecon.provenance import versions
 
-__all__ = ["build_report", "load_panels"]
+__all__ = ["build_report", "load_panels", "sensitivity_results"]
 
 _REPORT_VERSIONS = ("causalmem", "numpy", "pandas", "scipy", "pyarrow", "altair",
                     "vl-convert-python", "torch", "transformers")  # fmt: skip
@@ -112,6 +112,45 @@ def _manifest_rows(fam: Any) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def sensitivity_results(
+    fam: Any, outcome: str, *, alp: float = 0.05, window: int = 20
+) -> dict[str, Any]:
+    """HonestDiD robust sets (Δ^SD, FLCI) of each model's instantaneous effect.
+
+    Refits ``att_gt`` with a universal base period (the report's fits use the varying one,
+    whose pre-period coefficients HonestDiD cannot use), aggregates event times
+    ``-window..window`` in checkpoint positions and calls
+    :func:`~causalmem.analysis.sensitivity.honest_did`. A model whose event study has no pre-
+    or post-period coefficient gets the reason (``str``) instead of a result.
+    """
+    import warnings
+
+    from causalmem.analysis.sensitivity import honest_did
+    from causalmem.errors import CausalmemError, CausalmemWarning
+    from causalmem.estimators.aggte import aggte
+    from causalmem.estimators.att_gt import att_gt
+
+    out: dict[str, Any] = {}
+    for m in fam.models:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", CausalmemWarning)
+                fit = att_gt(m.panel, outcome, base_period="universal", bstrap=False)
+                dyn = aggte(
+                    fit,
+                    "dynamic",
+                    min_e=-window,
+                    max_e=window,
+                    event_time="periods",
+                    bstrap=False,
+                    cband=False,
+                )
+                out[m.name] = honest_did(dyn, restriction="SD", alp=alp)
+        except CausalmemError as exc:
+            out[m.name] = str(exc)
+    return out
+
+
 def build_report(
     panel_dir: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -123,6 +162,7 @@ def build_report(
     seed: int = 1234,
     epoch_end: float | None = None,
     command: str | None = None,
+    sensitivity: bool = False,
 ) -> Path:
     """Build one self-contained HTML report of the panels in ``panel_dir``.
 
@@ -145,6 +185,10 @@ def build_report(
         recorded epoch end, else its last checkpoint).
     command
         The command line recorded under provenance (default: ``sys.argv``).
+    sensitivity
+        Add the HonestDiD section (:func:`sensitivity_results`: one universal-base ``att_gt``
+        per model, Δ^SD FLCI for the instantaneous effect, event times -20..20). Off by
+        default: it refits every model once more.
 
     Returns
     -------
@@ -186,6 +230,7 @@ def build_report(
         duplicates=fam.duplicate_checkpoints(),
         provenance=prov,
         sections=tuple(sections),
+        sensitivity=sensitivity_results(fam, y, alp=alp) if sensitivity else {},
     )
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
