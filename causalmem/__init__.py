@@ -24,20 +24,26 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from causalmem.analysis.power import plan_sample_size
     from causalmem.analysis.predict import ProfilePrediction, predict_profile
     from causalmem.analysis.profile import MemorisationProfile
+    from causalmem.analysis.sensitivity import breakdown_value, honest_did
     from causalmem.estimators.aggte import aggte
     from causalmem.estimators.att_gt import att_gt
+    from causalmem.estimators.att_gt_rc import att_gt_rc
     from causalmem.estimators.bayes import bayes_did
     from causalmem.estimators.event_study import event_study
+    from causalmem.estimators.imputation import did2s, did_imputation
     from causalmem.estimators.twfe import twfe
     from causalmem.panel.checks import validate_long
     from causalmem.panel.io import read_panel, write_panel
     from causalmem.panel.panel import Panel
     from causalmem.panel.schema import PanelSchema
     from causalmem.panel.simulate import SimulatedPanel, simulate_panel
+    from causalmem.presentation.compare_estimators import EstimatorComparison, compare_estimators
     from causalmem.presentation.tables import Table, etable
     from causalmem.results.aggte import AggteResult
     from causalmem.results.attgt import AttGtResult
     from causalmem.results.bayes import BayesDidResult
+    from causalmem.results.imputation import ImputationResult
+    from causalmem.results.sensitivity import SensitivityResult
     from causalmem.results.twfe import TwfeResult
     from causalmem.workflows.estimator_validation import (
         EstimatorValidation,
@@ -54,6 +60,15 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from causalmem.workflows.report import build_report
 
 __all__ = [
+    "honest_did",
+    "breakdown_value",
+    "SensitivityResult",
+    "att_gt_rc",
+    "did2s",
+    "did_imputation",
+    "ImputationResult",
+    "compare_estimators",
+    "EstimatorComparison",
     "AggteResult",
     "AttGtResult",
     "BayesDidResult",
@@ -91,6 +106,15 @@ __all__ = [
 ]
 
 _WHERE = {
+    "honest_did": "causalmem.analysis.sensitivity",
+    "breakdown_value": "causalmem.analysis.sensitivity",
+    "SensitivityResult": "causalmem.results.sensitivity",
+    "att_gt_rc": "causalmem.estimators.att_gt_rc",
+    "did2s": "causalmem.estimators.imputation",
+    "did_imputation": "causalmem.estimators.imputation",
+    "ImputationResult": "causalmem.results.imputation",
+    "compare_estimators": "causalmem.presentation.compare_estimators",
+    "EstimatorComparison": "causalmem.presentation.compare_estimators",
     "ProfileComparison": "causalmem.analysis.compare",
     "compare_profiles": "causalmem.analysis.compare",
     "plan_sample_size": "causalmem.analysis.power",

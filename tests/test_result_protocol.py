@@ -130,6 +130,43 @@ def _family_analysis(tmp: Path) -> Any:
     return analyse_family(load_family(tmp / "fam"), "logprob", biters=49, seed=0)
 
 
+def _sensitivity() -> Any:
+    import numpy as np
+
+    from causalmem.analysis.sensitivity import honest_did
+
+    return honest_did(
+        betahat=np.array([0.01, -0.02, 0.0, 0.3, 0.35]),
+        sigma=np.eye(5) * 1e-3,
+        num_pre=3,
+        m_grid=[0.0, 0.05, 0.1],
+    )
+
+
+def _imputation() -> Any:
+    from causalmem.estimators.imputation import did_imputation
+
+    return did_imputation(_frame(), "y", "step", "unit", "cohort", horizon=True, pretrends=True)
+
+
+def _two_stage() -> Any:
+    from causalmem.estimators.imputation import did2s
+
+    return did2s(_frame(), "y", "step", "unit", "cohort", horizon=True)
+
+
+def _att_gt_rc() -> Any:
+    from causalmem.estimators.att_gt_rc import att_gt_rc
+
+    return att_gt_rc(_frame(), "y", "step", "cohort", biters=50, seed=0)
+
+
+def _compare_estimators() -> Any:
+    from causalmem.presentation.compare_estimators import compare_estimators
+
+    return compare_estimators(_frame(), "y", "step", "unit", "cohort")
+
+
 def _steer(name: str) -> Callable[[], Any]:
     def make() -> Any:
         from tests.steer import _tiny
@@ -149,11 +186,17 @@ FACTORIES: list[tuple[str, Callable[..., Any]]] = [
     ("EventStudyResult-twfe", _event_study("twfe")),
     ("EventStudyResult-sunab", _event_study("sunab")),
     ("EventStudyResult-diff", _event_study("diff")),
+    ("AttGtResult-rc", _att_gt_rc),
+    ("ImputationResult-imputation", _imputation),
+    ("ImputationResult-two_stage", _two_stage),
     # causalmem analysis
     ("MemorisationProfile", _profile),
     ("ProfileComparison", _comparison),
     ("ProfilePrediction", _prediction),
     ("VarianceModel", _variance),
+    ("SensitivityResult", _sensitivity),
+    # causalmem presentation
+    ("EstimatorComparison", _compare_estimators),
     # causalmem lab and workflows
     ("GroundTruth", _ground_truth),
     ("EstimatorValidation", _estimator_validation),
@@ -208,6 +251,18 @@ PLOT_ENCODINGS: dict[str, set[tuple[str, str]]] = {
     "EventStudyResult-twfe": _PATH,
     "EventStudyResult-sunab": _PATH,
     "EventStudyResult-diff": _PATH,
+    "AttGtResult-rc": {("facet", "group"), ("x", "time"), ("color", "phase"), *_ESTIMATE},
+    "ImputationResult-imputation": _PATH,
+    "ImputationResult-two_stage": _PATH,
+    "SensitivityResult": {("x", "x"), ("y", "lower"), ("y2", "upper"), ("color", "kind")},
+    "EstimatorComparison": {
+        ("x", "x"),
+        ("y", "conf_low"),
+        ("y2", "conf_high"),
+        ("y", "estimate"),
+        ("color", "label"),
+        ("shape", "label"),
+    },
     "MemorisationProfile": {("x", "time"), ("y", "group"), ("color", "estimate")},
     "ProfileComparison": {("x", "model_a"), ("y", "model_b"), ("color", "rho")},
     "ProfilePrediction": {("x", "predicted"), ("y", "observed"), ("color", "method")},

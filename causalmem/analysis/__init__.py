@@ -12,9 +12,11 @@ __all__ = [
     "MemorisationProfile",
     "ProfileComparison",
     "ProfilePrediction",
+    "breakdown_value",
     "check_power",
     "compare_profiles",
     "fit_variance",
+    "honest_did",
     "plan_sample_size",
     "power",
     "predict_profile",
@@ -34,6 +36,8 @@ _WHERE = {
     "power": "power",
     "check_power": "power",
     "fit_variance": "power",
+    "honest_did": "sensitivity",
+    "breakdown_value": "sensitivity",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _WHERE, __all__)

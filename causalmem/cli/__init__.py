@@ -336,6 +336,14 @@ def report(
             "ground-truth validation written by analyses/08_ground_truth (section.html)."
         ),
     ] = None,
+    sensitivity: Annotated[
+        bool,
+        typer.Option(
+            "--sensitivity/--no-sensitivity",
+            help="Add the HonestDiD section (robust sets and breakdown values per model; "
+            "refits each model once more with a universal base period).",
+        ),
+    ] = False,
 ) -> None:
     """Write one self-contained HTML report: figures, tables, diagnostics, provenance."""
     _threads()
@@ -352,6 +360,7 @@ def report(
             biters=biters,
             seed=seed,
             epoch_end=epoch_end,
+            sensitivity=sensitivity,
         )
     except ValueError as exc:
         if "Cannot tell whether memorisation" not in str(exc):

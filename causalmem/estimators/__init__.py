@@ -2,8 +2,19 @@
 
 from causalmem.estimators.aggte import aggte
 from causalmem.estimators.att_gt import att_gt
+from causalmem.estimators.att_gt_rc import att_gt_rc
 from causalmem.estimators.bayes import bayes_did
 from causalmem.estimators.event_study import event_study
+from causalmem.estimators.imputation import did2s, did_imputation
 from causalmem.estimators.twfe import twfe
 
-__all__ = ["aggte", "att_gt", "bayes_did", "event_study", "twfe"]
+__all__ = [
+    "aggte",
+    "att_gt",
+    "att_gt_rc",
+    "bayes_did",
+    "did2s",
+    "did_imputation",
+    "event_study",
+    "twfe",
+]
