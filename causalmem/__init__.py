@@ -23,12 +23,14 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from causalmem.analysis.compare import ProfileComparison, compare_profiles
     from causalmem.analysis.power import plan_sample_size
     from causalmem.analysis.predict import ProfilePrediction, predict_profile
+    from causalmem.analysis.pretrends import pretrends_power, slope_for_power
     from causalmem.analysis.profile import MemorisationProfile
     from causalmem.analysis.sensitivity import breakdown_value, honest_did
     from causalmem.estimators.aggte import aggte
     from causalmem.estimators.att_gt import att_gt
     from causalmem.estimators.att_gt_rc import att_gt_rc
     from causalmem.estimators.bayes import bayes_did
+    from causalmem.estimators.diagnostics import bacon_decomposition, twfe_weights
     from causalmem.estimators.event_study import event_study
     from causalmem.estimators.imputation import did2s, did_imputation
     from causalmem.estimators.twfe import twfe
@@ -42,6 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from causalmem.results.aggte import AggteResult
     from causalmem.results.attgt import AttGtResult
     from causalmem.results.bayes import BayesDidResult
+    from causalmem.results.diagnostics import BaconDecomposition, PretrendsPower, TwfeWeights
     from causalmem.results.imputation import ImputationResult
     from causalmem.results.sensitivity import SensitivityResult
     from causalmem.results.twfe import TwfeResult
@@ -60,6 +63,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from causalmem.workflows.report import build_report
 
 __all__ = [
+    "pretrends_power",
+    "slope_for_power",
+    "bacon_decomposition",
+    "twfe_weights",
+    "PretrendsPower",
+    "BaconDecomposition",
+    "TwfeWeights",
     "honest_did",
     "breakdown_value",
     "SensitivityResult",
@@ -106,6 +116,13 @@ __all__ = [
 ]
 
 _WHERE = {
+    "pretrends_power": "causalmem.analysis.pretrends",
+    "slope_for_power": "causalmem.analysis.pretrends",
+    "bacon_decomposition": "causalmem.estimators.diagnostics",
+    "twfe_weights": "causalmem.estimators.diagnostics",
+    "PretrendsPower": "causalmem.results.diagnostics",
+    "BaconDecomposition": "causalmem.results.diagnostics",
+    "TwfeWeights": "causalmem.results.diagnostics",
     "honest_did": "causalmem.analysis.sensitivity",
     "breakdown_value": "causalmem.analysis.sensitivity",
     "SensitivityResult": "causalmem.results.sensitivity",

@@ -167,6 +167,31 @@ def _compare_estimators() -> Any:
     return compare_estimators(_frame(), "y", "step", "unit", "cohort")
 
 
+def _pretrends() -> Any:
+    import numpy as np
+
+    from causalmem.analysis.pretrends import pretrends_power
+
+    return pretrends_power(
+        np.array([0.02, -0.01, 0.0, 0.1, 0.12]),
+        np.diag([0.01, 0.008, 0.006, 0.005, 0.007]),
+        event_time=np.array([-3.0, -2.0, 0.0, 1.0, 2.0]),
+        slope=0.05,
+    )
+
+
+def _bacon() -> Any:
+    from causalmem.estimators.diagnostics import bacon_decomposition
+
+    return bacon_decomposition(_frame(), "y", "step", "unit", "cohort")
+
+
+def _twfe_weights() -> Any:
+    from causalmem.estimators.diagnostics import twfe_weights
+
+    return twfe_weights(_frame(), "y", "step", "unit", "cohort")
+
+
 def _steer(name: str) -> Callable[[], Any]:
     def make() -> Any:
         from tests.steer import _tiny
@@ -189,12 +214,15 @@ FACTORIES: list[tuple[str, Callable[..., Any]]] = [
     ("AttGtResult-rc", _att_gt_rc),
     ("ImputationResult-imputation", _imputation),
     ("ImputationResult-two_stage", _two_stage),
+    ("BaconDecomposition", _bacon),
+    ("TwfeWeights", _twfe_weights),
     # causalmem analysis
     ("MemorisationProfile", _profile),
     ("ProfileComparison", _comparison),
     ("ProfilePrediction", _prediction),
     ("VarianceModel", _variance),
     ("SensitivityResult", _sensitivity),
+    ("PretrendsPower", _pretrends),
     # causalmem presentation
     ("EstimatorComparison", _compare_estimators),
     # causalmem lab and workflows
@@ -255,6 +283,15 @@ PLOT_ENCODINGS: dict[str, set[tuple[str, str]]] = {
     "ImputationResult-imputation": _PATH,
     "ImputationResult-two_stage": _PATH,
     "SensitivityResult": {("x", "x"), ("y", "lower"), ("y2", "upper"), ("color", "kind")},
+    "PretrendsPower": {
+        ("x", "event_time"),
+        ("y", "value"),
+        ("color", "series"),
+        ("y", "conf_low"),
+        ("y2", "conf_high"),
+    },
+    "BaconDecomposition": {("x", "weight"), ("y", "estimate"), ("color", "type")},
+    "TwfeWeights": {("x", "time"), ("y", "cohort"), ("color", "weight")},
     "EstimatorComparison": {
         ("x", "x"),
         ("y", "conf_low"),
@@ -284,6 +321,7 @@ NO_PLOT = {
 PLOT_KINDS: list[tuple[str, Callable[..., Any], dict[str, Any], set[tuple[str, str]]]] = [
     ("AttGtResult-heatmap", _att_gt, {"kind": "heatmap"}, {("x", "time"), ("y", "group")}),
     ("AggteResult-group", _aggte_of("group"), {}, {("x", "group"), *_ESTIMATE}),
+    ("PretrendsPower-power", _pretrends, {"kind": "power"}, {("x", "slope"), ("y", "power")}),
     ("AggteResult-calendar", _aggte_of("calendar"), {}, {("x", "time"), *_ESTIMATE}),
     ("AggteResult-simple", _aggte_of("simple"), {}, {("x", "term"), *_ESTIMATE}),
     ("MemorisationProfile-path", _profile, {"kind": "path"}, _PATH),

@@ -20,7 +20,9 @@ __all__ = [
     "plan_sample_size",
     "power",
     "predict_profile",
+    "pretrends_power",
     "required_n",
+    "slope_for_power",
     "to_memorisation",
 ]
 
@@ -38,6 +40,8 @@ _WHERE = {
     "fit_variance": "power",
     "honest_did": "sensitivity",
     "breakdown_value": "sensitivity",
+    "pretrends_power": "pretrends",
+    "slope_for_power": "pretrends",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _WHERE, __all__)
