@@ -36,6 +36,7 @@ excluded; the cut-off is a parameter.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, overload
 
@@ -47,6 +48,9 @@ from causalmem._types import BeyondCutoff, check_literal
 
 __all__ = [
     "PAPER_EPOCH_CUTOFF",
+    "PAPER_SAMPLING",
+    "PYTHIA_SHAPES",
+    "PYTHIA_VOCAB_SIZE",
     "PYTHIA_BATCH_SIZE",
     "PYTHIA_MACRO_BATCH",
     "PYTHIA_MAX_LR",
@@ -58,6 +62,7 @@ __all__ = [
     "pythia_checkpoint_steps",
     "pythia_lr_schedule",
     "pythia_max_lr",
+    "pythia_shape",
     "sequence_to_batch",
     "sequence_to_cohort",
     "step_to_cohort",
@@ -356,6 +361,7 @@ PYTHIA_MAX_LR: Mapping[str, float] = {
     "70m": 1e-3,
     "160m": 6e-4,
     "410m": 3e-4,
+    "1b": 3e-4,
     "1.4b": 2e-4,
     "2.8b": 1.6e-4,
     "6.9b": 1.2e-4,
@@ -419,3 +425,47 @@ def pythia_lr_schedule(
     cos = max_lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + np.cos(np.pi * prog)))
     lr = np.where(steps < w, max_lr * steps / w, cos)
     return pd.DataFrame({"step": steps.astype(np.int64), "lr": lr})
+
+
+PYTHIA_VOCAB_SIZE = 50_304
+"""Rows of Pythia's embedding and output head (the tokenizer's 50 277 padded to 128s)."""
+
+#: Pythia's shapes by size: (layers, d_model, heads); d_ff = 4 d_model, untied head, rotary on
+#: 25% of each head, parallel residual (the pythia README's table, the configs on the hub).
+PYTHIA_SHAPES: Mapping[str, tuple[int, int, int]] = {
+    "14m": (6, 128, 4),
+    "70m": (6, 512, 8),
+    "160m": (12, 768, 12),
+    "410m": (24, 1024, 16),
+    "1b": (16, 2048, 8),
+    "1.4b": (24, 2048, 16),
+    "2.8b": (32, 2560, 32),
+    "6.9b": (32, 4096, 32),
+    "12b": (36, 5120, 40),
+}
+
+#: The paper's sampling (reference repo ``scripts/sample_pile.py`` and
+#: ``scripts/process_pile_validation.py``): ``k`` batches × ``m`` sequences per 1 000-step
+#: macro-batch with seed 1994, and 2 000 validation chunks of 2 049 tokens with seed 1234.
+PAPER_SAMPLING: Mapping[str, int] = {
+    "k": 10,
+    "m": 10,
+    "seed": 1994,
+    "n_validation": 2000,
+    "validation_seed": 1234,
+}
+
+
+def pythia_shape(name: str) -> tuple[int, int, int] | None:
+    """(layers, d_model, heads) of the Pythia size named in ``name`` (None if none matches).
+
+    Examples
+    --------
+    >>> pythia_shape("EleutherAI/pythia-410m-deduped"), pythia_shape("EleutherAI/pythia-1b")
+    ((24, 1024, 16), (16, 2048, 8))
+    """
+    low = name.lower()
+    for size in sorted(PYTHIA_SHAPES, key=len, reverse=True):
+        if re.search(rf"(?<![0-9.]){re.escape(size)}(?![0-9])", low):
+            return PYTHIA_SHAPES[size]
+    return None

@@ -22,6 +22,7 @@ run re-verifies the manifest's shards and the weights of changed checkpoints.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -34,8 +35,10 @@ from causalmem.panel.panel import Panel
 from causalmem.scoring.checkpoints import Checkpoint, DuplicateWeightsError
 from causalmem.scoring.runner import (
     BatchSize,
+    ScoringMethod,
     ShardRecord,
     _check_duplicates,
+    _duration,
     _prepare,
     _progress,
     _write_manifest,
@@ -73,6 +76,8 @@ def _task(
     known_hashes: dict[str, str],
     allow_duplicate_weights: bool,
     num_threads: int | None,
+    method: ScoringMethod = "auto",
+    vocab_chunk: int | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Body of one Ray task: score one checkpoint, return its record and rows."""
     with torch_settings(num_threads):
@@ -87,6 +92,8 @@ def _task(
             local_files_only=local_files_only,
             known_hashes=known_hashes,
             allow_duplicate_weights=allow_duplicate_weights,
+            method=method,
+            vocab_chunk=vocab_chunk,
         )
     return rec.to_dict(), frame
 
@@ -109,13 +116,15 @@ def score_ray(
     progress: bool = True,
     log: Log | None = None,
     as_frame: bool = False,
+    method: ScoringMethod = "auto",
+    vocab_chunk: int | None = None,
 ) -> Panel | pd.DataFrame:
     """Like :func:`~causalmem.scoring.score`, with one Ray task per checkpoint.
 
     Parameters
     ----------
     checkpoints, instances, out_dir, plan, batch_size, dtype, allow_duplicate_weights, \
-local_files_only, progress, log, as_frame
+local_files_only, progress, log, as_frame, method, vocab_chunk
         As in :func:`~causalmem.scoring.score`.
     device
         Device inside each task (default: CUDA when the task got a GPU, else CPU).
@@ -169,9 +178,12 @@ local_files_only, progress, log, as_frame
                 dict(known),
                 allow_duplicate_weights,
                 threads,
+                method,
+                vocab_chunk,
             )
             pending[ref] = ck
         duplicates: list[str] = []
+        t_start, n_done = time.perf_counter(), 0
         with _progress(progress) as bar:
             task_id = bar.add_task("checkpoints (ray)", total=len(prep.checkpoints))
             bar.update(task_id, completed=len(prep.done))
@@ -199,9 +211,14 @@ local_files_only, progress, log, as_frame
                 _write_manifest(prep.out, records, prep.extra)
                 bar.advance(task_id)
                 if log:
+                    n_done += 1
+                    rate = rec.tokens / max(rec.seconds_score, 1e-9)
+                    eta = (time.perf_counter() - t_start) / n_done * len(pending)
                     log(
                         f"step {ck.step}: {rec.rows:,} rows in {rec.seconds_score:.1f} s on "
-                        f"{rec.device} ({rec.dtype}, batch {rec.batch_size})"
+                        f"{rec.device} ({rate:,.0f} tokens/s, {rec.dtype}, batch "
+                        f"{rec.batch_size}, {rec.method}); {len(pending)} checkpoints left, "
+                        f"ETA {_duration(eta)}"
                     )
         if duplicates:
             raise DuplicateWeightsError(

@@ -93,6 +93,8 @@ __all__ = [
     "read_manifest",
     "read_scores",
     "score",
+    "ScoringMethod",
+    "resolve_method",
     "score_instances",
     "scoring_plan",
 ]
@@ -105,6 +107,8 @@ _MANIFEST = "manifest.json"
 _COLUMNS = ("logprob", "sup_seq", "acc_seq", "entr_seq", "avg_rank")
 
 Log = Callable[[str], None]
+ScoringMethod = Literal["auto", "fused", "logits"]
+"""How metrics are computed: see :func:`score_instances`."""
 
 
 class ScoreRunMismatchError(CausalmemError, ValueError):
@@ -132,6 +136,7 @@ class ShardRecord:
     versions: Mapping[str, str]
     checksum: str | None = None
     source: str | None = None
+    method: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable mapping."""
@@ -152,6 +157,7 @@ class ShardRecord:
             "versions": dict(self.versions),
             "checksum": self.checksum,
             "source": self.source,
+            "method": self.method,
         }
 
     @classmethod
@@ -225,11 +231,13 @@ def auto_batch_size(
     device: str | torch.device,
     *,
     max_batch: int | None = None,
+    fused: bool = False,
 ) -> int:
     """Pick a batch size from free memory (CUDA: ``mem_get_info``; CPU: ``MemAvailable``).
 
     Counts the logits plus the float32 intermediates of the metrics (about five
-    ``seq_len × vocab`` arrays per sequence) and the activations; uses 60% of free GPU memory
+    ``seq_len × vocab`` arrays per sequence; with ``fused`` only the hidden states, the chunk
+    buffers are fixed) and the activations; uses 60% of free GPU memory
     or 25% of available RAM. Capped at ``max_batch`` (default 256 on CUDA, 32 on CPU: larger
     CPU batches were slower on a 2-core machine, cache misses).
 
@@ -246,7 +254,8 @@ def auto_batch_size(
     hidden = int(getattr(cfg, "hidden_size", 1024))
     layers = int(getattr(cfg, "num_hidden_layers", 12))
     elem = next(model.parameters()).element_size()
-    per_seq = seq_len * vocab * (elem + 4 * 5) + seq_len * hidden * layers * elem * 16
+    per_token_logits = 0 if fused else vocab * (elem + 4 * 5)
+    per_seq = seq_len * per_token_logits + seq_len * hidden * layers * elem * 16
     if dev.type == "cuda":
         free = torch.cuda.mem_get_info(dev)[0]
         budget = 0.6 * free
@@ -292,6 +301,88 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
+def resolve_method(model: Any, method: str) -> Literal["fused", "logits"]:
+    """Return the method :func:`score_instances` uses for ``model`` (``"auto"`` resolved).
+
+    Raises
+    ------
+    ValueError
+        ``method`` is unknown, or ``"fused"`` for an architecture the fused path cannot score.
+    """
+    from causalmem.scoring.fused import supports_fused
+
+    if method not in ("auto", "fused", "logits"):
+        raise ValueError(f"method={method!r}; use 'auto', 'fused' or 'logits'.")
+    if method == "logits":
+        return "logits"
+    why = supports_fused(model)
+    if why is None:
+        return "fused"
+    if method == "fused":
+        raise ValueError(f"method='fused' cannot score this model: {why}; use method='logits'.")
+    return "logits"
+
+
+def _score_fused(
+    model: Any,
+    instances: Instances,
+    bs: int,
+    advance: Callable[[int], None] | None,
+    label: str,
+    vocab_chunk: int | None,
+    compile: bool = False,
+) -> dict[str, npt.NDArray[Any]]:
+    """Score by the fused path of :func:`score_instances` (length buckets, chunked head)."""
+    import torch
+
+    from causalmem.scoring.fused import (
+        fused_head,
+        fused_sequence_scores,
+        length_buckets,
+        raise_nonfinite,
+    )
+
+    device = next(model.parameters()).device
+    head = fused_head(model)
+    lengths = instances.lengths
+    order = np.concatenate(length_buckets(lengths, instances.n))
+    n = instances.n
+    out: dict[str, npt.NDArray[Any]] = {}
+    start = 0
+    with torch.inference_mode():
+        while start < n:
+            rows = order[start : start + bs]
+            width = int(lengths[rows].max())
+            ids = torch.tensor(instances.tokens[rows, :width], dtype=torch.long, device=device)
+            mask = None
+            if bool((lengths[rows] != width).any()):
+                m = (np.arange(width)[None, :] < lengths[rows, None]).astype(np.int64)
+                mask = torch.tensor(m, device=device)
+            try:
+                scores, bad = fused_sequence_scores(
+                    model, ids, mask, head=head, vocab_chunk=vocab_chunk, compile=compile
+                )
+            except (RuntimeError, MemoryError) as exc:
+                if device.type == "cuda" and _is_oom(exc) and bs > 1:
+                    del exc
+                    torch.cuda.empty_cache()
+                    bs = max(1, bs // 2)
+                    continue
+                raise
+            units = instances.unit[rows]
+            raise_nonfinite(label, units, bad.cpu().numpy())
+            arrays = {k: v.cpu().numpy() for k, v in scores.as_dict().items()}
+            check_finite_scores(arrays, label, units)
+            for k, v in arrays.items():
+                if k not in out:
+                    out[k] = np.zeros(n, dtype=v.dtype)
+                out[k][rows] = v
+            if advance is not None:
+                advance(rows.size)
+            start += rows.size
+    return out
+
+
 def score_instances(
     model: Any,
     instances: Instances,
@@ -299,6 +390,9 @@ def score_instances(
     batch_size: BatchSize = "auto",
     advance: Callable[[int], None] | None = None,
     label: str = "the model",
+    method: ScoringMethod = "auto",
+    vocab_chunk: int | None = None,
+    compile: bool = False,
 ) -> tuple[dict[str, npt.NDArray[Any]], int]:
     """Score instances under an already-loaded causal LM (the model is not modified).
 
@@ -315,6 +409,17 @@ def score_instances(
         Called with the number of sequences finished after each batch (progress bars).
     label
         Name of the checkpoint in error messages.
+    method
+        ``"fused"``: metrics from the final hidden states, one vocabulary chunk at a time, no
+        ``[batch, length, vocab]`` logits, batches of similar length trimmed to their longest
+        sequence (:mod:`~causalmem.scoring.fused`); ``"logits"``: the full logits then
+        :func:`~causalmem.scoring.metrics.sequence_scores` (the path before 0.x, bit-identical
+        to a plain forward); ``"auto"`` (default): fused when the architecture supports it.
+        Both agree to float32 rounding, ranks exactly.
+    vocab_chunk
+        Vocabulary entries per chunk of the fused path (default 512 on CPU, 8192 on GPU).
+    compile
+        Fused path: fuse the per-chunk element-wise work with ``torch.compile`` (GPU).
 
     Returns
     -------
@@ -348,13 +453,16 @@ def score_instances(
         )
     check_model_fits(model, instances, label)
     device = next(model.parameters()).device
+    fused = resolve_method(model, method) == "fused"
     bs = (
-        auto_batch_size(model, instances.seq_len, device)
+        auto_batch_size(model, instances.seq_len, device, fused=fused)
         if batch_size == "auto"
         else int(batch_size)
     )
     if bs < 1:
         raise ValueError(f"batch_size must be positive; got {bs}.")
+    if fused:
+        return _score_fused(model, instances, bs, advance, label, vocab_chunk, compile), bs
     tokens = instances.tokens
     lengths = instances.lengths
     ragged = bool((lengths != instances.seq_len).any())
@@ -407,6 +515,8 @@ def score_checkpoint(
     known_hashes: Mapping[str, str] | None = None,
     allow_duplicate_weights: bool = False,
     advance: Callable[[int], None] | None = None,
+    method: ScoringMethod = "auto",
+    vocab_chunk: int | None = None,
 ) -> tuple[ShardRecord, pd.DataFrame]:
     """Load one checkpoint, refuse duplicate weights, score the instances; no file is written.
 
@@ -434,6 +544,8 @@ def score_checkpoint(
         Score even if the weights equal a known checkpoint's.
     advance
         Progress callback.
+    method, vocab_chunk
+        See :func:`score_instances`; the method used is recorded in the shard.
 
     Returns
     -------
@@ -461,8 +573,15 @@ def score_checkpoint(
         )
     t1 = time.perf_counter()
     label = f"{checkpoint.label} (step {checkpoint.step})"
+    used_method = resolve_method(model, method)
     cols, used_bs = score_instances(
-        model, instances, batch_size=batch_size, advance=advance, label=label
+        model,
+        instances,
+        batch_size=batch_size,
+        advance=advance,
+        label=label,
+        method=used_method,
+        vocab_chunk=vocab_chunk,
     )
     seconds_score = time.perf_counter() - t1
     del model
@@ -492,6 +611,7 @@ def score_checkpoint(
         versions=versions(("causalmem", "torch", "transformers")),
         checksum=content_checksum(frame),
         source=source,
+        method=used_method,
     )
     return record, frame
 
@@ -1103,20 +1223,43 @@ def _progress(enabled: bool) -> Any:
         BarColumn,
         MofNCompleteColumn,
         Progress,
+        ProgressColumn,
+        Task,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
+    from rich.text import Text
+
+    class TokenRate(ProgressColumn):  # type: ignore[misc]
+        """Tokens per second of a task whose items carry ``tokens_per_item`` tokens."""
+
+        def render(self, task: Task) -> Text:
+            per = task.fields.get("tokens_per_item")
+            if not per or task.speed is None:
+                return Text("")
+            return Text(f"{task.speed * per:,.0f} tok/s")
 
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        TokenRate(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         disable=not enabled,
         transient=True,
     )
+
+
+def _duration(seconds: float) -> str:
+    """``1 h 02 min``, ``3 min 05 s`` or ``12 s``."""
+    sec = int(round(seconds))
+    if sec >= 3600:
+        return f"{sec // 3600} h {sec % 3600 // 60:02d} min"
+    if sec >= 60:
+        return f"{sec // 60} min {sec % 60:02d} s"
+    return f"{sec} s"
 
 
 def _advance(bar: Any, task: Any, n: int) -> None:
@@ -1138,6 +1281,8 @@ def score(
     progress: bool = True,
     log: Log | None = None,
     as_frame: bool = False,
+    method: ScoringMethod = "auto",
+    vocab_chunk: int | None = None,
 ) -> Panel | pd.DataFrame:
     """Score every instance at every checkpoint and return the long panel.
 
@@ -1177,6 +1322,11 @@ def score(
         Message callback (one line per finished checkpoint).
     as_frame
         Return the long DataFrame instead of a Panel (needed for a single checkpoint).
+    method
+        ``"auto"`` (fused where supported), ``"fused"`` or ``"logits"``; see
+        :func:`score_instances`.
+    vocab_chunk
+        Vocabulary chunk of the fused path.
 
     Returns
     -------
@@ -1215,13 +1365,16 @@ def score(
     if prep.done and log:
         log(f"resuming: {len(prep.done)} of {len(prep.checkpoints)} checkpoints already scored")
     _write_manifest(prep.out, records, prep.extra)
+    t_start, n_done = time.perf_counter(), 0
     with torch_settings(num_threads), _progress(progress) as bar:
         ck_task = bar.add_task("checkpoints", total=len(prep.checkpoints))
         bar.update(ck_task, completed=len(prep.checkpoints) - len(prep.todo))
         for ck in prep.todo:
             step = int(ck.step or 0)
             sub = instances.take(prep.masks[step])
-            seq_task = bar.add_task(f"step {step}", total=sub.n)
+            seq_task = bar.add_task(
+                f"step {step}", total=sub.n, tokens_per_item=float(np.mean(sub.lengths - 1))
+            )
             rec, frame = score_checkpoint(
                 ck,
                 sub,
@@ -1234,6 +1387,8 @@ def score(
                 known_hashes=known,
                 allow_duplicate_weights=allow_duplicate_weights,
                 advance=functools.partial(_advance, bar, seq_task),
+                method=method,
+                vocab_chunk=vocab_chunk,
             )
             write_shard(prep.out, rec, frame)
             records[step] = rec
@@ -1241,11 +1396,15 @@ def score(
             _write_manifest(prep.out, records, prep.extra)
             bar.remove_task(seq_task)
             bar.advance(ck_task)
+            n_done += 1
             if log:
                 rate = rec.tokens / max(rec.seconds_score, 1e-9)
+                left = len(prep.todo) - n_done
+                eta = (time.perf_counter() - t_start) / n_done * left
                 log(
                     f"step {step}: {rec.rows:,} rows in {rec.seconds_score:.1f} s "
-                    f"({rate:,.0f} tokens/s, batch {rec.batch_size}, {rec.device} {rec.dtype})"
+                    f"({rate:,.0f} tokens/s, batch {rec.batch_size}, {rec.device} {rec.dtype}, "
+                    f"{rec.method}); {left} checkpoints left, ETA {_duration(eta)}"
                 )
     return read_scores(  # type: ignore[call-overload,no-any-return]
         prep.out,

@@ -1,5 +1,7 @@
 """Scoring builds no KV cache: one full pass per batch, scores bit-identical to a cached forward.
 
+(The full-logits path is bit-identical; the fused default agrees to float32 rounding.)
+
 transformers 5.24 renamed the KV cache ``past_key_values`` -> ``cache``; scoring never feeds a
 cache back, so it asks for none (``use_cache=False``) and depends on neither name.
 """
@@ -44,7 +46,7 @@ def test_scoring_asks_for_no_cache_and_matches_a_cached_forward(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", FutureWarning)
-            got, _ = score_instances(model, ins, batch_size=4)
+            got, _ = score_instances(model, ins, batch_size=4, method="logits")
     finally:
         handle.remove()
     assert seen and all(kw["use_cache"] is False for kw in seen)
@@ -60,3 +62,19 @@ def test_scoring_asks_for_no_cache_and_matches_a_cached_forward(
         ref = sequence_scores(part.logits, ids[sl], None if mask is None else mask[sl]).as_dict()
         for name in METRICS:
             np.testing.assert_array_equal(got[name][sl], ref[name].numpy())
+
+
+def test_the_fused_path_asks_for_no_cache_either(tmp_path: Path) -> None:
+    model = load_causal_lm(make_checkpoints(tmp_path, steps=(5,))[0])
+    seen: list[dict[str, Any]] = []
+    handle = model.gpt_neox.register_forward_pre_hook(
+        lambda _m, _a, kw: seen.append(dict(kw)), with_kwargs=True
+    )
+    try:
+        got, _ = score_instances(model, _ragged(), batch_size=4, method="fused")
+    finally:
+        handle.remove()
+    assert seen and all(kw["use_cache"] is False for kw in seen)
+    old, _ = score_instances(model, _ragged(), batch_size=4, method="logits")
+    for name in METRICS:
+        np.testing.assert_allclose(got[name], old[name], rtol=1e-5)
