@@ -307,6 +307,8 @@ PLOT_ENCODINGS: dict[str, set[tuple[str, str]]] = {
     "Highlight": {("x", "label"), ("y", "delta"), ("color", "sign")},
     "Evaluation": {("facet", "metric_label"), ("x", "value"), *_ESTIMATE},
     "TransferFidelity": {("x", "logit_corr")},
+    "ScorerCard": {("x", "scorer"), ("y", "auroc"), ("y", "lo"), ("y2", "hi"), ("color", "scorer")},
+    "DetoxEvaluation": {("x", "ppl"), ("y", "tox"), ("color", "method"), ("column", "prompt_set")},
 }
 NO_PLOT = {
     "VarianceModel",

@@ -2,7 +2,10 @@
 
 Modules: ``harness`` (:func:`evaluate`), ``settings`` (steer settings, sample seeds),
 ``metrics`` (distinct-n, perplexity, aggregation), ``result`` (:class:`Evaluation`,
-:func:`save_evaluations`) and ``scorers``.
+:func:`save_evaluations`) and ``scorers``; the detoxification experiment: ``detox``
+(:func:`detox_evaluate`, :class:`DetoxEvaluation`), ``baselines`` (prompting, mean-difference
+activation addition), ``detector`` (the steer's log-prob shift as a detector) and
+``scorer_card`` (AUROC / accuracy of scorers on held-out human labels).
 """
 
 from __future__ import annotations
@@ -10,22 +13,46 @@ from __future__ import annotations
 from lmecon.lazy import lazy_exports
 
 __all__ = [
+    "CIRCULARITY_NOTE",
     "DEFAULT_SCORERS",
     "PPL_LIMIT",
+    "ActAddVector",
+    "DetoxEvaluation",
+    "DetoxSpec",
     "EvaluateSpec",
     "Evaluation",
+    "LabelledSet",
+    "Method",
     "Scorer",
+    "ScorerCard",
+    "actadd_methods",
+    "activation_addition",
+    "auroc",
+    "chat_control_method",
     "conditional_perplexity",
+    "detox_evaluate",
     "distinct_n",
     "distinct_n_corpus",
     "evaluate",
     "get_scorer",
+    "instruction_prompt",
+    "lmsteer_methods",
+    "logprob_shift",
+    "mean_difference_vector",
+    "prompting_method",
+    "read_ethos",
+    "read_jigsaw_sample",
     "resolve_scorers",
     "sample_seeds",
     "save_evaluations",
+    "scorer_card",
+    "steer_detector",
     "sweep_table",
+    "toxicity_scorer",
+    "unsteered_method",
     "vader_compound",
     "value_grid",
+    "wordlist_scorer",
 ]
 
 _WHERE = {
@@ -45,6 +72,30 @@ _WHERE = {
     "Scorer": "scorers",
     "get_scorer": "scorers",
     "resolve_scorers": "scorers",
+    "CIRCULARITY_NOTE": "scorers",
+    "toxicity_scorer": "scorers",
+    "wordlist_scorer": "scorers",
+    "DetoxEvaluation": "detox",
+    "DetoxSpec": "detox",
+    "Method": "detox",
+    "detox_evaluate": "detox",
+    "unsteered_method": "detox",
+    "lmsteer_methods": "detox",
+    "actadd_methods": "detox",
+    "prompting_method": "detox",
+    "chat_control_method": "detox",
+    "ActAddVector": "baselines",
+    "activation_addition": "baselines",
+    "mean_difference_vector": "baselines",
+    "instruction_prompt": "baselines",
+    "logprob_shift": "detector",
+    "steer_detector": "detector",
+    "LabelledSet": "scorer_card",
+    "ScorerCard": "scorer_card",
+    "auroc": "scorer_card",
+    "read_ethos": "scorer_card",
+    "read_jigsaw_sample": "scorer_card",
+    "scorer_card": "scorer_card",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _WHERE, __all__)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -47,6 +48,8 @@ RESULT_TYPES = (
     "EmbeddingMap",
     "ContextMap",
     "TransferFidelity",
+    "ScorerCard",
+    "DetoxEvaluation",
 )
 """Every result type of steer (checked by tests/steer/test_result_protocol.py)."""
 
@@ -84,4 +87,19 @@ def tiny_result(name: str, tok: Any) -> Any:
         return fit_context_map(model, tok, _tiny.model("llama"), tok, texts, ridge=1.0)
     if name == "TransferFidelity":
         return transfer_fidelity(t, model, tok, t, model, tok, texts, values=2.0, top_k=5)
+    if name == "ScorerCard":
+        from steer.evaluation.scorer_card import LabelledSet, scorer_card
+        from steer.evaluation.scorers import wordlist_scorer
+
+        sets = [LabelledSet("t", ("a b", "c", "damn it", "fine"), np.array([True, False] * 2))]
+        return scorer_card(sets, [wordlist_scorer()])
+    if name == "DetoxEvaluation":
+        from steer.evaluation.detox import detox_evaluate, lmsteer_methods, unsteered_method
+        from steer.evaluation.scorers import wordlist_scorer
+
+        tr = random_transform(eps=0.5, dummy_slots=(1,), slot_names=("toxicity", "dummy"))
+        methods = [unsteered_method(), *lmsteer_methods(tr, [-3.0])]
+        prompts = {"challenging": ["the film was bad", "a sad"], "neutral": ["the day"]}
+        return detox_evaluate(model, tok, prompts, methods, samples=2, new_tokens=3,
+                              scorers=[wordlist_scorer()], n_boot=50)  # fmt: skip
     raise KeyError(name)

@@ -80,7 +80,8 @@ def test_sweep_table() -> None:
 
 # --- the DExperts protocol: evaluate(), seeds, distinct-n over samples, perplexity ----------
 
-FAST = ("vader", "offensive")  # textblob is tested in test_scorers.py
+FAST = ("vader", offensive_scorer("word-list"))  # textblob is tested in test_scorers.py
+# (the word list explicitly: "offensive" is the SVM of alt-profanity-check where it is installed)
 
 
 def test_distinct_n_corpus_hand_computed() -> None:

@@ -119,3 +119,31 @@ def test_source_corpus_labels_by_collection() -> None:
         source_corpus(snippets, "nyt", "nyt")
     with pytest.raises(SteerInputError, match="amazon"):
         source_corpus(snippets, "amazon", "tweets")
+
+
+def test_toxicity_and_wordlist_scorers() -> None:
+    pytest.importorskip("profanity_check")
+    pytest.importorskip("better_profanity")
+    tox, wl = resolve_scorers(["toxicity", "wordlist"])
+    texts = ["you are a fucking idiot", "a lovely day at the beach", "this sh!t again"]
+    s = tox(texts)
+    assert s[0] > 0.5 > s[1] and tox.kind == "offensive" and tox.name == "toxicity"
+    assert "Davidson" in tox.note  # the circularity is recorded with the scores
+    assert wl(texts).tolist() == [1.0, 0.0, 1.0] and wl.kind == "offensive"
+
+
+def test_toxicity_scorer_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    from steer.evaluation import scorers
+
+    real = importlib.import_module
+
+    def fake(name: str, *a: object) -> object:
+        if name == "profanity_check":
+            raise ImportError("No module named 'profanity_check'")
+        return real(name, *a)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(scorers.importlib, "import_module", fake)
+    with pytest.raises(ImportError, match=r"pip install 'causalmem\[detox\]'"):
+        scorers.toxicity_scorer()
