@@ -34,6 +34,7 @@ class WideData:
     units: np.ndarray
     tlist: Float64Array
     balanced: bool
+    cluster_ids: np.ndarray | None = None
 
 
 def covariate_matrix(
@@ -78,27 +79,50 @@ def covariate_matrix(
 def to_wide(checked: CheckedPanel, yname: str) -> WideData:
     """Pivot the checked long frame into unit x period arrays without a Python loop over units."""
     f = checked.frame
-    uid, units = pd.factorize(f[checked.idname], sort=False)
     tlist = checked.steps.astype(np.float64)
-    tpos = np.searchsorted(checked.steps, f[checked.tname].to_numpy(np.int64))
-    n, t_len = units.size, tlist.size
-    y = np.full((n, t_len), np.nan)
-    y[uid, tpos] = f[yname].to_numpy(np.float64)
-    first = np.zeros(n, dtype=np.int64)
-    first[uid[::-1]] = np.arange(uid.size)[::-1]
+    t_len = tlist.size
+    step_col = f[checked.tname].to_numpy(np.int64)
+    regular = (
+        checked.balanced
+        and len(f) % t_len == 0
+        and np.array_equal(
+            step_col.reshape(-1, t_len), np.broadcast_to(checked.steps, (len(f) // t_len, t_len))
+        )
+    )
+    if regular:
+        # Balanced and sorted by (unit, step): rows reshape to units x steps, no scatter.
+        n = len(f) // t_len
+        first = np.arange(n, dtype=np.int64) * t_len
+        units = f[checked.idname].array[first]
+        uid = tpos = None
+        y = np.array(f[yname].to_numpy(np.float64).reshape(n, t_len), copy=True)
+    else:
+        uid, units = pd.factorize(f[checked.idname], sort=False)
+        tpos = np.searchsorted(checked.steps, step_col)
+        n = units.size
+        y = np.full((n, t_len), np.nan)
+        y[uid, tpos] = f[yname].to_numpy(np.float64)
+        first = np.zeros(n, dtype=np.int64)
+        first[uid[::-1]] = np.arange(uid.size)[::-1]
     coh = f[checked.gname].to_numpy(dtype=np.float64, na_value=np.inf)[first]
     w = f[checked.weightsname].to_numpy(np.float64)[first] if checked.weightsname else np.ones(n)
     extra = [c for c in checked.clustervars if c != checked.idname]
     if extra:
         cl, uniq = pd.factorize(f[extra[0]].to_numpy()[first], sort=True)
         cluster, n_cl = cl.astype(np.int64), int(uniq.size)
+        cluster_ids: np.ndarray | None = np.asarray(uniq)
     else:
         cluster, n_cl = np.arange(n, dtype=np.int64), n
+        cluster_ids = None
     x = None
     xnames = tuple(c.removeprefix("x:") for c in checked.xnames)
     if checked.xnames:
-        x = np.full((n, t_len, len(checked.xnames)), np.nan)
-        x[uid, tpos] = f[list(checked.xnames)].to_numpy(np.float64)
+        xv = f[list(checked.xnames)].to_numpy(np.float64)
+        if uid is None or tpos is None:
+            x = np.array(xv.reshape(n, t_len, len(checked.xnames)), copy=True)
+        else:
+            x = np.full((n, t_len, len(checked.xnames)), np.nan)
+            x[uid, tpos] = xv
     return WideData(
         y=y,
         cohort=coh,
@@ -110,6 +134,7 @@ def to_wide(checked: CheckedPanel, yname: str) -> WideData:
         units=np.asarray(units),
         tlist=tlist,
         balanced=checked.balanced,
+        cluster_ids=cluster_ids,
     )
 
 

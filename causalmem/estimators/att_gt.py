@@ -9,6 +9,7 @@ units observed in both periods of each cell (R switches to a repeated-cross-sect
 from __future__ import annotations
 
 import dataclasses
+import os
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -24,6 +25,15 @@ from causalmem._numerics.inference import (
     pointwise_crit,
     summarise_draws,
 )
+from causalmem._numerics.keyed import (
+    DRAW_CHUNK,
+    bootstrap_key,
+    cell_draws,
+    hash_ids,
+    keyed_chunks,
+    multiplier_sums,
+)
+from causalmem._numerics.streamed import StreamedIF
 from causalmem._numerics.structured import CohortRows, StructuredIF
 from causalmem._types import BasePeriod, ControlGroup, EstMethod, check_literal
 from causalmem.errors import (
@@ -41,7 +51,7 @@ from causalmem.results.base import provenance
 
 
 def att_gt(
-    data: pd.DataFrame | Panel,
+    data: pd.DataFrame | Panel | str | os.PathLike[str] | Any,
     yname: str | None = None,
     tname: str | None = None,
     idname: str | None = None,
@@ -76,6 +86,10 @@ def att_gt(
     ----------
     data
         Long panel: one row per (unit, step), or a :class:`~causalmem.Panel`. Never modified.
+        A Polars or pyarrow frame is read through its role columns only; a parquet file or
+        folder of shards, a pyarrow ``Dataset``, a Polars ``LazyFrame`` or a DuckDB relation
+        is streamed in bounded batches (rows sorted by unit; see
+        :func:`~causalmem.estimators.streaming.att_gt_stream`), with the same results.
     yname, tname, idname, gname
         Outcome, step (time), unit and cohort columns. The cohort is the first step at which the
         unit is treated; never-treated units have a missing cohort (NA/NaN) or ``inf``. With a
@@ -141,9 +155,14 @@ def _att_gt(*, _engine: str = "auto", _difference: bool = False, **kw: Any) -> A
         raise TypeError(
             f"att_gt() needs {', '.join(missing)} (column names) when data is a DataFrame."
         )
-    spec = AttGtSpec.from_kwargs(kw)
     if not isinstance(data, pd.DataFrame):
-        raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}.")
+        from causalmem.estimators.streaming import att_gt_stream, is_streamable
+
+        if is_streamable(data) and _engine == "auto" and not _difference:
+            kw.pop("data")
+            return att_gt_stream(data, **kw)
+        data = kw["data"] = _frame_from(data, kw)
+    spec = AttGtSpec.from_kwargs(kw)
     clustervars = _check_spec(spec)
     xnames: tuple[str, ...] = ()
     if spec.xformla is not None:
@@ -173,6 +192,29 @@ def _att_gt(*, _engine: str = "auto", _difference: bool = False, **kw: Any) -> A
     )
     wide = to_wide(checked, spec.yname)
     return _estimate(spec, wide, _engine, difference=_difference)
+
+
+def _frame_from(data: Any, kw: dict[str, Any]) -> pd.DataFrame:
+    """Return a pandas frame of the columns ``att_gt`` needs from a Polars or pyarrow frame.
+
+    Only the role columns are converted (all columns when ``xformla`` may use any).
+    """
+    mod = type(data).__module__
+    if not (mod.startswith("polars") or mod.startswith("pyarrow")):
+        raise TypeError(
+            f"data must be a pandas, Polars or pyarrow frame, a parquet path, a pyarrow "
+            f"Dataset, a Polars LazyFrame or a DuckDB relation; got {type(data).__name__}."
+        )
+    import narwhals as nw
+
+    frame = nw.from_native(data, eager_only=True)
+    if kw.get("xformla") is None:
+        cl = kw.get("clustervars")
+        cols = [kw["idname"], kw["tname"], kw["gname"], kw["yname"], kw.get("weightsname")]
+        cols += [cl] if isinstance(cl, str) else list(cl or [])
+        names = [c for c in dict.fromkeys(cols) if isinstance(c, str) and c in frame.columns]
+        frame = frame.select(names)
+    return frame.to_pandas()
 
 
 def _check_spec(spec: AttGtSpec) -> tuple[str, ...]:
@@ -216,7 +258,44 @@ def _estimate(
         engine_obj, n_clusters = _engine_for(
             spec, wide, y, x, k_idx, sel, cells, glist.size, engine, failures
         )
-    n_units = int(sel.size)
+    ysel = y[sel]
+    y_scale = float(np.nanmax(np.abs(ysel))) if np.isfinite(ysel).any() else 1.0
+    pg = np.bincount(k_idx[sel], weights=wide.w[sel], minlength=glist.size + 1)[:-1] / sel.size
+    return _finish(
+        spec,
+        cells,
+        engine_obj,
+        n_clusters,
+        failures,
+        n_units=int(sel.size),
+        y_scale=y_scale,
+        k_idx=k_idx[sel],
+        w=wide.w[sel],
+        pg=pg,
+    )
+
+
+def _finish(
+    spec: AttGtSpec,
+    cells: CellLayout,
+    engine_obj: Any,
+    n_clusters: int,
+    failures: list[tuple[int, str]],
+    *,
+    n_units: int,
+    y_scale: float,
+    k_idx: np.ndarray,
+    w: np.ndarray,
+    pg: np.ndarray,
+    w_range: np.ndarray | None = None,
+) -> AttGtResult:
+    """Check, infer and build the result (shared by the in-memory and the streamed engines).
+
+    ``y_scale`` is ``max |y|`` over the sample; ``k_idx``/``w`` are cohort blocks and weights
+    of the rows (units, or one row per block with the block's total weight: only totals and
+    presence are used); ``w_range`` holds the unit weights (or just their smallest positive
+    and largest value) for the overflow check, ``w`` when None.
+    """
     est = engine_obj.est
     if failures:
         shown = "; ".join(
@@ -225,19 +304,18 @@ def _estimate(
         warnings.warn(
             f"{len(failures)} ATT(g, t) cells could not be estimated and are NaN: {shown}",
             CausalmemWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
     failed = np.zeros(cells.n_cells, dtype=bool)
     failed[[j for j, _ in failures]] = True
-    _check_overflow(spec, cells, est.att, est.se, failed, y[sel], wide.w[sel])
-    _warn_unexplained_nan(spec, cells, est.att, failed, k_idx[sel], wide.w[sel])
-    y_scale = float(np.nanmax(np.abs(y[sel]))) if np.isfinite(y[sel]).any() else 1.0
+    w_all = w if w_range is None else w_range
+    _check_overflow(spec, cells, est.att, est.se, failed, np.array([y_scale]), w_all)
+    _warn_unexplained_nan(spec, cells, est.att, failed, k_idx, w)
     se_an = _clean_se(np.array(est.se, dtype=np.float64), y_scale, n_clusters)
     se, draws, crit, band = _inference(spec, engine_obj, cells, se_an, n_units, n_clusters)
     if spec.bstrap:
         se = _clean_se(se, y_scale, n_clusters)
     _warn_degenerate(spec, cells, est.att, se, n_clusters)
-    pg = np.bincount(k_idx[sel], weights=wide.w[sel], minlength=glist.size + 1)[:-1] / sel.size
     return AttGtResult(
         spec=spec,
         cells=cells,
@@ -297,7 +375,7 @@ def _warn_degenerate(
         f"and are reported with NaN SEs, p-values and intervals: {why}. Cells: "
         f"{_cell_list(cells, bad)}.",
         CausalmemWarning,
-        stacklevel=4,
+        stacklevel=5,
     )
 
 
@@ -362,7 +440,7 @@ def _warn_unexplained_nan(
         f"att_gt: {bad.size} of {cells.n_cells} ATT(g, t) cells are NaN because {why}. "
         f"Cells: {_cell_list(cells, bad)}.",
         CausalmemWarning,
-        stacklevel=4,
+        stacklevel=5,
     )
 
 
@@ -481,12 +559,21 @@ def _engine_for(
     )
     if use_structured:
         rows = _cohort_rows(
-            y[sel], wide.w[sel], k_idx[sel], wide.cluster[sel], n_g, wide.units[sel]
+            y[sel],
+            wide.w[sel],
+            k_idx[sel],
+            wide.cluster[sel],
+            n_g,
+            wide.units[sel],
+            wide.cluster_ids,
         )
         return StructuredIF(rows, cells), rows.Z.shape[0]
     cl_codes, cl_keys = pd.factorize(wide.cluster[sel])
     cl = cl_codes.astype(np.int64)
-    row_keys = wide.units[sel] if wide.n_clusters == wide.y.shape[0] else np.asarray(cl_keys)
+    if wide.cluster_ids is None:
+        row_keys = wide.units[sel][np.unique(cl_codes, return_index=True)[1]]
+    else:
+        row_keys = wide.cluster_ids[np.asarray(cl_keys, dtype=np.int64)]
     dense = DenseIF(
         y[sel],
         k_idx[sel],
@@ -515,8 +602,7 @@ def _inference(
     crit = pointwise_crit(spec.alp)
     band = "pointwise"
     if spec.bstrap:
-        rng = spec.rng()
-        zb, omega_b = engine.bootstrap(spec.biters, rng)
+        zb, omega_b = keyed_bootstrap(engine, spec.biters, bootstrap_key(spec.rng()))
         summ = summarise_draws(zb, n_units=n_units, n_clusters=n_clusters, alp=spec.alp)
         se = summ.se
         se[cells.reference] = np.nan
@@ -524,6 +610,46 @@ def _inference(
         if spec.cband and np.isfinite(summ.crit_val):
             crit, band = summ.crit_val, "uniform"
     return se, draws, crit, band
+
+
+def keyed_bootstrap(engine: StructuredIF | DenseIF, biters: int, key: int) -> tuple[Any, Any]:
+    """Multiplier draws ``([J, B], [K + 1, B])`` with multipliers keyed by (key, row id).
+
+    The rows are units, or clusters (keyed by the cluster value), so the draws do not depend on
+    the order, batching or sharding of the rows (:mod:`causalmem._numerics.keyed`).
+    """
+    if isinstance(engine, StreamedIF):
+        return engine.keyed_draws()
+    if isinstance(engine, StructuredIF):
+        rows = engine.rows
+        if rows.keys is None:  # pragma: no cover - att_gt always sets keys
+            raise ValueError("the engine's rows carry no ids to key the bootstrap multipliers.")
+        kb = rows.n_blocks
+        block_of_row = np.repeat(np.arange(kb), np.diff(rows.block))
+        ids = hash_ids(rows.keys)
+        e = engine.est
+        zb = np.empty((engine.cells.n_cells, biters))
+        ok = np.empty((kb, biters))
+        for s in range(0, biters, DRAW_CHUNK):  # one chunk of draws at a time: small buffers
+            stop = min(s + DRAW_CHUNK, biters)
+            rk_c, ok[:, s:stop] = multiplier_sums(
+                rows.Z, rows.omega, block_of_row, ids, key, stop - s, kb, start=s
+            )
+            cell_draws(
+                rk_c,
+                ok[:, s:stop],
+                engine.cells,
+                e.att,
+                e.m_treat,
+                e.m_ctrl,
+                e.w_treat,
+                e.w_ctrl,
+                out=zb[:, s:stop],
+            )
+        return zb, ok
+    if engine.keys is None:  # pragma: no cover - att_gt always sets keys
+        raise ValueError("the engine's rows carry no ids to key the bootstrap multipliers.")
+    return engine.draws(keyed_chunks(hash_ids(engine.keys), key, biters), biters)
 
 
 def _clusters_nested(cluster: np.ndarray, k_idx: np.ndarray) -> bool:
@@ -542,24 +668,35 @@ def _cohort_rows(
     cluster: np.ndarray,
     n_g: int,
     units: np.ndarray,
+    cluster_ids: np.ndarray | None = None,
 ) -> CohortRows:
-    """Rows = clusters (nested in cohorts), sorted by cohort block, globally centred."""
+    """Rows = clusters (nested in cohorts), sorted by cohort block, globally centred.
+
+    ``keys`` are the unit ids, or the cluster values (``cluster_ids[code]``) with a cluster
+    variable: they key the bootstrap multipliers.
+    """
     cl_codes, cl_first = np.unique(cluster, return_index=True)
     inv = np.searchsorted(cl_codes, cluster)
     n_rows = cl_codes.size
-    wy = w[:, None] * y
-    if n_rows == y.shape[0] and np.array_equal(inv, np.arange(n_rows)):
-        z, om, cnt, rk, keys = wy, w.copy(), np.ones(n_rows), k_idx, units
+    if cluster_ids is None and n_rows == y.shape[0] and np.array_equal(inv, np.arange(n_rows)):
+        # One row per unit: gather the rows in cohort order once, then work in place.
+        order = np.argsort(k_idx, kind="stable")
+        z = y[order]
+        om, rk, keys = w[order], k_idx[order], np.asarray(units)[order]
+        if not np.all(om == 1.0):
+            z *= om[:, None]
+        cnt = np.ones(n_rows)
     else:
+        wy = w[:, None] * y
         z = np.zeros((n_rows, y.shape[1]))
         np.add.at(z, inv, wy)
         om = np.bincount(inv, weights=w, minlength=n_rows)
         cnt = np.bincount(inv, minlength=n_rows).astype(np.float64)
         rk = k_idx[cl_first]
-        keys = cl_codes
-    order = np.argsort(rk, kind="stable")
-    z, om, cnt, rk, keys = z[order], om[order], cnt[order], rk[order], np.asarray(keys)[order]
+        keys = cl_codes if cluster_ids is None else cluster_ids[cl_codes]
+        order = np.argsort(rk, kind="stable")
+        z, om, cnt, rk, keys = z[order], om[order], cnt[order], rk[order], np.asarray(keys)[order]
     mu = z.sum(axis=0) / om.sum()
-    z = z - om[:, None] * mu[None, :]
+    z -= om[:, None] * mu[None, :]
     block = np.searchsorted(rk, np.arange(n_g + 2)).astype(np.int64)
     return CohortRows(Z=z, omega=om, counts=cnt, block=block, n_units=int(y.shape[0]), keys=keys)

@@ -328,6 +328,13 @@ def _check_units(unit_s: pd.Series, idname: str) -> _Units:
             f"Unit column {idname!r} mixes id types (inferred {kind!r}), e.g. 1 and '1' would "
             f"be different units. Use one id type, e.g. df[{idname!r}].astype(str)."
         )
+    if isinstance(unit_s.dtype, np.dtype) and unit_s.dtype.kind in "iu":
+        vals = unit_s.to_numpy()
+        change = vals[1:] != vals[:-1]
+        if vals.size and bool(np.all(vals[1:] >= vals[:-1])):  # sorted: codes from runs
+            codes = np.zeros(vals.size, dtype=np.intp)
+            np.cumsum(change, out=codes[1:])
+            return _Units(codes=codes, ids=vals[np.r_[True, change]])
     try:
         ucodes, uniques = pd.factorize(unit_s, sort=True)
     except TypeError as exc:  # pragma: no cover - defensive, unorderable ids
@@ -412,6 +419,10 @@ def _check_cohort(
     ``uc`` are the sorted unit codes. Returns the sorted per-row cohorts and one cohort per
     unit code (``_NEVER`` = never treated).
     """
+    starts = np.flatnonzero(np.r_[True, uc[1:] != uc[:-1]])
+    fast = _unit_cohort_fast(s, gname, uc, starts, sort)
+    if fast is not None:
+        return fast
     cohort = normalise_cohort(s, gname)
     g = sort.sort(cohort.to_numpy(dtype=np.int64, na_value=_NEVER))
     bad_units = _varies_within(uc, g)
@@ -420,8 +431,34 @@ def _check_cohort(
             f"Cohort column {gname!r} varies within units {_show(unit_ids[bad_units])}; a "
             "unit's treatment step is fixed (absorbing treatment). Give each unit one cohort."
         )
-    starts = np.flatnonzero(np.r_[True, uc[1:] != uc[:-1]])
     return g, g[starts]
+
+
+def _unit_cohort_fast(
+    s: pd.Series, gname: str, uc: np.ndarray, starts: np.ndarray, sort: _Rows
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
+    """Normalise the cohort once per unit when its raw values are constant within units.
+
+    Returns None (the row-wise path then runs and raises the exact message) when the column is
+    not a plain numeric numpy column, varies within a unit, or a unit's value is invalid.
+    """
+    if not isinstance(s.dtype, np.dtype) or s.dtype.kind not in "iuf":
+        return None
+    raw = sort.sort(s.to_numpy())
+    first = raw[starts]
+    runs = np.diff(np.r_[starts, raw.size])
+    rep = np.repeat(first, runs)
+    same = raw == rep
+    if raw.dtype.kind == "f":
+        same |= np.isnan(raw) & np.isnan(rep)
+    if not same.all():
+        return None
+    try:
+        unit_g = normalise_cohort(pd.Series(first), gname)
+    except CohortError:
+        return None
+    g_unit = unit_g.to_numpy(dtype=np.int64, na_value=_NEVER)
+    return np.repeat(g_unit, runs), g_unit
 
 
 def _check_always_treated(
@@ -650,14 +687,22 @@ def _assemble(
     """Build the output frame: unit, step, cohort, outcomes, weights, clusters, covariates."""
     idname, tname, gname = names
     g = layout.cohorts
-    out: dict[str, Any] = {idname: layout.rows.column(data[idname]), tname: layout.steps}
+    # Rows that were neither sorted nor filtered may still be views of the caller's columns:
+    # copy those; every other array is new. The frame is then built without copying again or
+    # consolidating columns into 2-D blocks (that consolidation cost more than all the checks).
+    identity = layout.rows.order is None and layout.rows.keep is None
+
+    def own(a: Any) -> Any:
+        return a.copy() if identity else a
+
+    out: dict[str, Any] = {idname: own(layout.rows.column(data[idname])), tname: layout.steps}
     out[gname] = pd.arrays.IntegerArray(np.where(g == _NEVER, 0, g), g == _NEVER)
-    out.update(outcomes)
-    out.update(weights)
+    out.update({k: own(v) for k, v in outcomes.items()})
+    out.update({k: own(v) for k, v in weights.items()})
     for c in clustervars:
-        out[c] = layout.rows.column(data[c])
-    out.update(covariates)
-    return pd.DataFrame(out, copy=True)
+        out[c] = own(layout.rows.column(data[c]))
+    out.update({k: own(v) for k, v in covariates.items()})
+    return pd.DataFrame(out, copy=False)
 
 
 def validate_long(
