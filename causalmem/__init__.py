@@ -33,6 +33,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from causalmem.estimators.diagnostics import bacon_decomposition, twfe_weights
     from causalmem.estimators.event_study import event_study
     from causalmem.estimators.imputation import did2s, did_imputation
+    from causalmem.estimators.ray_engine import att_gt_ray
+    from causalmem.estimators.streaming import att_gt_stream
     from causalmem.estimators.twfe import twfe
     from causalmem.panel.checks import validate_long
     from causalmem.panel.io import read_panel, write_panel
@@ -63,6 +65,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from causalmem.workflows.report import build_report
 
 __all__ = [
+    "att_gt_stream",
+    "att_gt_ray",
     "pretrends_power",
     "slope_for_power",
     "bacon_decomposition",
@@ -116,6 +120,8 @@ __all__ = [
 ]
 
 _WHERE = {
+    "att_gt_stream": "causalmem.estimators.streaming",
+    "att_gt_ray": "causalmem.estimators.ray_engine",
     "pretrends_power": "causalmem.analysis.pretrends",
     "slope_for_power": "causalmem.analysis.pretrends",
     "bacon_decomposition": "causalmem.estimators.diagnostics",

@@ -229,14 +229,59 @@ def fit(
         float | None,
         typer.Option(help="Dynamic: keep cohorts seen at least this many steps after treatment."),
     ] = None,
+    stream: Annotated[
+        bool,
+        typer.Option(
+            "--stream",
+            help="Read the panel in bounded batches of units (rows sorted by unit; memory "
+            "bounded by the batch, not the panel), with a progress bar; as `fit-stream`.",
+        ),
+    ] = False,
 ) -> None:
     """Fit ATT(g,t) and the four aggregations on a stored panel; write tidy parquet and tables.
 
     The panel's stored design is used: its weights, clusters, covariates and (when it was saved
     unbalanced) its missing steps; the options override each part. Every file is written
-    atomically.
+    atomically. With ``--stream`` the panel is never loaded whole (balanced panels without
+    covariates or extra clusters; see ``causalmem fit-stream``).
     """
     _threads()
+    if stream:
+        unsupported = {
+            "--xformla": xformla is not None,
+            "--clustervars": clustervars is not None,
+            "--allow-unbalanced-panel": allow_unbalanced_panel,
+            "--est-method": est_method != "dr",
+            "--min-e / --max-e / --balance-e": (
+                min_e != float("-inf") or max_e != float("inf") or balance_e is not None
+            ),
+        }
+        bad = [name for name, used in unsupported.items() if used]
+        if bad:
+            raise CliError(
+                f"--stream does not support {', '.join(bad)}: drop --stream to fit in memory, "
+                "or drop those options (the streamed engine fits balanced panels without "
+                "covariates or extra clusters, and writes the default dynamic aggregation)."
+            )
+        from causalmem.cli.stream import run_fit_stream
+
+        run_fit_stream(
+            panel,
+            out,
+            console=console,
+            outcome=outcome,
+            weights=weights,
+            unweighted=unweighted,
+            control_group=control_group,
+            base_period=base_period,
+            anticipation=anticipation,
+            drop_always_treated=drop_always_treated,
+            biters=biters,
+            cband=cband,
+            alp=alp,
+            seed=seed,
+        )
+        return
     from causalmem._types import BasePeriod, ControlGroup, EstMethod, check_literal
     from causalmem.estimators import att_gt
     from causalmem.panel.io import read_panel

@@ -71,6 +71,7 @@ def att_gt(
     alp: float = 0.05,
     seed: int | np.random.Generator | None = None,
     drop_always_treated: bool = False,
+    panel: bool = True,
 ) -> AttGtResult:
     """Estimate every group-time average treatment effect ATT(g, t).
 
@@ -127,6 +128,12 @@ def att_gt(
     drop_always_treated
         Drop units treated at or before the first step (R ``did`` does so with a warning)
         instead of raising :class:`~causalmem.errors.AlwaysTreatedError`.
+    panel
+        ``False`` for repeated cross-sections (R ``did``'s ``panel = FALSE``: each checkpoint
+        scores its own sample of instances): the DRDID repeated-cross-section estimators of
+        :func:`~causalmem.estimators.att_gt_rc.att_gt_rc`, where ``idname`` is optional (rows
+        are the sampling units; it is kept for clustering when given) and
+        ``allow_unbalanced_panel`` does not apply.
 
     Returns
     -------
@@ -150,6 +157,8 @@ def _att_gt(*, _engine: str = "auto", _difference: bool = False, **kw: Any) -> A
     if isinstance(data, Panel):  # the stored design (roles, weights, clusters, covariates)
         kw = panel_arguments(data, kw)
         data = kw["data"]
+    if not kw.pop("panel", True):
+        return _att_gt_rc(kw)
     missing = [k for k in ("yname", "tname", "idname", "gname") if kw.get(k) is None]
     if missing:
         raise TypeError(
@@ -700,3 +709,40 @@ def _cohort_rows(
     z -= om[:, None] * mu[None, :]
     block = np.searchsorted(rk, np.arange(n_g + 2)).astype(np.int64)
     return CohortRows(Z=z, omega=om, counts=cnt, block=block, n_units=int(y.shape[0]), keys=keys)
+
+
+def _att_gt_rc(kw: dict[str, Any]) -> AttGtResult:
+    """``att_gt(..., panel=False)``: the repeated-cross-section estimators, same arguments."""
+    from causalmem.estimators.att_gt_rc import att_gt_rc
+
+    missing = [k for k in ("yname", "tname", "gname") if kw.get(k) is None]
+    if missing:
+        raise TypeError(f"att_gt(panel=False) needs {', '.join(missing)} (column names).")
+    if kw.get("allow_unbalanced_panel"):
+        raise OptionError(
+            "allow_unbalanced_panel applies to panels only: with panel=False every row is its "
+            "own observation; drop allow_unbalanced_panel=True."
+        )
+    data = kw["data"]
+    if not isinstance(data, pd.DataFrame):
+        data = _frame_from(data, kw)
+    return att_gt_rc(
+        data,
+        kw["yname"],
+        kw["tname"],
+        kw["gname"],
+        idname=kw.get("idname"),
+        xformla=kw.get("xformla"),
+        control_group=kw["control_group"],
+        anticipation=kw["anticipation"],
+        base_period=kw["base_period"],
+        est_method=kw["est_method"],
+        clustervars=kw.get("clustervars"),
+        weightsname=kw.get("weightsname"),
+        bstrap=kw["bstrap"],
+        biters=kw["biters"],
+        cband=kw["cband"],
+        alp=kw["alp"],
+        seed=kw["seed"],
+        drop_always_treated=kw["drop_always_treated"],
+    )

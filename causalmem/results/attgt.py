@@ -24,6 +24,7 @@ from causalmem.results.base import (
 
 if TYPE_CHECKING:
     from causalmem._numerics.dense import DenseIF
+    from causalmem._numerics.streamed import StreamedIF
     from causalmem._numerics.structured import StructuredIF
 
 _CONTROL_NAMES = {"nevertreated": "Never Treated", "notyettreated": "Not Yet Treated"}
@@ -117,8 +118,8 @@ class AttGtSpec:
 class Draws:
     """Multiplier-bootstrap draws kept for aggregations (r scale, see ``_numerics``)."""
 
-    cells: Float32Array  # [J, B]
-    omega: Float32Array  # [K + 1, B]
+    cells: Float32Array | Float64Array  # [J, B]
+    omega: Float32Array | Float64Array  # [K + 1, B]
     n_clusters: int
 
 
@@ -142,7 +143,7 @@ class AttGtResult(RenderMixin):
     crit_val: float
     band: str
     se_method: str
-    engine: StructuredIF | DenseIF = field(repr=False)
+    engine: StructuredIF | DenseIF | StreamedIF = field(repr=False)
     draws: Draws | None = field(repr=False)
     pg_cohort: Float64Array = field(repr=False)
     n_units: int = 0
