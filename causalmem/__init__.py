@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from causalmem.estimators.event_study import event_study
     from causalmem.estimators.imputation import did2s, did_imputation
     from causalmem.estimators.ray_engine import att_gt_ray
+    from causalmem.estimators.reexposure import reexposure_att
     from causalmem.estimators.streaming import att_gt_stream
     from causalmem.estimators.twfe import twfe
     from causalmem.panel.checks import validate_long
@@ -41,6 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from causalmem.panel.panel import Panel
     from causalmem.panel.schema import PanelSchema
     from causalmem.panel.simulate import SimulatedPanel, simulate_panel
+    from causalmem.panel.simulate_reexposure import simulate_reexposure
     from causalmem.presentation.compare_estimators import EstimatorComparison, compare_estimators
     from causalmem.presentation.tables import Table, etable
     from causalmem.results.aggte import AggteResult
@@ -48,6 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from causalmem.results.bayes import BayesDidResult
     from causalmem.results.diagnostics import BaconDecomposition, PretrendsPower, TwfeWeights
     from causalmem.results.imputation import ImputationResult
+    from causalmem.results.reexposure import ReexposureResult
     from causalmem.results.sensitivity import SensitivityResult
     from causalmem.results.twfe import TwfeResult
     from causalmem.workflows.estimator_validation import (
@@ -65,6 +68,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from causalmem.workflows.report import build_report
 
 __all__ = [
+    "reexposure_att",
+    "simulate_reexposure",
+    "ReexposureResult",
     "att_gt_stream",
     "att_gt_ray",
     "pretrends_power",
@@ -120,6 +126,9 @@ __all__ = [
 ]
 
 _WHERE = {
+    "reexposure_att": "causalmem.estimators.reexposure",
+    "simulate_reexposure": "causalmem.panel.simulate_reexposure",
+    "ReexposureResult": "causalmem.results.reexposure",
     "att_gt_stream": "causalmem.estimators.streaming",
     "att_gt_ray": "causalmem.estimators.ray_engine",
     "pretrends_power": "causalmem.analysis.pretrends",

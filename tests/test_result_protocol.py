@@ -192,6 +192,18 @@ def _twfe_weights() -> Any:
     return twfe_weights(_frame(), "y", "step", "unit", "cohort")
 
 
+@functools.cache
+def _reexposure() -> Any:
+    from causalmem.estimators.reexposure import reexposure_att
+    from causalmem.panel.simulate_reexposure import simulate_reexposure
+
+    return reexposure_att(simulate_reexposure(n_per_cohort=30, n_never=5).frame, "y", biters=99)
+
+
+def _reexposure_aggregate() -> Any:
+    return _reexposure().aggregate("event")
+
+
 def _steer(name: str) -> Callable[[], Any]:
     def make() -> Any:
         from tests.steer import _tiny
@@ -215,6 +227,8 @@ FACTORIES: list[tuple[str, Callable[..., Any]]] = [
     ("ImputationResult-imputation", _imputation),
     ("ImputationResult-two_stage", _two_stage),
     ("BaconDecomposition", _bacon),
+    ("ReexposureResult", _reexposure),
+    ("ReexposureAggregate", _reexposure_aggregate),
     ("TwfeWeights", _twfe_weights),
     # causalmem analysis
     ("MemorisationProfile", _profile),
@@ -282,6 +296,8 @@ PLOT_ENCODINGS: dict[str, set[tuple[str, str]]] = {
     "AttGtResult-rc": {("facet", "group"), ("x", "time"), ("color", "phase"), *_ESTIMATE},
     "ImputationResult-imputation": _PATH,
     "ImputationResult-two_stage": _PATH,
+    "ReexposureResult": _PATH,
+    "ReexposureAggregate": _PATH,
     "SensitivityResult": {("x", "x"), ("y", "lower"), ("y2", "upper"), ("color", "kind")},
     "PretrendsPower": {
         ("x", "event_time"),

@@ -11,10 +11,18 @@ from __future__ import annotations
 
 # Eager: the function shadows its module name (importing the submodule would otherwise leave
 # ``causalmem.lab.ground_truth`` bound to the module). It imports no torch at load time.
-from causalmem.lab.ground_truth import GroundTruth, ground_truth
+from causalmem.lab.ground_truth import (
+    GroundTruth,
+    ReexposureTruth,
+    ground_truth,
+    reexposure_ground_truth,
+)
 from lmecon.lazy import lazy_exports
 
 __all__ = [
+    "ReexposureTruth",
+    "exposures",
+    "reexposure_ground_truth",
     "Corpus",
     "GroundTruth",
     "Instances",
@@ -42,6 +50,7 @@ __all__ = [
 ]
 
 _WHERE = {
+    "exposures": "train",
     "Corpus": "corpus",
     "load_corpus": "corpus",
     "load_text_file": "corpus",

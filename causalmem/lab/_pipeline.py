@@ -68,12 +68,25 @@ def fit_tokenizer(
 
 
 def split_data(tokenizer: Tokenizer, corpus: Corpus, cfg: LabConfig, tcfg: TrainConfig) -> LabData:
-    """Encode the documents and pack them into the shuffled train / held-out / reserve split."""
+    """Encode the documents and pack them into the shuffled train / held-out / reserve split.
+
+    With ``cfg.epochs > 1`` the training order repeats chunks (see
+    :func:`causalmem.lab.train.prepare_data`).
+    """
     from causalmem.lab.tokenizer import encode_documents
     from causalmem.lab.train import prepare_data
 
     docs = encode_documents(tokenizer, corpus.documents)
-    return prepare_data(docs, tcfg, n_validation=cfg.n_heldout, seed=cfg.seed)
+    if cfg.epochs == 1:  # the one-epoch call exactly as before (same split, same fingerprint)
+        return prepare_data(docs, tcfg, n_validation=cfg.n_heldout, seed=cfg.seed)
+    return prepare_data(
+        docs,
+        tcfg,
+        n_validation=cfg.n_heldout,
+        seed=cfg.seed,
+        epochs=cfg.epochs,
+        epoch_seed=cfg.epoch_seed,
+    )
 
 
 def analysis_steps(run: TrainedRun, cfg: LabConfig) -> npt.NDArray[np.int64]:

@@ -53,6 +53,13 @@ class LabConfig:
         Multiplier-bootstrap draws and level of the uniform band.
     seed, model_seed
         Data-order / sampling seed and initialisation seed.
+    epochs
+        Passes over the unique training chunks (default 1: every sequence trained once, the
+        paper's design). ``2``: the second half of the steps re-trains every chunk in a fresh
+        seeded order; ``1.5`` (Pythia-deduped): the last third re-trains a random half. The
+        recorded order (``data/sequence_id.npy``) maps each position to its chunk.
+    epoch_seed
+        Seed of the later epochs' shuffles (None: ``seed``).
     num_threads
         torch threads for training and scoring (one was fastest on a busy 2-core machine).
     scoring_batch_size
@@ -86,12 +93,16 @@ class LabConfig:
     model_seed: int = 0
     num_threads: int | None = 1
     scoring_batch_size: int = 32
+    epochs: float = 1.0
+    epoch_seed: int | None = None
 
     def __post_init__(self) -> None:
         if self.pre_periods is not None and self.pre_periods < 0:
             object.__setattr__(self, "pre_periods", None)
         if self.n_validation > self.n_heldout:
             raise ValueError("n_validation cannot exceed n_heldout (the never-trained pool).")
+        if not self.epochs >= 1:
+            raise ValueError(f"epochs={self.epochs}; use at least 1.")
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str]) -> LabConfig:

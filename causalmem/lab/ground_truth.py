@@ -59,8 +59,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GroundTruth",
+    "ReexposureTruth",
     "event_path_truth",
     "ground_truth",
+    "reexposure_ground_truth",
+    "reexposure_sample",
     "replicate_config",
     "swap_instances",
     "truth_from_scores",
@@ -282,7 +285,12 @@ def swap_instances(
         "swapped_positions": int(pos.size),
         "swapped_from": "reserve rows 0 .. n_swapped - 1 (the reserve is a seeded permutation)",
     }
-    return LabData(data.validation, train, reserve, prov), rows
+    seq_id = None
+    if data.sequence_id is not None:  # multi-epoch order: fillers get id -1
+        seq_id = np.array(data.sequence_id, copy=True)
+        seq_id[pos] = -1
+        seq_id.setflags(write=False)
+    return LabData(data.validation, train, reserve, prov, sequence_id=seq_id), rows
 
 
 def truth_from_scores(
@@ -514,7 +522,7 @@ def ground_truth(
         The runs are not bit-identical before the first swapped batch (checkpoint weights or
         losses), or identical after it.
     ValueError
-        Unknown swap cohorts, or too few reserve chunks.
+        Unknown swap cohorts, too few reserve chunks, or a multi-epoch ``cfg``.
 
     Examples
     --------
@@ -526,6 +534,11 @@ def ground_truth(
     from causalmem.scoring.metrics import MEMORISATION_SIGN
 
     cfg = cfg or LabConfig()
+    if cfg.epochs != 1:
+        raise ValueError(
+            f"ground_truth is the first-exposure truth of a one-epoch run (cfg.epochs = "
+            f"{cfg.epochs}); for a multi-epoch run use reexposure_ground_truth."
+        )
     outs = _outcomes(cfg, outcomes)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -706,3 +719,377 @@ def _provenance(
 def replicate_config(cfg: LabConfig, seed: int) -> LabConfig:
     """Return the lab config of replicate ``seed``: its own data order, sample and init seed."""
     return replace(cfg, seed=int(seed), model_seed=int(seed))
+
+
+# ----------------------------------------------------------------------------- re-exposure
+_REMOVE = ("second", "both")
+
+
+@dataclass(frozen=True, eq=False)
+class ReexposureTruth(ResultMixin):
+    """The true re-exposure effects of a multi-epoch lab run, by counterfactual retraining.
+
+    Run A trains ``cfg.epochs`` epochs on the recorded order. Run B is the same run with the
+    **second-epoch occurrence** of the sampled re-exposed instances replaced, position for
+    position, by reserve chunks neither run otherwise sees (``remove="second"``), or with
+    both occurrences replaced (``remove="both"``). For an instance of group (g1, g2),
+    ``Y^A_c − Y^B_c`` is then the effect of its second exposure (``Y(g1, g2) − Y(g1, ∞)``) or of
+    both (``Y(g1, g2) − Y(∞)``), and its mean over the group's sampled instances is the true
+    (sample) ATT the estimator :func:`causalmem.estimators.reexposure.reexposure_att` targets.
+
+    Attributes
+    ----------
+    truth
+        One row per (outcome, g1, g2, time): ``estimate`` (mean ``sign × (Y^A − Y^B)``),
+        ``std_error`` (over instances), ``n``, ``event_period`` (checkpoints since ``g2``),
+        ``phase`` (``pre`` before the base period ``b2``, ``base`` at it, ``post`` from ``g2``;
+        ``between`` for the once-trained groups of ``remove="both"`` between ``g1`` and ``g2``),
+        ``control_shift`` (the same mean over never-trained instances) and
+        ``estimate_adjusted`` / ``std_error_adjusted`` (net of it).
+    control_shift
+        Per (outcome, time): mean difference of never-trained instances.
+    frame, counterfactual
+        Long balanced scores of runs A and B (``unit, step, cohort, cohort2`` + outcomes);
+        ``frame`` is the estimator's input.
+    sample
+        The sampled instances: ``seq_idx`` (= unit: first-epoch position), ``cohort`` (g1),
+        ``pos2``, ``step2``, ``cohort2`` (g2; NaN when trained once) and ``sequence_id``.
+    checks
+        Checkpoint-weight checks (identical exactly before the first swapped batch).
+    """
+
+    truth: pd.DataFrame = field(repr=False)
+    control_shift: pd.DataFrame = field(repr=False)
+    frame: pd.DataFrame = field(repr=False)
+    counterfactual: pd.DataFrame = field(repr=False)
+    sample: pd.DataFrame = field(repr=False)
+    checks: pd.DataFrame = field(repr=False)
+    first_swap_step: int | None
+    analysis_steps: tuple[int, ...]
+    remove: str
+    outcome: str
+    sign: int
+    provenance: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    @property
+    def spec(self) -> Mapping[str, Any]:
+        """The design (frozen): outcome, sign, removed exposure, grid, first swapped step."""
+        return frozen_mapping(
+            {
+                "outcome": self.outcome,
+                "sign": self.sign,
+                "remove": self.remove,
+                "analysis_steps": self.analysis_steps,
+                "first_swap_step": self.first_swap_step,
+            }
+        )
+
+    def tidy(self, outcome: str | None = None) -> pd.DataFrame:
+        """Return the truth of one outcome (default: the headline one), a new frame."""
+        name = outcome or self.outcome
+        t = self.truth[self.truth["outcome"] == name]
+        if t.empty:
+            raise ValueError(
+                f"no truth for outcome {name!r}; have {sorted(set(self.truth.outcome))}."
+            )
+        return t.reset_index(drop=True).copy()
+
+    def event_path(self, outcome: str | None = None, *, adjusted: bool = False) -> pd.DataFrame:
+        """Return the true path by checkpoints since ``g2`` (weights: group sizes ``n``)."""
+        t = self.tidy(outcome)
+        t = t[np.isfinite(t["g2"].to_numpy(np.float64))]
+        col = "estimate_adjusted" if adjusted else "estimate"
+        w = t["n"].astype(np.float64)
+        g = t.assign(_w=w, _x=w * t[col]).groupby("event_period", sort=True)
+        out = g[["_x", "_w"]].sum()
+        return pd.DataFrame(
+            {
+                "event_period": out.index.astype(np.int64),
+                "estimate": (out["_x"] / out["_w"]).to_numpy(),
+                "n": out["_w"].astype(np.int64).to_numpy(),
+            }
+        )
+
+    def glance(self) -> pd.DataFrame:
+        """One-row summary: groups, re-exposed instances, checks, mean instantaneous truth."""
+        t = self.tidy()
+        inst = t[t["event_period"] == 0]
+        return pd.DataFrame(
+            [
+                {
+                    "outcome": self.outcome,
+                    "remove": self.remove,
+                    "n_groups": int(t[["g1", "g2"]].drop_duplicates().shape[0]),
+                    "n_sampled": len(self.sample),
+                    "n_reexposed": int(np.isfinite(self.sample["cohort2"]).sum()),
+                    "first_swap_step": self.first_swap_step,
+                    "checks_passed": bool(
+                        (self.checks["identical"] == self.checks["expected_identical"]).all()
+                    ),
+                    "instantaneous_mean": float(inst["estimate"].mean()),
+                }
+            ]
+        )
+
+    def summary(self) -> str:
+        """Return a printable summary: the design and the true event path."""
+        g = self.glance().iloc[0]
+        what = "second exposure" if self.remove == "second" else "both exposures"
+        head = (
+            f"Re-exposure ground truth ({what} removed in run B; {self.outcome}): "
+            f"{g['n_groups']} (g1, g2) groups, {g['n_reexposed']} re-exposed of "
+            f"{g['n_sampled']} sampled instances, first swapped step {g['first_swap_step']} "
+            f"(checks passed: {g['checks_passed']}); mean instantaneous truth "
+            f"{g['instantaneous_mean']:.4g}."
+        )
+        return head + "\n\n" + self.event_path().to_string(index=False)
+
+    def _table(self) -> pd.DataFrame:
+        return self.tidy()[["g1", "g2", "time", "estimate", "std_error", "n"]]
+
+    def _caption(self) -> str | None:
+        return f"True re-exposure effects of {self.outcome} (counterfactual retraining)"
+
+    def plot(self, **options: Any) -> Any:
+        """Chart the true path by checkpoints since the second exposure (Altair)."""
+        from causalmem.results._charts import event_path
+
+        p = self.event_path()
+        p["conf_low"] = p["estimate"]
+        p["conf_high"] = p["estimate"]
+        options.setdefault("title", self._caption())
+        options.setdefault("x_title", "checkpoints since the second exposure")
+        return event_path(p, x="event_period", **options)
+
+
+def reexposure_sample(
+    sequence_id: npt.ArrayLike, steps: npt.ArrayLike, cfg: LabConfig
+) -> pd.DataFrame:
+    """Sample instances by first exposure and attach their second exposure.
+
+    ``k × m`` instances per first-epoch macro-batch (cohorts whose batches all lie in the first
+    epoch), as :func:`causalmem.instances.sample_macro_batches`; each instance's second
+    exposure is looked up in the recorded order.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``seq_idx, batch, step, cohort, base`` (first exposure), ``sequence_id``, ``pos2``,
+        ``step2`` (−1 when trained once) and ``cohort2`` (checkpoint closing ``step2``'s
+        macro-batch; NaN when trained once).
+    """
+    from causalmem.instances import macro_batches, sample_macro_batches
+    from causalmem.lab.train import exposures
+
+    ids = np.asarray(sequence_id, dtype=np.int64)
+    exp = exposures(ids, cfg.batch_size).set_index("sequence_id")
+    n_unique = int(exp.shape[0])
+    grid = np.unique(np.append(np.asarray(steps, dtype=np.int64), 0))
+    mb = macro_batches(grid)
+    first = mb.loc[mb["cohort"] * cfg.batch_size <= n_unique, "cohort"].to_numpy()
+    if first.size == 0:
+        raise ValueError("no macro-batch lies entirely in the first epoch; use more steps.")
+    sample = sample_macro_batches(
+        grid, cfg.batch_size, k=cfg.k, m=cfg.m, seed=cfg.seed, cohorts=first
+    )
+    sid = ids[sample["seq_idx"].to_numpy()]
+    e = exp.loc[sid]
+    sample["sequence_id"] = sid
+    sample["pos2"] = e["pos2"].to_numpy()
+    sample["step2"] = e["step2"].to_numpy()
+    s2 = sample["step2"].to_numpy()
+    at = np.searchsorted(grid, np.maximum(s2, 1), side="left")
+    ok = (s2 > 0) & (at < grid.size)
+    sample["cohort2"] = np.where(ok, grid[np.minimum(at, grid.size - 1)], np.nan)
+    return sample
+
+
+def reexposure_ground_truth(
+    out_dir: str | os.PathLike[str],
+    cfg: LabConfig,
+    *,
+    remove: str = "second",
+    outcomes: Sequence[str] | None = None,
+    log: Log | None = None,
+    progress: bool = False,
+) -> ReexposureTruth:
+    """Train a multi-epoch lab run A and its counterfactual B; return the true re-exposure effects.
+
+    Parameters
+    ----------
+    out_dir
+        Folder of both runs (resumable, layout as :func:`ground_truth`).
+    cfg
+        Lab settings with ``epochs > 1``.
+    remove
+        ``"second"``: run B replaces the second-epoch occurrence of each sampled re-exposed
+        instance (truth of the second exposure); ``"both"``: also every sampled first
+        occurrence (truth of the combined path vs never trained).
+    outcomes, log, progress
+        As :func:`ground_truth`.
+
+    Returns
+    -------
+    ReexposureTruth
+
+    Raises
+    ------
+    ValueError
+        ``cfg.epochs`` is 1, ``remove`` unknown, or nothing to swap.
+    GroundTruthError
+        The runs are not bit-identical before the first swapped batch.
+    """
+    from causalmem.instances import Instances, training_instances, validation_instances
+    from causalmem.lab.train import train
+    from causalmem.scoring.metrics import MEMORISATION_SIGN
+
+    if cfg.epochs <= 1:
+        raise ValueError("the re-exposure ground truth needs a multi-epoch run (cfg.epochs > 1).")
+    if remove not in _REMOVE:
+        raise ValueError(f"remove={remove!r}; use 'second' or 'both'.")
+    outs = _outcomes(cfg, outcomes)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    data_a, tcfg, vocab, corpus_prov = _lab_inputs(cfg, out, log)
+    run_a = train(data_a, tcfg, out / "A", vocab_size=vocab, progress=progress, log=log)
+    steps = _pipeline.analysis_steps(run_a, cfg)
+    assert data_a.sequence_id is not None
+    sample = reexposure_sample(data_a.sequence_id, steps, cfg)
+    re = sample[np.isfinite(sample["cohort2"].to_numpy())]
+    if re.empty:
+        raise ValueError("no sampled instance is re-exposed; raise epochs or steps.")
+    pos = re["pos2"].to_numpy(np.int64)
+    if remove == "both":
+        pos = np.concatenate([sample["seq_idx"].to_numpy(np.int64), pos])
+    data_b, rows = swap_instances(data_a, pos)
+    first_swap = int(pos.min() // cfg.batch_size + 1)
+    say = log or (lambda _m: None)
+    say(f"re-exposure truth: swapping {pos.size:,} positions (first at step {first_swap})")
+    run_b = train(data_b, tcfg, out / "B", vocab_size=vocab, progress=progress, log=log)
+    timings["training"] = time.perf_counter() - t0
+    checks = _check_identical(run_a, run_b, first_swap)
+
+    t0 = time.perf_counter()
+    cols = ["seq_idx", "batch", "step", "cohort", "base"]
+    tr = training_instances(run_a.order(), sample[cols])
+    va = validation_instances(np.load(run_a.validation_path), cfg.n_validation, seed=cfg.seed)
+    instances = Instances.concat([tr, va])
+    frames = []
+    for run, name in ((run_a, "A"), (run_b, "B")):
+        p = _pipeline.score_run(
+            run, steps, instances, out / f"scores_{name}", cfg, progress=progress
+        )
+        f = p.frame.copy()
+        f["cohort"] = pd.to_numeric(f["cohort"], errors="coerce").astype(np.float64)
+        f["cohort2"] = f["unit"].map(sample.set_index("seq_idx")["cohort2"]).astype(np.float64)
+        frames.append(f)
+    timings["scoring"] = time.perf_counter() - t0
+    signs = [int(MEMORISATION_SIGN[o]) for o in outs]
+    truth, ctrl = reexposure_truth_from_scores(frames[0], frames[1], outs, signs, steps, remove)
+    prov = dict(
+        provenance(
+            method=f"counterfactual retraining, {remove} exposure(s) of sampled instances swapped",
+            out_dir=str(out),
+            lab_config=asdict(cfg),
+            train_config=asdict(tcfg),
+            vocab_size=vocab,
+            corpus=corpus_prov,
+            data_fingerprint_a=data_a.fingerprint(),
+            data_fingerprint_b=data_b.fingerprint(),
+            epochs=cfg.epochs,
+            n_sampled=len(sample),
+            n_reexposed=len(re),
+            n_swapped_positions=int(pos.size),
+            reserve_rows=[int(r) for r in rows[:5]],
+            first_swap_step=first_swap,
+            identical_checkpoints=checks.loc[checks["identical"], "step"].tolist(),
+            analysis_steps=[int(s) for s in steps],
+            timings_s=timings,
+        )
+    )
+    atomic_write_text(out / "reexposure_truth.json", json.dumps(prov, indent=1, default=str))
+    return ReexposureTruth(
+        truth=truth,
+        control_shift=ctrl,
+        frame=frames[0],
+        counterfactual=frames[1],
+        sample=sample,
+        checks=checks,
+        first_swap_step=first_swap,
+        analysis_steps=tuple(int(s) for s in steps),
+        remove=remove,
+        outcome=cfg.outcome,
+        sign=int(MEMORISATION_SIGN[cfg.outcome]),
+        provenance=prov,
+    )
+
+
+def reexposure_truth_from_scores(
+    a: pd.DataFrame,
+    b: pd.DataFrame,
+    outcomes: Sequence[str],
+    signs: Sequence[int],
+    analysis_steps: npt.ArrayLike,
+    remove: str = "second",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return the true re-exposure effects per (g1, g2, time) from runs A and B (pure).
+
+    ``a`` and ``b`` hold ``unit, step, cohort, cohort2`` and the outcomes on the same keys.
+    ``remove="second"``: groups of re-exposed instances; ``"both"``: also the once-trained
+    groups (``g2`` NaN).
+    """
+    keys = ["unit", "step"]
+    m = a[[*keys, "cohort", "cohort2", *outcomes]].merge(
+        b[[*keys, *outcomes]], on=keys, suffixes=("_a", "_b"), validate="one_to_one"
+    )
+    if len(m) != len(a) or len(a) != len(b):
+        raise ValueError("runs A and B were scored on different (unit, step) pairs.")
+    grid = np.unique(np.asarray(analysis_steps, dtype=np.int64))
+    never = m["cohort"].isna().to_numpy()
+    g2 = m["cohort2"].to_numpy(np.float64)
+    keep = ~never & (np.isfinite(g2) | (remove == "both"))
+    parts, ctrls = [], []
+    for name, sign in zip(outcomes, signs, strict=True):
+        diff = sign * (m[f"{name}_a"].to_numpy(np.float64) - m[f"{name}_b"].to_numpy(np.float64))
+        d = pd.DataFrame({"g1": m["cohort"], "g2": m["cohort2"], "time": m["step"], "diff": diff})
+        ctrl = _control_shift(d[never].rename(columns={"time": "time"}), name)
+        c = (
+            d[keep]
+            .groupby(["g1", "g2", "time"], dropna=False, sort=True)["diff"]
+            .agg(["mean", "std", "count"])
+            .reset_index()
+        )
+        se = c["std"].fillna(0.0) / np.sqrt(c["count"])
+        gref = np.where(np.isfinite(c["g2"]), c["g2"], c["g1"]).astype(np.float64)
+        pos_ref = np.searchsorted(grid, gref)
+        pos_t = np.searchsorted(grid, c["time"].to_numpy(np.float64))
+        # base period: before g2 (second exposure) or before g1 (both exposures removed)
+        g_base = c["g1"].to_numpy(np.float64) if remove == "both" else gref
+        base = grid[np.maximum(np.searchsorted(grid, g_base) - 1, 0)]
+        part = pd.DataFrame(
+            {
+                "g1": c["g1"].astype(np.float64),
+                "g2": c["g2"].astype(np.float64),
+                "time": c["time"].astype(np.float64),
+                "event_period": pos_t - pos_ref,
+                "phase": np.select(
+                    [c["time"] < base, c["time"] == base, c["time"] >= gref],
+                    ["pre", "base", "post"],
+                    "between",
+                ),
+                "estimate": c["mean"].to_numpy(np.float64),
+                "std_error": se.to_numpy(np.float64),
+                "n": c["count"].astype(np.int64),
+                "outcome": name,
+            }
+        )
+        shift = part["time"].map(ctrl.set_index("time")["estimate"]).fillna(0.0)
+        shift_se = part["time"].map(ctrl.set_index("time")["std_error"]).fillna(0.0)
+        part["control_shift"] = shift.to_numpy()
+        part["estimate_adjusted"] = part["estimate"] - shift
+        part["std_error_adjusted"] = np.sqrt(part["std_error"] ** 2 + shift_se**2)
+        parts.append(part)
+        ctrls.append(ctrl)
+    return pd.concat(parts, ignore_index=True), pd.concat(ctrls, ignore_index=True)

@@ -48,6 +48,7 @@ __all__ = [
     "TrainConfig",
     "TrainedRun",
     "cohort_lr",
+    "exposures",
     "lab_checkpoint_steps",
     "lr_at",
     "lr_schedule",
@@ -69,7 +70,8 @@ class TrainConfig:
     seq_len
         Tokens per training sequence (the model's context).
     batch_size, steps
-        Sequences per optimizer step; optimizer steps (one epoch: no sequence is repeated).
+        Sequences per optimizer step; optimizer steps (one epoch unless the data were prepared
+        with ``epochs > 1``, see :func:`prepare_data`).
     lr, warmup_frac, min_lr_ratio
         Peak learning rate, warm-up share of the steps, cosine floor as a share of the peak.
     weight_decay, beta1, beta2, eps, grad_clip
@@ -197,12 +199,21 @@ def cohort_lr(cfg: TrainConfig, checkpoint_steps: npt.ArrayLike) -> pd.DataFrame
 # ----------------------------------------------------------------------------- data
 @dataclass(frozen=True, eq=False)
 class LabData:
-    """Packed chunks split into validation / training order / reserve (read-only arrays)."""
+    """Packed chunks split into validation / training order / reserve (read-only arrays).
+
+    With more than one epoch, ``train`` is the recorded order *with repeats* (epoch 1: every
+    unique training chunk once; later epochs: fresh seeded shuffles) and ``sequence_id`` maps
+    each position to its unique chunk.
+    """
 
     validation: npt.NDArray[np.int64]
     train: npt.NDArray[np.int64]
     reserve: npt.NDArray[np.int64]
     provenance: dict[str, Any] = field(default_factory=dict)
+    sequence_id: npt.NDArray[np.int64] | None = None
+    """Multi-epoch runs: for each position of the training order, the id of the unique chunk
+    trained there (its position in the first epoch; ``-1`` for a swapped-in filler). None for
+    a one-epoch run, where position = id."""
 
     def fingerprint(self) -> str:
         """SHA-256 of the training order and the validation chunks."""
@@ -218,6 +229,8 @@ def prepare_data(
     *,
     n_validation: int,
     seed: int = 0,
+    epochs: float = 1.0,
+    epoch_seed: int | None = None,
 ) -> LabData:
     """Pack, deduplicate, shuffle and split tokenised documents.
 
@@ -231,6 +244,14 @@ def prepare_data(
         Held-out chunks, never trained on.
     seed
         Seed of the permutation (the recorded order).
+    epochs
+        Passes over the unique training chunks (Pythia-deduped: about 1.5). The run trains
+        ``steps × batch_size`` sequences: ``U = round(steps × batch_size / epochs)`` unique
+        chunks in the first epoch, then fresh shuffles of them (epoch ``j`` uses
+        ``default_rng([epoch_seed, j])``) until the order is full; a last partial epoch repeats
+        a random subset. ``1`` (default) gives the one-epoch split exactly as before.
+    epoch_seed
+        Seed of the later epochs' shuffles (default: ``seed``).
 
     Returns
     -------
@@ -239,24 +260,34 @@ def prepare_data(
     Raises
     ------
     ValueError
-        If there are fewer unique chunks than ``n_validation + steps × batch_size`` (one
-        epoch only: a repeated sequence would make the treatment non-absorbing).
+        If there are fewer unique chunks than ``n_validation + U``, or ``epochs < 1``.
     """
     chunks = pack_documents(documents, cfg.seq_len)
     n_raw = chunks.shape[0]
     _, first = np.unique(chunks, axis=0, return_index=True)
     chunks = chunks[np.sort(first)]
-    need = n_validation + cfg.n_train_sequences
+    if not epochs >= 1:
+        raise ValueError(f"epochs={epochs}; use at least 1 (one pass over the training chunks).")
+    n_unique = cfg.n_train_sequences if epochs == 1 else int(round(cfg.n_train_sequences / epochs))
+    need = n_validation + n_unique
     if chunks.shape[0] < need:
         raise ValueError(
             f"the corpus gives {chunks.shape[0]:,} unique {cfg.seq_len}-token chunks but the run "
-            f"needs {need:,} ({n_validation:,} held out + {cfg.steps} steps × "
-            f"{cfg.batch_size}); use more text, fewer steps or a smaller batch."
+            f"needs {need:,} ({n_validation:,} held out + {n_unique:,} unique training chunks: "
+            f"{cfg.steps} steps × {cfg.batch_size} over {epochs:g} epochs); use more text, fewer "
+            "steps or a smaller batch."
         )
     perm = np.random.default_rng(seed).permutation(chunks.shape[0])
     val = chunks[perm[:n_validation]]
     tr = chunks[perm[n_validation:need]]
     res = chunks[perm[need:]]
+    seq_id: npt.NDArray[np.int64] | None = None
+    if epochs != 1:
+        seq_id = _epoch_order(
+            n_unique, cfg.n_train_sequences, seed if epoch_seed is None else epoch_seed
+        )
+        tr = tr[seq_id]
+        seq_id.setflags(write=False)
     for a in (val, tr, res):
         a.setflags(write=False)
     prov = {
@@ -270,7 +301,65 @@ def prepare_data(
         "seed": int(seed),
         "packing": "documents concatenated without EOS, fixed-length chunks, remainder dropped",
     }
-    return LabData(validation=val, train=tr, reserve=res, provenance=prov)
+    if seq_id is not None:
+        prov.update(
+            epochs=float(epochs),
+            epoch_seed=int(seed if epoch_seed is None else epoch_seed),
+            n_unique_train=int(n_unique),
+            epoch_order="epoch 1: unique chunks in order; epoch j >= 2: "
+            "default_rng([epoch_seed, j]).permutation(U), the last one truncated",
+        )
+    return LabData(validation=val, train=tr, reserve=res, provenance=prov, sequence_id=seq_id)
+
+
+def _epoch_order(n_unique: int, total: int, seed: int) -> npt.NDArray[np.int64]:
+    """Chunk id of each training position: ``0 … U−1``, then seeded reshuffles until ``total``."""
+    parts = [np.arange(n_unique, dtype=np.int64)]
+    filled, j = n_unique, 2
+    while filled < total:
+        perm = np.random.default_rng([int(seed), j]).permutation(n_unique).astype(np.int64)
+        parts.append(perm[: total - filled])
+        filled += parts[-1].size
+        j += 1
+    return np.concatenate(parts)
+
+
+def exposures(sequence_id: npt.ArrayLike, batch_size: int) -> pd.DataFrame:
+    """First and second training positions (and steps) of every unique chunk of an order.
+
+    Parameters
+    ----------
+    sequence_id
+        :attr:`LabData.sequence_id` (or :meth:`TrainedRun.sequence_ids`); negative ids (swapped
+        fillers) are ignored.
+    batch_size
+        Sequences per step (position ``i`` is trained by step ``i // batch_size + 1``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per chunk id: ``sequence_id``, ``pos1``, ``step1``, ``pos2``, ``step2``
+        (``pos2``/``step2`` −1 when the chunk is trained once) and ``n_exposures``.
+    """
+    ids = np.asarray(sequence_id, dtype=np.int64)
+    pos = np.arange(ids.size, dtype=np.int64)
+    ok = ids >= 0
+    ids, pos = ids[ok], pos[ok]
+    order = np.lexsort((pos, ids))
+    ids, pos = ids[order], pos[order]
+    uniq, start, count = np.unique(ids, return_index=True, return_counts=True)
+    second = np.where(count > 1, pos[np.minimum(start + 1, ids.size - 1)], -1)
+    first = pos[start]
+    return pd.DataFrame(
+        {
+            "sequence_id": uniq,
+            "pos1": first,
+            "step1": first // batch_size + 1,
+            "pos2": second,
+            "step2": np.where(second >= 0, second // batch_size + 1, -1),
+            "n_exposures": count,
+        }
+    )
 
 
 # ----------------------------------------------------------------------------- results
@@ -305,6 +394,13 @@ class TrainedRun:
     def order(self) -> MMapIndexedDataset:
         """Open the recorded training order (memory-mapped)."""
         return MMapIndexedDataset(self.order_path)
+
+    def sequence_ids(self) -> npt.NDArray[np.int64]:
+        """Unique-chunk id of each training position (``arange`` for a one-epoch run)."""
+        path = self.run_dir / "data" / "sequence_id.npy"
+        if path.exists():
+            return np.asarray(np.load(path), dtype=np.int64)
+        return np.arange(self.config.n_train_sequences, dtype=np.int64)
 
 
 # ----------------------------------------------------------------------------- io helpers
@@ -342,6 +438,8 @@ def write_data(data: LabData, run_dir: str | os.PathLike[str]) -> Path:
     write_indexed_dataset(d / "train", data.train, dtype=dtype)
     _atomic_npy(np.asarray(data.validation), d / "validation.npy")
     _atomic_npy(np.asarray(data.reserve), d / "reserve.npy")
+    if data.sequence_id is not None:
+        _atomic_npy(np.asarray(data.sequence_id), d / "sequence_id.npy")
     meta = {**data.provenance, "fingerprint": data.fingerprint()}
     _atomic_bytes(json.dumps(meta, indent=1).encode(), d / "data.json")
     return d

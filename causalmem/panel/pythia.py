@@ -323,21 +323,25 @@ def pythia_checkpoint_steps(include_log_spaced: bool = True) -> npt.NDArray[np.i
 
 
 def deduped_epoch_boundary(
-    tokens: float = 207e9, seq_len: int = PYTHIA_SEQ_LEN, batch_size: int = PYTHIA_BATCH_SIZE
+    tokens: float = 207e9, seq_len: int = PYTHIA_SEQ_LEN - 1, batch_size: int = PYTHIA_BATCH_SIZE
 ) -> float:
     """Return the optimizer step at which the deduplicated Pile is exhausted.
 
-    ``tokens / (seq_len * batch_size)`` = 207e9 / (2 049 · 1 024) = 207e9 / 2 098 176 ≈
-    98 657 steps. EleutherAI/pythia#144 reports that the second pass (≈ 1.5 epochs in
-    total) repeats the first half in the same order, so data is re-seen from ≈ 98.7k on; the
-    paper and repo instead cut at :data:`PAPER_EPOCH_CUTOFF` = 95 000.
+    ``tokens / (seq_len * batch_size)`` = 207e9 / (2 048 · 1 024) = 207e9 / 2 097 152 ≈
+    98 705 steps: consecutive 2 049-token samples share one token, so each consumes 2 048 new
+    tokens, as the Pythia README's own counts say (299,892,736,000 tokens = 143 000 steps ×
+    2 097 152; see :mod:`causalmem.panel.pythia_epochs` for the provenance and the two-exposure
+    mapping). ``207B`` is rounded (± ≈ 240 steps). EleutherAI/pythia#144 reports that the
+    second pass (≈ 1.5 epochs in total) repeats the first half in the same order, so data is
+    re-seen from ≈ 98.7k on; the paper and repo instead cut at :data:`PAPER_EPOCH_CUTOFF` =
+    95 000.
 
     Parameters
     ----------
     tokens
         Tokens in one epoch of the deduplicated Pile (≈ 207e9).
     seq_len
-        Tokens per training sequence (2 049).
+        New tokens per training sequence (2 048: samples of 2 049 overlap by one token).
     batch_size
         Sequences per optimizer step (1 024).
 
@@ -349,7 +353,7 @@ def deduped_epoch_boundary(
     Examples
     --------
     >>> round(deduped_epoch_boundary())
-    98657
+    98705
     """
     if tokens <= 0 or seq_len <= 0 or batch_size <= 0:
         raise ValueError("tokens, seq_len and batch_size must be positive.")

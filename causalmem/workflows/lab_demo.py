@@ -173,6 +173,13 @@ def run_lab_demo(
     from causalmem.scoring.metrics import MEMORISATION_SIGN
 
     cfg = cfg or LabConfig()
+    if cfg.epochs != 1:
+        raise ValueError(
+            f"epochs={cfg.epochs}: the lab demo is the one-epoch design (every sampled instance "
+            "is trained once); for repeated exposure use "
+            "causalmem.lab.ground_truth.reexposure_ground_truth and "
+            "causalmem.estimators.reexposure.reexposure_att (analyses/09_reexposure)."
+        )
     if cfg.outcome not in MEMORISATION_SIGN:
         raise ValueError(f"outcome={cfg.outcome!r}; use one of {sorted(MEMORISATION_SIGN)}.")
     run = _Run(Path(out_dir), cfg, cfg.train_config(), log, progress)

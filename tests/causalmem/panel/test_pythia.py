@@ -171,10 +171,11 @@ def test_checkpoint_steps() -> None:
 
 def test_deduped_epoch_boundary() -> None:
     b = deduped_epoch_boundary()
-    assert b == pytest.approx(207e9 / (2049 * 1024))
-    assert 98_600 < b < 98_700
+    # README: 299,892,736,000 tokens = 143,000 steps x 2,097,152 (1,024 x 2,048 new tokens)
+    assert b == pytest.approx(207e9 / (2048 * 1024))
+    assert 98_700 < b < 98_710
     assert b > PAPER_EPOCH_CUTOFF
-    assert deduped_epoch_boundary(tokens=2049 * 1024 * 10) == pytest.approx(10.0)
+    assert deduped_epoch_boundary(tokens=2048 * 1024 * 10) == pytest.approx(10.0)
 
 
 def test_module_is_a_submodule_not_reexported() -> None:
