@@ -415,11 +415,10 @@ def report(
 
 
 # Commands defined in sibling modules (imported last: they use the names above).
-from causalmem.cli import diagnostics, estimators, pipeline, sensitivity, stream  # noqa: E402
+from causalmem.cli import diagnostics, pipeline, sensitivity, stream  # noqa: E402
 
 for _module in (
     diagnostics,
-    estimators,
     pipeline,
     sensitivity,
     stream,
