@@ -442,6 +442,18 @@ def _save_state(opt: Any, loop: _Loop, step: int) -> None:
     _atomic_dir(loop.state_dir, write)
 
 
+def _check_unfinished(loop: _Loop, *, resume: bool) -> None:
+    """Refuse a folder holding an unfinished run of another config (or any run, without resume)."""
+    state = loop.state_dir / "state.json"
+    if resume and state.exists():
+        if json.loads(state.read_text()).get("fingerprint") != loop.fp:
+            raise ValueError(
+                f"{loop.state_dir} belongs to a different fine-tuning run; use a new folder."
+            )
+    elif not resume and any((loop.root / "checkpoints").iterdir()):
+        raise FileExistsError(f"{loop.root} already holds checkpoints (resume=False).")
+
+
 def _restore(model: Any, opt: Any, loop: _Loop, *, resume: bool, log: Log | None) -> None:
     """Resume ``model`` and ``opt`` from the saved trainer state, if any (sets ``loop.start``)."""
     from safetensors.torch import load_file
@@ -590,6 +602,7 @@ def finetune(
     finished = _finished_run(loop, resume=resume)
     if finished is not None:
         return finished
+    _check_unfinished(loop, resume=resume)  # before anything in the folder is overwritten
     for stale in [*root.glob("*/.*.tmp"), *root.glob(".*.tmp")]:
         shutil.rmtree(stale, ignore_errors=True)  # left by a run killed mid-write
     write_data(data, root)
