@@ -68,6 +68,21 @@ def _type1_index(p: float, n: int) -> int:
     return int(min(max(np.ceil(np.round(p * n, 9)) - 1, 0), n - 1))
 
 
+def _order_stats(rows: FloatArray, lo: int, hi: int) -> tuple[FloatArray, FloatArray]:
+    """Order statistics ``lo <= hi`` (0-based) of every row, in the rows' dtype.
+
+    Two single-``kth`` partitions, the second on the ``hi`` smallest values only: numpy's
+    vectorised selection handles one ``kth`` and is several times faster than
+    ``np.partition(rows, [lo, hi])``; the values are the same order statistics.
+    """
+    part = np.partition(rows, hi, axis=1)
+    q_hi = part[:, hi].copy()
+    if lo == hi:
+        return q_hi.copy(), q_hi
+    part[:, :hi].partition(lo, axis=1)
+    return part[:, lo].copy(), q_hi
+
+
 def summarise_draws(
     zb: FloatArray, *, n_units: int, n_clusters: int, alp: float
 ) -> BootstrapSummary:
@@ -97,15 +112,19 @@ def summarise_draws(
     idx = np.flatnonzero(ndg)
     bt = np.zeros(n_b)
     step = 2048
+    buf = np.empty((min(step, idx.size), n_b), dtype=zb.dtype)  # |z| / sigma, reused
     for i0 in range(0, idx.size, step):
-        rows = zb[idx[i0 : i0 + step]]
-        part = np.partition(rows, [lo, hi], axis=1)
-        sigma = (part[:, hi] - part[:, lo]) / _IQR_TO_SD
-        se[idx[i0 : i0 + step]] = sigma
-        np.abs(rows, out=rows)
+        sel = idx[i0 : i0 + step]
+        # A run of rows is read in place (a view): no copy of the draws besides the selection's.
+        rows = zb[sel[0] : sel[-1] + 1] if sel[-1] - sel[0] == sel.size - 1 else zb[sel]
+        q_lo, q_hi = _order_stats(rows, lo, hi)
+        sigma = (q_hi - q_lo) / _IQR_TO_SD
+        se[sel] = sigma
+        t = buf[: sel.size]
         with np.errstate(divide="ignore", invalid="ignore"):
-            rows /= sigma[:, None]
-        np.maximum(bt, np.max(rows, axis=0), out=bt)
+            np.divide(rows, sigma[:, None], out=t)
+        np.abs(t, out=t)
+        np.maximum(bt, np.max(t, axis=0), out=bt)
     bt = bt[np.isfinite(bt)]
     crit = float(np.quantile(bt, 1 - alp, method="inverted_cdf")) if bt.size else float("nan")
     return BootstrapSummary(se=se, crit_val=crit, nondegenerate=ndg)

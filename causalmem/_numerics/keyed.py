@@ -33,6 +33,7 @@ from causalmem._types import Float64Array
 
 __all__ = [
     "DRAW_CHUNK",
+    "BlockSums",
     "bootstrap_key",
     "cell_draws",
     "hash_ids",
@@ -173,6 +174,66 @@ def keyed_chunks(
         yield keyed_multipliers(ids_hash, key, start, min(start + DRAW_CHUNK, biters), dtype)
 
 
+class BlockSums:
+    """Per-block multiplier sums of one set of rows, for any range of draws.
+
+    The rows are sorted into blocks, transposed and keyed once; :meth:`add` then accumulates
+    ``R[k, t, b] = sum_{c in k} v_bc z_c(t)`` and ``O[k, b] = sum_{c in k} v_bc omega_c`` for
+    draws ``start:stop``, one float64 GEMM ``[z, omega]' v`` per block and chunk of draws, with
+    the multipliers of every row generated once per chunk into a reused buffer (so a bootstrap
+    in chunks of draws touches no fresh memory per chunk). The sums of a ``(block, draw)`` do
+    not depend on how the draws are chunked.
+    """
+
+    def __init__(
+        self,
+        z: Float64Array,
+        omega: Float64Array,
+        block_of_row: np.ndarray,
+        ids_hash: np.ndarray,
+        key: int,
+        n_blocks: int,
+    ) -> None:
+        n, t_len = z.shape
+        if n and np.any(np.diff(block_of_row) < 0):
+            order = np.argsort(block_of_row, kind="stable")
+            z, omega, ids_hash, block_of_row = (
+                z[order],
+                omega[order],
+                ids_hash[order],
+                block_of_row[order],
+            )
+        self.n, self.t_len, self.n_blocks = n, t_len, n_blocks
+        self.bounds = np.searchsorted(block_of_row, np.arange(n_blocks + 1))
+        self.present = np.flatnonzero(np.diff(self.bounds))
+        self.row_keys = _row_keys(ids_hash, key)
+        self.zt = np.empty((t_len + 1, n))  # [T + 1, n]: outcomes and weights, one GEMM per block
+        self.zt[:t_len] = z.T
+        self.zt[t_len] = omega
+        self._v = np.empty((min(n, _ROW_CHUNK), DRAW_CHUNK))
+
+    def add(self, start: int, stop: int, out_z: Float64Array, out_w: Float64Array) -> None:
+        """Add the sums of draws ``start:stop`` (``start % 64 == 0``) to the outputs.
+
+        ``out_z`` is ``[n_blocks, T, stop - start]`` and ``out_w`` ``[n_blocks, stop - start]``
+        (views are fine).
+        """
+        n, t_len, bounds, present = self.n, self.t_len, self.bounds, self.present
+        for r0 in range(0, n, _ROW_CHUNK):
+            r1 = min(r0 + _ROW_CHUNK, n)
+            blocks = present[(bounds[present] < r1) & (bounds[present + 1] > r0)]
+            for s in range(start, stop, DRAW_CHUNK):
+                e = min(s + DRAW_CHUNK, stop)
+                v = self._v[: r1 - r0, : e - s]
+                np.multiply(_bits(self.row_keys[r0:r1], s, e), 2.0, out=v)
+                v -= 1.0  # the multipliers of every row, once per chunk
+                for k in blocks:
+                    a, b = max(int(bounds[k]), r0), min(int(bounds[k + 1]), r1)
+                    prod = self.zt[:, a:b] @ v[a - r0 : b - r0]
+                    out_z[k, :, s - start : e - start] += prod[:t_len]
+                    out_w[k, s - start : e - start] += prod[t_len]
+
+
 def multiplier_sums(
     z: Float64Array,
     omega: Float64Array,
@@ -191,7 +252,7 @@ def multiplier_sums(
     (``[n_blocks, T, biters]``) and ``out_w`` (``[n_blocks, biters]``) when given. Each block
     of rows is one float64 GEMM ``[z, omega]' v`` per chunk of draws; the multipliers of a row
     are generated once per chunk. ``start`` (a multiple of 64) offsets the draws: the sums
-    are of draws ``start : start + biters``.
+    are of draws ``start : start + biters`` (see :class:`BlockSums`).
     """
     n, t_len = z.shape
     if out_z is None:
@@ -200,33 +261,9 @@ def multiplier_sums(
         out_w = np.zeros((n_blocks, biters))
     if n == 0:
         return out_z, out_w
-    if np.any(np.diff(block_of_row) < 0):
-        order = np.argsort(block_of_row, kind="stable")
-        z, omega, ids_hash, block_of_row = (
-            z[order],
-            omega[order],
-            ids_hash[order],
-            block_of_row[order],
-        )
-    bounds = np.searchsorted(block_of_row, np.arange(n_blocks + 1))
-    rk_all = _row_keys(ids_hash, key)
-    zt = np.empty((t_len + 1, n))  # [T + 1, n]: outcomes and weights, one GEMM per block
-    zt[:t_len] = z.T
-    zt[t_len] = omega
-    present = np.flatnonzero(np.diff(bounds))
-    for r0 in range(0, n, _ROW_CHUNK):
-        r1 = min(r0 + _ROW_CHUNK, n)
-        blocks = present[(bounds[present] < r1) & (bounds[present + 1] > r0)]
-        for s in range(0, biters, DRAW_CHUNK):
-            e = min(s + DRAW_CHUNK, biters)
-            v = _bits(rk_all[r0:r1], start + s, start + e).astype(np.float64)
-            v *= 2.0  # the multipliers of every row, once per chunk
-            v -= 1.0
-            for k in blocks:
-                a, b = max(int(bounds[k]), r0), min(int(bounds[k + 1]), r1)
-                prod = zt[:, a:b] @ v[a - r0 : b - r0]
-                out_z[k, :, s:e] += prod[:t_len]
-                out_w[k, s:e] += prod[t_len]
+    BlockSums(z, omega, block_of_row, ids_hash, key, n_blocks).add(
+        start, start + biters, out_z, out_w
+    )
     return out_z, out_w
 
 
@@ -315,42 +352,46 @@ def _never_draws(
     m_c: Float64Array,
     out: Float64Array,
 ) -> Float64Array:
-    """:func:`cell_draws` with never-treated controls: per-block sums scaled once.
+    """:func:`cell_draws` with never-treated controls, one cohort at a time.
 
-    A valid cell ``(g, t, b)`` is ``(R_g[t] - R_g[b] - m_t O_g) / W_g - (R_C[t] - R_C[b] -
-    m_c O_C) / W_C``; ``W_g`` (``W_C``) is the same for every valid cell of cohort ``g`` (all
-    cells), so the block sums are divided once and each cell is four row gathers.
+    A valid cell ``(g, t, b)`` is ``D_g[t] - D_g[b] - m_t O_g / W_g + m_c O_C / W_C`` with
+    ``D_g = R_g / W_g - R_C / W_C`` (``W_g``, ``W_C``: the same for every valid cell of cohort
+    ``g``, resp. all cells). ``D_g`` (``[T, B]``) is formed once per cohort and stays in cache;
+    the cohort's cells are row differences of it plus a rank-2 term (one small GEMM), so the
+    ``[J, B]`` draws are written about once.
     """
     kb, t_len, biters = rk.shape
+    if cells.n_cells == 0:
+        return out
     inv = np.zeros(kb)
     g_valid = cells.g_idx[valid]
     inv[g_valid] = 1.0 / w_treat[valid]
     if valid.any():
         inv[kb - 1] = 1.0 / w_ctrl[valid][0]
-    rs = (rk * inv[:, None, None]).reshape(kb * t_len, biters)
+    rc = rk[kb - 1] * inv[kb - 1]  # [T, B]
     os_ = ok * inv[:, None]
-    ctrl0 = (kb - 1) * t_len
-    m_t = np.where(valid, m_t, 0.0)
-    m_c = np.where(valid, m_c, 0.0)
-    step = 256  # cells per block: the [step, B] buffer stays in cache (B <= DRAW_CHUNK here)
-    buf = np.empty((step, biters))
-    for j0 in range(0, cells.n_cells, step):
-        j1 = min(j0 + step, cells.n_cells)
-        o, u = out[j0:j1], buf[: j1 - j0]
-        g, t, b = cells.g_idx[j0:j1], cells.t_idx[j0:j1], cells.b_idx[j0:j1]
-        vj = valid[j0:j1, None]
-        np.take(rs, g * t_len + t, axis=0, out=o, mode="clip")
-        np.take(rs, g * t_len + b, axis=0, out=u, mode="clip")
-        o -= u
-        np.take(rs, ctrl0 + t, axis=0, out=u, mode="clip")
-        o -= u
-        np.take(rs, ctrl0 + b, axis=0, out=u, mode="clip")
-        o += u
-        np.take(os_, g, axis=0, out=u, mode="clip")
-        u *= m_t[j0:j1, None]
-        o -= u
-        np.multiply(os_[kb - 1][None, :], m_c[j0:j1, None], out=u)
-        o += u
-        if not vj.all():
-            o *= vj
+    # Per cell: the weights of (O_g / W_g, O_C / W_C) in the rank-2 term.
+    lin = np.column_stack([-np.where(valid, m_t, 0.0), np.where(valid, m_c, 0.0)])
+    g_all, t_all, b_all = cells.g_idx, cells.t_idx, cells.b_idx
+    cuts = np.flatnonzero(np.diff(g_all)) + 1  # runs of cells of one cohort
+    starts = np.concatenate([[0], cuts]).astype(np.int64)
+    stops = np.concatenate([cuts, [cells.n_cells]]).astype(np.int64)
+    d = np.empty((t_len, biters))
+    pair = np.empty((2, biters))
+    pair[1] = os_[kb - 1]
+    all_valid = bool(valid.all())
+    for j0, j1 in zip(starts.tolist(), stops.tolist(), strict=True):
+        k = int(g_all[j0])
+        np.multiply(rk[k], inv[k], out=d)
+        d -= rc
+        pair[0] = os_[k]
+        o = out[j0:j1]
+        t, b = t_all[j0:j1], b_all[j0:j1]
+        if t[-1] - t[0] == j1 - j0 - 1 and (j1 - j0 == 1 or bool(np.all(np.diff(t) == 1))):
+            np.subtract(d[t[0] : t[-1] + 1], d[b], out=o)  # outcome periods: a slice
+        else:
+            np.subtract(d[t], d[b], out=o)
+        o += lin[j0:j1] @ pair
+        if not all_valid:
+            o *= valid[j0:j1, None]
     return out

@@ -148,7 +148,12 @@ class StructuredIF:
         c, m = self.cells, self._mom
         g, t, b, k0 = c.g_idx, c.t_idx, c.b_idx, c.k0
         own = c.exclude_own.astype(np.float64)
-        suf = {name: _suffix(getattr(m, name)) for name in ("s1", "w", "mm", "s2", "w2", "cnt")}
+        names = ("s1", "w", "mm", "s2", "w2", "cnt")
+        if self.never_only:
+            # Every k0 is K, the last block, and its suffix sum is the block itself.
+            suf = {name: getattr(m, name) for name in names}
+        else:
+            suf = {name: _suffix(getattr(m, name)) for name in names}
 
         def treated(name: str, *idx: Int64Array) -> Float64Array:
             return getattr(m, name)[(g, *idx)]

@@ -2,9 +2,10 @@
 
 The same instances are scored by every model (Lesci et al. 2024, Fig. 6 correlates profiles of
 Pythia sizes), so the models' estimates are dependent and a per-model bootstrap would ignore
-that. Here one stream of Rademacher multipliers ``v_i`` per instance drives every model's
-influence function: the draw ``theta*_m = theta_m + sum_i v_i psi_im / n`` is joint across
-models.
+that. Here one stream of Rademacher multipliers ``v_i`` per instance, keyed by (seed, instance
+id) as in ``att_gt`` (:mod:`causalmem._numerics.keyed`), drives every model's influence
+function: the draw ``theta*_m = theta_m + sum_i v_i psi_im / n`` is joint across models and does
+not depend on the order of any model's rows.
 
 The plain correlation of estimated profiles (the paper's Fig. 6 number, ``raw``) is biased by
 estimation noise: attenuated by each model's noise variance and inflated by noise shared across
@@ -30,14 +31,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from causalmem._numerics.inference import (
-    MIN_BITERS,
-    degenerate_se,
-    rademacher_chunks,
-    summarise_draws,
-)
+from causalmem._numerics.inference import MIN_BITERS, degenerate_se, summarise_draws
+from causalmem._numerics.keyed import bootstrap_key, hash_ids
 from causalmem._types import CellSet, CorrMethod
 from causalmem.errors import CausalmemWarning, OptionError
+from causalmem.estimators.att_gt import keyed_bootstrap
 from causalmem.results.attgt import AttGtResult
 from causalmem.results.base import RenderMixin, inference_columns, provenance
 
@@ -270,7 +268,10 @@ def compare_profiles(
     method
         ``"pearson"`` (the paper) or ``"spearman"``.
     biters, alp, seed
-        Joint multiplier bootstrap settings.
+        Joint multiplier bootstrap settings. The multipliers are keyed by (seed, unit or
+        cluster id) as in :func:`~causalmem.estimators.att_gt.att_gt`: the same ``v_i`` for an
+        instance in every model whatever the order of the models' rows, and each model's draws
+        are those of its own ``att_gt(..., seed=seed)`` bootstrap.
 
     Returns
     -------
@@ -278,7 +279,7 @@ def compare_profiles(
     """
     _check_options(results, cells, method, epoch_end, biters)
     names = tuple(results)
-    ref_keys = _check_results(results)
+    _check_results(results)
     c = results[names[0]].cells
     sel = np.ones(c.n_cells, dtype=bool) & ~c.reference
     if cells != "all":
@@ -292,10 +293,13 @@ def compare_profiles(
     if idx.size < 3:
         raise ValueError(f"Only {idx.size} cells selected; a correlation needs at least 3.")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    n_rows = ref_keys.size
-    chunks = list(rademacher_chunks(n_rows, biters, rng))
+    # Multipliers keyed by (seed, unit or cluster id): every model gets the same v_i for an
+    # instance whatever the order of its rows (a joint, shard-invariant bootstrap), and a
+    # model's draws are those of att_gt(..., seed=seed) on it.
+    key = bootstrap_key(rng)
     draws = {
-        m: results[m].engine.draws(iter(chunks), biters)[0][idx].astype(np.float64) for m in names
+        m: np.asarray(keyed_bootstrap(results[m].engine, biters, key)[0], dtype=np.float64)[idx]
+        for m in names
     }
     est = {m: np.asarray(results[m].att)[idx] for m in names}
     rows = [
@@ -356,7 +360,7 @@ def _check_results(results: Mapping[str, AttGtResult]) -> np.ndarray:
     """Check every result has the first one's cells and units; return the unit keys."""
     names = tuple(results)
     first = results[names[0]]
-    ref_keys = _keys(first)
+    ref_keys = np.sort(_keys(first))  # the multipliers are keyed by id: row order is free
     for name in names:
         r = results[name]
         if not isinstance(r, AttGtResult):
@@ -370,7 +374,7 @@ def _check_results(results: Mapping[str, AttGtResult]) -> np.ndarray:
                 "model on the same cohorts, checkpoints and settings."
             )
         keys = _keys(r)
-        if keys.shape != ref_keys.shape or not np.array_equal(keys, ref_keys):
+        if keys.shape != ref_keys.shape or not np.array_equal(np.sort(keys), ref_keys):
             raise ValueError(
                 f"{name}: its units (instances) differ from {names[0]!r}'s; a joint bootstrap "
                 "needs the same instances scored by every model."
@@ -420,8 +424,9 @@ def _pair(
 
 
 def _keys(r: AttGtResult) -> np.ndarray:
+    """64-bit hashes of the result's row ids (units, or clusters): what keys the multipliers."""
     eng = r.engine
     keys = eng.rows.keys if hasattr(eng, "rows") else getattr(eng, "keys", None)
     if keys is None:
         raise ValueError("This result does not record its units; refit it with att_gt().")
-    return np.asarray(keys)
+    return hash_ids(keys)

@@ -27,11 +27,11 @@ from causalmem._numerics.inference import (
 )
 from causalmem._numerics.keyed import (
     DRAW_CHUNK,
+    BlockSums,
     bootstrap_key,
     cell_draws,
     hash_ids,
     keyed_chunks,
-    multiplier_sums,
 )
 from causalmem._numerics.streamed import StreamedIF
 from causalmem._numerics.structured import CohortRows, StructuredIF
@@ -621,7 +621,9 @@ def _inference(
     return se, draws, crit, band
 
 
-def keyed_bootstrap(engine: StructuredIF | DenseIF, biters: int, key: int) -> tuple[Any, Any]:
+def keyed_bootstrap(
+    engine: StructuredIF | DenseIF | StreamedIF, biters: int, key: int
+) -> tuple[Any, Any]:
     """Multiplier draws ``([J, B], [K + 1, B])`` with multipliers keyed by (key, row id).
 
     The rows are units, or clusters (keyed by the cluster value), so the draws do not depend on
@@ -635,15 +637,16 @@ def keyed_bootstrap(engine: StructuredIF | DenseIF, biters: int, key: int) -> tu
             raise ValueError("the engine's rows carry no ids to key the bootstrap multipliers.")
         kb = rows.n_blocks
         block_of_row = np.repeat(np.arange(kb), np.diff(rows.block))
-        ids = hash_ids(rows.keys)
+        sums = BlockSums(rows.Z, rows.omega, block_of_row, hash_ids(rows.keys), key, kb)
         e = engine.est
         zb = np.empty((engine.cells.n_cells, biters))
-        ok = np.empty((kb, biters))
+        ok = np.zeros((kb, biters))
+        rk = np.empty((kb, rows.Z.shape[1], min(DRAW_CHUNK, biters)))  # reused per chunk
         for s in range(0, biters, DRAW_CHUNK):  # one chunk of draws at a time: small buffers
             stop = min(s + DRAW_CHUNK, biters)
-            rk_c, ok[:, s:stop] = multiplier_sums(
-                rows.Z, rows.omega, block_of_row, ids, key, stop - s, kb, start=s
-            )
+            rk_c = rk[:, :, : stop - s]
+            rk_c.fill(0.0)
+            sums.add(s, stop, rk_c, ok[:, s:stop])
             cell_draws(
                 rk_c,
                 ok[:, s:stop],

@@ -188,3 +188,93 @@ def test_streamed_engine_has_no_unit_rows(tmp_path: object) -> None:
     with pytest.raises(AttributeError, match="per-unit rows"):
         getattr(res.engine, "rows")  # noqa: B009
     assert not hasattr(res.engine, "rows")
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"base_period": "universal"},
+        {"anticipation": 1},
+        {"weightsname": "w"},
+        {"control_group": "notyettreated"},
+        {"_difference": True},
+    ],
+)
+def test_cell_draws_equal_the_unit_level_influence_functions_times_the_multipliers(
+    kw: dict[str, Any],
+) -> None:
+    """keyed_bootstrap (per-cohort sums, the never-treated fast path included) against an
+    independent route: the explicit r-scale IF matrix of the cells (``engine.combine`` with
+    identity weights, built from per-block coefficients) times the float64 keyed multipliers.
+    Exact algebra both ways, so they agree to float64 rounding (1e-12 relative)."""
+    import importlib
+
+    import scipy.sparse as sp
+
+    mod = importlib.import_module("causalmem.estimators.att_gt")
+    df = _panel(8)
+    units = df["unit"].to_numpy()
+    df = df.assign(w=1.0 + (units % 7) / 3.0)  # time-invariant weights
+    res = mod._att_gt(
+        **{
+            **dict(
+                data=df,
+                yname="y",
+                tname="step",
+                idname="unit",
+                gname="cohort",
+                xformla=None,
+                control_group="nevertreated",
+                anticipation=0,
+                base_period="varying",
+                est_method="dr",
+                allow_unbalanced_panel=False,
+                clustervars=None,
+                weightsname=None,
+                bstrap=False,
+                biters=1000,
+                cband=True,
+                alp=0.05,
+                seed=None,
+                drop_always_treated=False,
+                panel=True,
+            ),
+            **kw,
+        }
+    )
+    eng = res.engine
+    assert isinstance(eng, StructuredIF)
+    n_cells, kb = res.cells.n_cells, eng.rows.n_blocks
+    zb, om = mod.keyed_bootstrap(eng, 300, 5)  # 300 draws: two draw blocks (256 + 44)
+    r = eng.combine(sp.identity(n_cells, format="csr"), np.zeros((kb, n_cells)))
+    v = keyed_multipliers(hash_ids(eng.rows.keys), 5, 0, 300)
+    ref = r.T @ v
+    fin = np.isfinite(res.att)
+    assert np.array_equal(np.isfinite(zb).all(axis=1), fin)
+    scale = np.abs(ref[fin]).max()
+    assert np.abs(zb[fin] - ref[fin]).max() < 1e-12 * scale
+    if "base_period" in kw:
+        assert np.all(zb[res.cells.reference] == 0.0)
+    block = np.repeat(np.arange(kb), np.diff(eng.rows.block))
+    om_ref = np.stack(
+        [(eng.rows.omega[block == k, None] * v[block == k]).sum(0) for k in range(kb)]
+    )
+    np.testing.assert_allclose(om, om_ref, rtol=0, atol=1e-12 * np.abs(om_ref).max())
+
+
+@pytest.mark.parametrize("n_draws", [10, 11, 999, 1000, 1001])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_bootstrap_quartiles_are_rs_type_1_order_statistics(n_draws: int, dtype: Any) -> None:
+    """summarise_draws' two single-kth selections give R's ``quantile(type = 1)`` exactly."""
+    from causalmem._numerics.inference import _order_stats, _type1_index
+
+    x = np.random.default_rng(n_draws).standard_normal((37, n_draws)).astype(dtype)
+    x[3] = 1.0  # ties
+    lo, hi = _type1_index(0.25, n_draws), _type1_index(0.75, n_draws)
+    q_lo, q_hi = _order_stats(x.copy(), lo, hi)
+    ref = np.quantile(x, [0.25, 0.75], axis=1, method="inverted_cdf")
+    assert q_lo.dtype == dtype and q_hi.dtype == dtype
+    np.testing.assert_array_equal(q_lo, ref[0])
+    np.testing.assert_array_equal(q_hi, ref[1])
+    np.testing.assert_array_equal(q_lo, np.sort(x, axis=1)[:, lo])
