@@ -246,7 +246,9 @@ def flci(
         best_c = c_minvar if j == len(path) else path[j]
         best: tuple[float, Float64Array] = (float(hls[j]), best_c)
         if n and 0 < j < len(path):
-            lo, hi = np.log(lams[j - 1]), np.log(lams[j + 1])
+            lo = np.log(lams[j - 1])
+            # The last λ of the grid brackets up to one more grid step (towards λ = ∞).
+            hi = np.log(lams[j + 1]) if j + 1 < lams.size else 2 * np.log(lams[j]) - lo
             cache: dict[float, Float64Array] = {}
 
             def obj(

@@ -364,6 +364,25 @@ def _robust_set(st: _Setup, m: float) -> tuple[float, float, bool]:
     return lo_b, hi_b, cs.open_ended and st.method != "C-F"
 
 
+def _robust_sets(st: _Setup, ms: list[float], n_jobs: int) -> list[tuple[float, float, bool]]:
+    """:func:`_robust_set` at every ``M``; over ``n_jobs`` worker processes when > 1."""
+    if n_jobs <= 1 or len(ms) <= 1:
+        return [_robust_set(st, m) for m in ms]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    # Largest M first: the union's pieces are slowest to search there.
+    order = sorted(range(len(ms)), key=lambda i: -ms[i])
+    with ProcessPoolExecutor(max_workers=min(n_jobs, len(ms)), mp_context=ctx) as ex:
+        got = list(ex.map(partial(_robust_set, st), [ms[i] for i in order]))
+    out: list[tuple[float, float, bool]] = [(math.nan, math.nan, False)] * len(ms)
+    for i, r in zip(order, got, strict=True):
+        out[i] = r
+    return out
+
+
 def _covers(st: _Setup, m: float, null: float) -> bool:
     lo, hi, _ = _robust_set(st, m)
     return bool(lo <= null <= hi)
@@ -429,6 +448,7 @@ def honest_did(
     theta_grid: Literal["centred", "R"] | str = "centred",
     breakdown: Breakdown | str = "refine",
     seed: int = 0,
+    n_jobs: int = 1,
 ) -> SensitivityResult:
     """Robust confidence sets for a memorisation target (Rambachan & Roth 2023; R HonestDiD).
 
@@ -474,6 +494,11 @@ def honest_did(
         ``"none"``.
     seed
         Seed of the least-favourable simulation (C-LF).
+    n_jobs
+        Worker processes over the ``M`` grid for the ARP-based sets (``"C-LF"``, ``"C-F"``,
+        ``"Conditional"``); the sets are identical to ``n_jobs=1``. Workers are forked
+        (POSIX; elsewhere spawned, which re-imports the package), so use it from a script
+        rather than from a process that runs threads of its own.
 
     Returns
     -------
@@ -557,6 +582,8 @@ def honest_did(
         raise OptionError(f"grid_points={grid_points}: use at least 10 (R's default is 1000).")
     if theta_grid not in ("centred", "R"):
         raise OptionError(f"theta_grid={theta_grid!r}; use 'centred' or 'R'.")
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
+        raise OptionError(f"n_jobs={n_jobs!r}; use a whole number of processes ≥ 1.")
     st = _Setup(
         inputs,
         lv,
@@ -577,7 +604,7 @@ def honest_did(
         upper = fit.centre + fit.half_length
         open_ = np.zeros(grid.size, dtype=bool)
     else:
-        sets = [_robust_set(st, float(m)) for m in grid]
+        sets = _robust_sets(st, [float(m) for m in grid], n_jobs)
         lower = np.array([s[0] for s in sets])
         upper = np.array([s[1] for s in sets])
         open_ = np.array([s[2] for s in sets], dtype=bool)

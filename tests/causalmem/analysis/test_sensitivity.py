@@ -378,3 +378,98 @@ def test_result_protocol_and_plot() -> None:
     assert spec["layer"]
     with pytest.raises(ValueError):
         r.lower[0] = 1.0
+
+
+# --------------------------------------------------------------------------- speed paths
+
+
+def test_fast_lp_equals_linprog() -> None:
+    """``_linprog`` builds linprog's HiGHS model: the same status, optimum, solution, duals."""
+    from scipy.optimize import linprog
+
+    from causalmem._numerics.honest import _linprog
+
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        m, k = int(rng.integers(6, 30)), int(rng.integers(1, 5))
+        sd = rng.uniform(0.5, 2.0, m)
+        x = rng.normal(size=(m, k))
+        y = rng.normal(size=m)
+        a_ub = np.column_stack([-sd, -x])
+        c = np.r_[1.0, np.zeros(k)]
+        ref = linprog(c, A_ub=a_ub, b_ub=-y, bounds=(None, None), method="highs")
+        got = _linprog(c, a_ub=a_ub, b_ub=-y)
+        assert got.status == ref.status
+        if ref.status == 0:
+            assert got.fun == ref.fun
+            np.testing.assert_array_equal(got.x, ref.x)
+            np.testing.assert_array_equal(got.ineq_marginals, ref.ineqlin.marginals)
+        # The equality form with λ ≥ 0 (the dual branch's linear-fractional programmes).
+        a_eq = np.vstack([np.column_stack([sd, x]).T, rng.normal(size=m)])
+        b_eq = np.r_[1.0, np.zeros(k), 0.5]
+        ref = linprog(y, A_eq=a_eq, b_eq=b_eq, bounds=(0, None), method="highs")
+        got = _linprog(y, a_eq=a_eq, b_eq=b_eq, lower=0.0)
+        assert got.status == ref.status
+        if ref.status == 0:
+            assert got.fun == ref.fun
+            np.testing.assert_array_equal(got.x, ref.x)
+
+
+def test_warm_dual_eta_equals_primal_lp() -> None:
+    """The warm-started dual of the least-favourable simulation gives the LP's η."""
+    from causalmem._numerics.honest import _DualEta, _problem, _solve_eta, post_rows
+
+    piece = delta_pieces("RM", 4, 4, 0.7)[2]
+    pr = _problem(
+        BH,
+        SIG,
+        4,
+        L1,
+        piece,
+        alp=0.05,
+        hybrid="LF",
+        kappa=0.005,
+        rows=post_rows(piece.A, 4),
+        flci_weights=None,
+        flci_hl=float("nan"),
+    )
+    sd = np.sqrt(np.diag(pr.sigma))
+    dual = _DualEta(pr.x, sd)
+    xi = np.random.default_rng(0).multivariate_normal(np.zeros(sd.size), pr.sigma, size=200)
+    for v in xi:
+        got = dual.solve(v)
+        assert got is not None
+        eta, _ = _solve_eta(v, pr.x, sd)
+        assert got[0] == pytest.approx(eta, abs=1e-9 * (1 + abs(eta)))
+
+
+def test_n_jobs_gives_identical_sets() -> None:
+    kw: dict[str, Any] = {
+        "betahat": BH,
+        "sigma": SIG,
+        "num_pre": 4,
+        "restriction": "RM",
+        "m_grid": [0.5, 1.0, 1.5],
+        "breakdown": "grid",
+        "grid_points": 200,
+    }
+    one = honest_did(**kw)
+    two = honest_did(**kw, n_jobs=2)
+    np.testing.assert_array_equal(one.lower, two.lower)
+    np.testing.assert_array_equal(one.upper, two.upper)
+    with pytest.raises(OptionError, match="n_jobs"):
+        honest_did(**kw, n_jobs=0)
+
+
+def test_flci_optimum_at_the_end_of_the_lasso_path() -> None:
+    """Lab event study (seed 13, e = 5, M = 0): optimum at the last λ (was an IndexError)."""
+    lab = json.loads(
+        (Path(__file__).parent / "reference" / "lab_seed13_event_study.json").read_text()
+    )
+    b, s, n_pre = np.array(lab["betahat"]), np.array(lab["sigma"]), int(lab["n_pre"])
+    lv = np.zeros(b.size - n_pre)
+    lv[5] = 1.0
+    fit = flci(b, s, n_pre, lv, np.array([0.0, 0.05, 0.3]), 0.05)
+    # M = 0: no bias, so the half-length is the normal quantile times the estimator's SD.
+    assert fit.half_length[0] == pytest.approx(1.959963984540054 * fit.sd[0], rel=1e-9)
+    assert np.all(np.diff(fit.half_length) >= -1e-12)
