@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -24,10 +26,11 @@ if TYPE_CHECKING:
     import pandas as pd
     from tokenizers import Tokenizer
 
+    from causalmem.estimators.att_gt import AttGtResult
     from causalmem.instances import Instances
     from causalmem.lab.config import LabConfig
     from causalmem.lab.corpus import Corpus
-    from causalmem.lab.train import LabData, TrainConfig, TrainedRun
+    from causalmem.lab.train import LabData, TrainConfig, TrainedRun, _RunFolder
     from causalmem.panel.panel import Panel
 
 Log = Callable[[str], None]
@@ -105,8 +108,17 @@ def sample_instances(steps: npt.ArrayLike, cfg: LabConfig) -> pd.DataFrame:
     return sample_macro_batches(steps, cfg.batch_size, k=cfg.k, m=cfg.m, seed=cfg.seed)
 
 
+class _HeldOutSettings(Protocol):
+    """The fields that pick the never-trained instances (lab and fine-tuning configs)."""
+
+    @property
+    def n_validation(self) -> int: ...
+    @property
+    def seed(self) -> int: ...
+
+
 def lab_instances(
-    run: TrainedRun, sample: pd.DataFrame, cfg: LabConfig
+    run: _RunFolder, sample: pd.DataFrame, cfg: _HeldOutSettings
 ) -> tuple[Instances, Instances, Instances]:
     """Return the sampled trained instances, ``n_validation`` never-trained ones, and both."""
     from causalmem.instances import Instances, training_instances, validation_instances
@@ -141,3 +153,44 @@ def score_run(
         log=None,
     )
     return cast("Panel", panel)
+
+
+class _FitSettings(Protocol):
+    """The estimation fields shared by the lab's and the fine-tuning workflow's configs."""
+
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def biters(self) -> int: ...
+    @property
+    def alp(self) -> float: ...
+    @property
+    def seed(self) -> int: ...
+
+
+@contextmanager
+def expected_empty_cells() -> Iterator[None]:
+    """Silence :class:`~causalmem.errors.CausalmemWarning` while estimating on a lab panel.
+
+    Cells before the scored pre-periods have no treated units by design (scoring plan).
+    """
+    from causalmem.errors import CausalmemWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CausalmemWarning)
+        yield
+
+
+def fit_att_gt(panel: Panel, cfg: _FitSettings) -> AttGtResult:
+    """Fit ATT(g, t) of ``cfg.outcome`` on a scored lab panel (unbalanced: planned pairs only)."""
+    from causalmem.estimators.att_gt import att_gt
+
+    with expected_empty_cells():
+        return att_gt(
+            panel,
+            yname=cfg.outcome,
+            allow_unbalanced_panel=True,
+            biters=cfg.biters,
+            alp=cfg.alp,
+            seed=cfg.seed,
+        )

@@ -30,7 +30,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -42,7 +41,15 @@ import numpy.typing as npt
 import pandas as pd
 
 from causalmem.instances import MMapIndexedDataset
-from causalmem.scoring.checkpoints import Checkpoint
+from causalmem.lab.train import (
+    _atomic_dir,
+    _load_optimizer,
+    _optimizer,
+    _optimizer_step,
+    _read_finished,
+    _RunFolder,
+    _save_optimizer,
+)
 from lmecon.atomic import atomic_write_text
 
 __all__ = [
@@ -212,7 +219,7 @@ def resolve_base_model(
 
 # ----------------------------------------------------------------------------- results
 @dataclass(frozen=True)
-class FinetunedRun:
+class FinetunedRun(_RunFolder):
     """A fine-tuning run: where its checkpoints, adapters and recorded order are.
 
     Attributes
@@ -224,7 +231,8 @@ class FinetunedRun:
     base_model
         The pretrained folder fine-tuned.
     checkpoint_steps
-        Steps with a saved checkpoint (all, for a finished run).
+        Steps with a saved checkpoint (all, for a finished run); :attr:`checkpoints` gives them
+        as scoring :class:`Checkpoint` values (for LoRA: the merged models).
     history
         One row per optimizer step: ``step``, ``loss`` (mean next-token cross-entropy of the
         step's batch before the update), ``lr``, ``grad_norm`` (before clipping) and
@@ -247,31 +255,11 @@ class FinetunedRun:
     resumed_from: int | None = None
 
     @property
-    def checkpoints(self) -> tuple[Checkpoint, ...]:
-        """The saved (for LoRA: merged) checkpoints as scoring :class:`Checkpoint` values."""
-        root = self.run_dir / "checkpoints"
-        return tuple(Checkpoint(str(root / f"step{s}"), None, s) for s in self.checkpoint_steps)
-
-    @property
     def adapter_dirs(self) -> tuple[Path, ...]:
         """LoRA adapter folders (``peft`` ``save_pretrained``) per checkpoint; empty for full."""
         if self.config.method != "lora":
             return ()
         return tuple(self.run_dir / "adapters" / f"step{s}" for s in self.checkpoint_steps)
-
-    @property
-    def order_path(self) -> Path:
-        """Prefix of the recorded training order (``train.bin`` / ``train.idx``)."""
-        return self.run_dir / "data" / "train"
-
-    @property
-    def validation_path(self) -> Path:
-        """The held-out chunks (``validation.npy``), never trained on."""
-        return self.run_dir / "data" / "validation.npy"
-
-    def order(self) -> MMapIndexedDataset:
-        """Open the recorded training order (memory-mapped)."""
-        return MMapIndexedDataset(self.order_path)
 
     def lr_schedule(self) -> pd.DataFrame:
         """Return the learning rate of every step (:func:`finetune_lr_schedule`)."""
@@ -279,20 +267,6 @@ class FinetunedRun:
 
 
 # ----------------------------------------------------------------------------- io helpers
-def _atomic_dir(target: Path, write: Callable[[Path], None]) -> None:
-    """Fill a temporary sibling folder with ``write`` and rename it to ``target``."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        write(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
 def _base_identity(base: Path) -> dict[str, Any]:
     """Identify the base model: its config and weights' sizes (and recorded sha256)."""
     prov_path = base / "provenance.json"
@@ -386,24 +360,6 @@ def _prepare_model(base: Path, cfg: FinetuneConfig) -> Any:
             ) from exc
 
 
-def _optimizer(model: Any, cfg: FinetuneConfig) -> Any:
-    import torch
-
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    decay = [p for _, p in params if p.ndim >= 2]
-    no_decay = [p for _, p in params if p.ndim < 2]
-    return torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=cfg.lr,
-        betas=(cfg.beta1, cfg.beta2),
-        eps=cfg.eps,
-        foreach=False,
-    )
-
-
 def _save_checkpoint(model: Any, loop: _Loop, step: int) -> None:
     """Save step ``step``: the model (full), or the adapter and the merged model (LoRA)."""
     from causalmem.scoring.checkpoints import quiet_transformers
@@ -420,26 +376,8 @@ def _save_checkpoint(model: Any, loop: _Loop, step: int) -> None:
 
 
 def _save_state(opt: Any, loop: _Loop, step: int) -> None:
-    from safetensors.torch import save_file
-
-    sd = opt.state_dict()
-    tensors = {
-        f"{pid}.{key}": val.detach().clone().contiguous()
-        for pid, st in sd["state"].items()
-        for key, val in st.items()
-    }
-    meta = {
-        "step": step,
-        "fingerprint": loop.fp,
-        "param_groups": sd["param_groups"],
-        "history": loop.history,
-    }
-
-    def write(tmp: Path) -> None:
-        save_file(tensors, str(tmp / "optimizer.safetensors"))
-        (tmp / "state.json").write_text(json.dumps(meta))
-
-    _atomic_dir(loop.state_dir, write)
+    """Save the optimiser state after step ``step`` in ``trainer_state/`` (the lab's format)."""
+    _save_optimizer(opt, step, loop.history, loop.fp, loop.state_dir)
 
 
 def _check_unfinished(loop: _Loop, *, resume: bool) -> None:
@@ -459,16 +397,10 @@ def _restore(model: Any, opt: Any, loop: _Loop, *, resume: bool, log: Log | None
     from safetensors.torch import load_file
 
     state = loop.state_dir / "state.json"
+    _check_unfinished(loop, resume=resume)
     if not (resume and state.exists()):
-        if not resume and any((loop.root / "checkpoints").iterdir()):
-            raise FileExistsError(f"{loop.root} already holds checkpoints (resume=False).")
         return
-    meta = json.loads(state.read_text())
-    if meta.get("fingerprint") != loop.fp:
-        raise ValueError(
-            f"{loop.state_dir} belongs to a different fine-tuning run; use a new folder."
-        )
-    step = int(meta["step"])
+    step = int(json.loads(state.read_text())["step"])
     if loop.cfg.method == "full":
         weights = load_file(str(loop.root / "checkpoints" / f"step{step}" / "model.safetensors"))
         missing, unexpected = model.load_state_dict(weights, strict=False)
@@ -486,13 +418,7 @@ def _restore(model: Any, opt: Any, loop: _Loop, *, resume: bool, log: Log | None
             str(loop.root / "adapters" / f"step{step}" / "adapter_model.safetensors")
         )
         set_peft_model_state_dict(model, adapter)
-    flat = load_file(str(loop.state_dir / "optimizer.safetensors"))
-    opt_state: dict[int, dict[str, Any]] = {}
-    for key, val in flat.items():
-        pid, name = key.split(".", 1)
-        opt_state.setdefault(int(pid), {})[name] = val
-    opt.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
-    loop.start, loop.history = step, list(meta["history"])
+    loop.start, loop.history = _load_optimizer(opt, loop.state_dir)
     loop.resumed_from = step
     if log:
         log(f"resuming fine-tuning from step {step}")
@@ -509,24 +435,8 @@ def _train_step(
     rows = np.stack([np.asarray(order[i]) for i in range(first, first + bs)])
     batch = torch.from_numpy(rows.astype(np.int64)).to(cfg.device)
     lr = float(cfg.lr_at(step))
-    for group in opt.param_groups:
-        group["lr"] = lr
-    logits = model(input_ids=batch).logits
-    loss = torch.nn.functional.cross_entropy(
-        logits[:, :-1].reshape(-1, logits.shape[-1]).float(), batch[:, 1:].reshape(-1)
-    )
-    loss.backward()
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-    return {
-        "step": step,
-        "loss": float(loss.detach()),
-        "lr": lr,
-        "grad_norm": float(norm),
-        "first_seq": first,
-    }
+    loss, norm = _optimizer_step(model, opt, batch, lr, cfg.grad_clip)
+    return {"step": step, "loss": loss, "lr": lr, "grad_norm": norm, "first_seq": first}
 
 
 # ----------------------------------------------------------------------------- public
@@ -676,17 +586,10 @@ def _run_steps(
 
 
 def _finished_run(loop: _Loop, *, resume: bool) -> FinetunedRun | None:
-    run_json = loop.root / "run.json"
-    if not run_json.exists():
+    what = "fine-tuning run (config, data or base model changed)"
+    done = _read_finished(loop.root, loop.fp, resume=resume, what=what)
+    if done is None:
         return None
-    done = json.loads(run_json.read_text())
-    if done.get("fingerprint") != loop.fp:
-        raise ValueError(
-            f"{loop.root} holds a different fine-tuning run (config, data or base model "
-            "changed); use a new folder."
-        )
-    if not resume:
-        raise FileExistsError(f"{loop.root} already holds a finished run (resume=False).")
     return FinetunedRun(
         loop.root,
         loop.cfg,

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -363,17 +363,11 @@ def exposures(sequence_id: npt.ArrayLike, batch_size: int) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- results
-@dataclass(frozen=True)
-class TrainedRun:
-    """A finished lab run: where its checkpoints and recorded order are."""
+class _RunFolder:
+    """Paths of a run folder (``checkpoints/step<N>/``, ``data/``) shared by the lab's runs."""
 
     run_dir: Path
-    config: TrainConfig
-    vocab_size: int
     checkpoint_steps: tuple[int, ...]
-    history: pd.DataFrame = field(repr=False)
-    seconds: float = 0.0
-    resumed_from: int | None = None
 
     @property
     def checkpoints(self) -> tuple[Checkpoint, ...]:
@@ -383,17 +377,30 @@ class TrainedRun:
 
     @property
     def order_path(self) -> Path:
-        """Prefix of the training order (``train.bin`` / ``train.idx``)."""
+        """Prefix of the recorded training order (``train.bin`` / ``train.idx``)."""
         return self.run_dir / "data" / "train"
 
     @property
     def validation_path(self) -> Path:
-        """The held-out chunks (``validation.npy``)."""
+        """The held-out chunks (``validation.npy``), never trained on."""
         return self.run_dir / "data" / "validation.npy"
 
     def order(self) -> MMapIndexedDataset:
         """Open the recorded training order (memory-mapped)."""
         return MMapIndexedDataset(self.order_path)
+
+
+@dataclass(frozen=True)
+class TrainedRun(_RunFolder):
+    """A finished lab run: where its checkpoints and recorded order are."""
+
+    run_dir: Path
+    config: TrainConfig
+    vocab_size: int
+    checkpoint_steps: tuple[int, ...]
+    history: pd.DataFrame = field(repr=False)
+    seconds: float = 0.0
+    resumed_from: int | None = None
 
     def sequence_ids(self) -> npt.NDArray[np.int64]:
         """Unique-chunk id of each training position (``arange`` for a one-epoch run)."""
@@ -418,6 +425,7 @@ def _atomic_npy(arr: np.ndarray, target: Path) -> None:
 
 def _atomic_dir(target: Path, write: Callable[[Path], None]) -> None:
     """Fill a temporary sibling folder with ``write`` and rename it to ``target``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         write(tmp)
@@ -476,11 +484,28 @@ def init_model(cfg: TrainConfig, vocab_size: int) -> Any:
     return model
 
 
-def _optimizer(model: Any, cfg: TrainConfig) -> Any:
+class _AdamWSettings(Protocol):
+    """The optimiser fields shared by :class:`TrainConfig` and the fine-tuning config."""
+
+    @property
+    def lr(self) -> float: ...
+    @property
+    def weight_decay(self) -> float: ...
+    @property
+    def beta1(self) -> float: ...
+    @property
+    def beta2(self) -> float: ...
+    @property
+    def eps(self) -> float: ...
+
+
+def _optimizer(model: Any, cfg: _AdamWSettings) -> Any:
+    """AdamW over the trainable parameters, weight decay on matrices only."""
     import torch
 
-    decay = [p for _, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for _, p in model.named_parameters() if p.ndim < 2]
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
     return torch.optim.AdamW(
         [
             {"params": decay, "weight_decay": cfg.weight_decay},
@@ -637,18 +662,30 @@ def train(
     return _finish(loop, data, time.perf_counter() - t0)
 
 
-def _finished_run(loop: _Loop, *, resume: bool) -> TrainedRun | None:
-    """Return the finished run stored in ``loop.root`` (None if there is none)."""
-    run_json = loop.root / "run.json"
+def _read_finished(root: Path, fp: str, *, resume: bool, what: str) -> dict[str, Any] | None:
+    """Return ``root/run.json`` of a finished run with fingerprint ``fp`` (None if there is none).
+
+    ``what`` names the run in the error for a different fingerprint (``"a different <what>;
+    use a new folder"``); with ``resume=False`` a finished run is an error.
+    """
+    run_json = root / "run.json"
     if not run_json.exists():
         return None
-    done = json.loads(run_json.read_text())
-    if done.get("fingerprint") != loop.fp:
-        raise ValueError(
-            f"{loop.root} holds a different lab run (config or data changed); use a new folder."
-        )
+    done: dict[str, Any] = json.loads(run_json.read_text())
+    if done.get("fingerprint") != fp:
+        raise ValueError(f"{root} holds a different {what}; use a new folder.")
     if not resume:
-        raise FileExistsError(f"{loop.root} already holds a finished run (resume=False).")
+        raise FileExistsError(f"{root} already holds a finished run (resume=False).")
+    return done
+
+
+def _finished_run(loop: _Loop, *, resume: bool) -> TrainedRun | None:
+    """Return the finished run stored in ``loop.root`` (None if there is none)."""
+    done = _read_finished(
+        loop.root, loop.fp, resume=resume, what="lab run (config or data changed)"
+    )
+    if done is None:
+        return None
     return TrainedRun(
         loop.root,
         loop.cfg,
@@ -712,17 +749,31 @@ def _train_step(
     rows = np.stack([order[i] for i in range((step - 1) * bs, step * bs)])
     batch = torch.from_numpy(rows.astype(np.int64))
     lr = float(lr_at(step, cfg))
+    loss, _ = _optimizer_step(model, opt, batch, lr, cfg.grad_clip)
+    return {"step": step, "loss": loss, "lr": lr}
+
+
+def _optimizer_step(
+    model: Any, opt: Any, batch: Any, lr: float, grad_clip: float
+) -> tuple[float, float]:
+    """One AdamW step at ``lr`` on next-token cross-entropy of ``batch`` (clipped gradients).
+
+    Returns the batch's loss before the update and the gradient norm before clipping.
+    """
+    import torch
+
     for group in opt.param_groups:
         group["lr"] = lr
     logits = model(input_ids=batch).logits
     loss = torch.nn.functional.cross_entropy(
-        logits[:, :-1].reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1)
+        logits[:, :-1].reshape(-1, logits.shape[-1]).float(), batch[:, 1:].reshape(-1)
     )
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    norm = torch.nn.utils.clip_grad_norm_(trainable, grad_clip)
     opt.step()
     opt.zero_grad(set_to_none=True)
-    return {"step": step, "loss": float(loss.detach()), "lr": lr}
+    return float(loss.detach()), float(norm)
 
 
 def _run_steps(

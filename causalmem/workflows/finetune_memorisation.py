@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from causalmem.lab import _pipeline
 from causalmem.lab.finetune import FinetuneConfig
 from causalmem.results.base import provenance as _provenance
 from lmecon.atomic import atomic_write_text
@@ -45,6 +45,7 @@ from lmecon.result import ResultMixin, frozen_mapping
 
 if TYPE_CHECKING:
     from causalmem.analysis.profile import MemorisationProfile
+    from causalmem.instances import Instances
     from causalmem.lab.finetune import FinetunedRun
     from causalmem.lab.train import LabData
     from causalmem.panel.panel import Panel
@@ -420,12 +421,11 @@ def prepare_finetune_data(
 
 
 def _cohort_lr(ft: FinetuneConfig, steps: npt.ArrayLike) -> pd.DataFrame:
-    grid = np.unique(np.append(np.asarray(steps, dtype=np.int64), 0))
-    rows = []
-    for lo, hi in zip(grid[:-1], grid[1:], strict=True):
-        lrs = np.atleast_1d(np.asarray(ft.lr_at(np.arange(lo + 1, hi + 1)), dtype=float))
-        rows.append({"group": float(hi), "lr_mean": float(lrs.mean()), "lr_end": float(lrs[-1])})
-    return pd.DataFrame(rows)
+    """Mean and last LR of each cohort's steps (:func:`~causalmem.lab.train.cohort_lr`)."""
+    from causalmem.lab.train import cohort_lr
+
+    out = cohort_lr(ft.train_config(), steps)[["group", "lr_mean", "lr_end"]]
+    return out.astype({"group": float})
 
 
 def _profile_method(
@@ -440,14 +440,6 @@ def _profile_method(
     log: Log,
 ) -> MethodProfile:
     from causalmem.analysis.profile import MemorisationProfile
-    from causalmem.errors import CausalmemWarning
-    from causalmem.estimators.att_gt import att_gt
-    from causalmem.instances import (
-        Instances,
-        sample_macro_batches,
-        training_instances,
-        validation_instances,
-    )
     from causalmem.lab.finetune import finetune
     from causalmem.panel.io import write_panel
     from causalmem.scoring.runner import score
@@ -461,11 +453,7 @@ def _profile_method(
         f"{name}: {run.n_trainable:,} trainable parameters, loss {run.history['loss'].iloc[0]:.3f}"
         f" → {run.history['loss'].iloc[-1]:.3f} in {timings['finetune']:.0f} s"
     )
-    steps = np.asarray(run.checkpoint_steps, dtype=np.int64)
-    sample = sample_macro_batches(steps, ft.batch_size, k=cfg.k, m=cfg.m, seed=cfg.seed)
-    tr = training_instances(run.order(), sample)
-    va = validation_instances(np.load(run.validation_path), cfg.n_validation, seed=cfg.seed)
-    instances = Instances.concat([tr, va])
+    steps, tr, va, instances = _instances_of(run, cfg)
     # Balanced panel: every instance at every checkpoint (all placebo cells are estimable, and
     # the profile's dynamic aggregation needs no NaN cells).
     n_pairs = instances.n * steps.size
@@ -486,17 +474,8 @@ def _profile_method(
     timings["score"] = time.perf_counter() - t0
     write_panel(panel, d / "panel.parquet")
     t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        # Cells before the scored pre-periods have no treated units by design (scoring plan).
-        warnings.simplefilter("ignore", CausalmemWarning)
-        res = att_gt(
-            panel,
-            yname=cfg.outcome,
-            allow_unbalanced_panel=True,
-            biters=cfg.biters,
-            alp=cfg.alp,
-            seed=cfg.seed,
-        )
+    res = _pipeline.fit_att_gt(panel, cfg)
+    with _pipeline.expected_empty_cells():
         prof = MemorisationProfile.from_result(res)
     timings["estimate"] = time.perf_counter() - t0
     inst = prof.instantaneous().merge(_cohort_lr(ft, steps), on="group", how="left")
@@ -816,7 +795,6 @@ def finetune_ground_truth(
     ValueError
         Too few reserve chunks to replace the sampled instances.
     """
-    from causalmem.instances import Instances
     from causalmem.lab.finetune import finetune
     from causalmem.lab.train import LabData
     from causalmem.scoring.metrics import MEMORISATION_SIGN
@@ -846,7 +824,7 @@ def finetune_ground_truth(
         data_b, run_a.config, d / "run", base_model=run_a.base_model, progress=progress, log=log
     )
     log(f"{name} counterfactual: fine-tuned in {time.perf_counter() - t0:.0f} s")
-    instances: Instances = _instances_of(run_a, cfg)
+    instances: Instances = _instances_of(run_a, cfg)[3]
     panel_b: Any = score(
         run_b.checkpoints,
         instances,
@@ -880,17 +858,15 @@ def finetune_ground_truth(
     return FinetuneGroundTruth(name, run_b, truth)
 
 
-def _instances_of(run: FinetunedRun, cfg: FinetuneMemorisationConfig) -> Any:
-    """Sample the scored instances of ``run``: k × m per macro-batch and the never-trained."""
-    from causalmem.instances import (
-        Instances,
-        sample_macro_batches,
-        training_instances,
-        validation_instances,
-    )
+def _instances_of(
+    run: FinetunedRun, cfg: FinetuneMemorisationConfig
+) -> tuple[npt.NDArray[np.int64], Instances, Instances, Instances]:
+    """Sample the scored instances of ``run``: k × m per macro-batch and the never-trained.
+
+    Returns the checkpoint steps, the trained instances, the never-trained ones and both.
+    """
+    from causalmem.instances import sample_macro_batches
 
     steps = np.asarray(run.checkpoint_steps, dtype=np.int64)
     sample = sample_macro_batches(steps, run.config.batch_size, k=cfg.k, m=cfg.m, seed=cfg.seed)
-    tr = training_instances(run.order(), sample)
-    va = validation_instances(np.load(run.validation_path), cfg.n_validation, seed=cfg.seed)
-    return Instances.concat([tr, va])
+    return (steps, *_pipeline.lab_instances(run, sample, cfg))

@@ -322,23 +322,10 @@ def _score(run: _Run, trained: TrainedRun, sample: _Sample) -> Panel:
 
 def _fit(panel: Panel, cfg: LabConfig) -> tuple[AttGtResult, AggteResult]:
     """Fit ATT(g, t) on ``cfg.outcome`` and its dynamic aggregation."""
-    import warnings
-
-    from causalmem.errors import CausalmemWarning
     from causalmem.estimators.aggte import aggte
-    from causalmem.estimators.att_gt import att_gt
 
-    with warnings.catch_warnings():
-        # Cells before the scored pre-periods have no treated units by design (scoring plan).
-        warnings.simplefilter("ignore", CausalmemWarning)
-        res = att_gt(
-            panel,
-            yname=cfg.outcome,
-            allow_unbalanced_panel=True,
-            biters=cfg.biters,
-            alp=cfg.alp,
-            seed=cfg.seed,
-        )
+    res = _pipeline.fit_att_gt(panel, cfg)
+    with _pipeline.expected_empty_cells():
         dyn = aggte(res, "dynamic", na_rm=True)
     return res, dyn
 
