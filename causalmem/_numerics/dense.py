@@ -11,6 +11,7 @@ Cost is O(n J) memory, so this path is for moderate panels; the structured path
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -100,15 +101,9 @@ class DenseIF:
                     assert x is not None
                     xb = x[sub, b]
                     if est_method in ("dr", "ipw"):
-                        # R did (compute.att_gt): an unweighted preliminary logit; a cell whose
-                        # largest propensity score reaches 0.999 violates overlap and is NA.
-                        pre = logit_fit(d, xb, np.ones_like(d))
-                        if pre.p.max() >= OVERLAP_LIMIT:
-                            on_fail(
-                                j,
-                                f"overlap condition violated (max p-score "
-                                f"{pre.p.max():.4f} >= {OVERLAP_LIMIT})",
-                            )
+                        why = overlap_violation(d, xb)
+                        if why is not None:
+                            on_fail(j, why)
                             continue
                     res = est(dy, d, xb, ws)
             except (FitError, np.linalg.LinAlgError) as exc:
@@ -120,16 +115,7 @@ class DenseIF:
         with np.errstate(invalid="ignore"):
             se = np.sqrt(np.sum(self.rc**2, axis=0))
         se[np.isnan(att) | cells.reference] = np.nan
-        self.est = CellEstimates(
-            att=att,
-            se=se,
-            n_treated=n_t,
-            n_control=n_ctl,
-            m_treat=np.full(j_n, np.nan),
-            m_ctrl=np.full(j_n, np.nan),
-            w_treat=np.full(j_n, np.nan),
-            w_ctrl=np.full(j_n, np.nan),
-        )
+        self.est = cell_estimates(att, se, n_t, n_ctl)
 
     def bootstrap(
         self, biters: int, rng: np.random.Generator, chunk: int = 250
@@ -143,16 +129,21 @@ class DenseIF:
         """Draws for given multipliers (``[n_clusters, bsz]`` blocks)."""
         out = np.empty((self.cells.n_cells, biters), dtype=np.float32)
         om = np.empty((self.omega_c.shape[1], biters), dtype=np.float32)
+        rt = self._rc_transposed()
         start = 0
         for v in multipliers:
             bsz = v.shape[1]
-            out[:, start : start + bsz] = self.rc.T @ v
+            out[:, start : start + bsz] = rt @ v
             om[:, start : start + bsz] = self.omega_c.T @ v
             start += bsz
         if start != biters:
             raise ValueError(f"multipliers gave {start} draws, expected {biters}.")
         out[np.isnan(self.est.att)] = np.nan
         return out, om
+
+    def _rc_transposed(self) -> Any:
+        """``rc.T`` as the draws multiply it (a subclass may keep it sparse)."""
+        return self.rc.T
 
     def combine(self, weights: sp.csr_matrix, h: Float64Array) -> Float64Array:
         """Cluster-level r-scale IF of ``cells @ weights`` plus the weight-estimation term."""
@@ -163,6 +154,33 @@ class DenseIF:
         """``sum_c r_cp^2`` per column of :meth:`combine`."""
         r = self.combine(weights, h)
         return np.einsum("ij,ij->j", r, r)
+
+
+def overlap_violation(d: Float64Array, x: Float64Array) -> str | None:
+    """Why a cell violates overlap, or ``None`` (the check of R did's ``compute.att_gt``).
+
+    An unweighted preliminary logit of ``d`` on ``x``; a cell whose largest propensity score
+    reaches 0.999 violates overlap and is NA.
+    """
+    pre = logit_fit(d, x, np.ones_like(d))
+    if pre.p.max() >= OVERLAP_LIMIT:
+        return f"overlap condition violated (max p-score {pre.p.max():.4f} >= {OVERLAP_LIMIT})"
+    return None
+
+
+def cell_estimates(att: Float64Array, se: Float64Array, n_t: Any, n_ctl: Any) -> CellEstimates:
+    """Cell estimates of an IF engine without per-cell means and weights (those are NaN)."""
+    j_n = att.size
+    return CellEstimates(
+        att=att,
+        se=se,
+        n_treated=n_t,
+        n_control=n_ctl,
+        m_treat=np.full(j_n, np.nan),
+        m_ctrl=np.full(j_n, np.nan),
+        w_treat=np.full(j_n, np.nan),
+        w_ctrl=np.full(j_n, np.nan),
+    )
 
 
 def _is_identity(cluster: Int64Array) -> bool:

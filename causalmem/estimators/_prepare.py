@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from causalmem._types import Float64Array, Int64Array
-from causalmem.errors import CovariateError
+from causalmem.errors import CohortError, CovariateError, StepError
 from causalmem.panel.checks import CheckedPanel
 from causalmem.panel.panel import Panel
 
@@ -169,3 +169,22 @@ def panel_arguments(panel: Panel, kw: Mapping[str, Any]) -> dict[str, Any]:
         out["allow_unbalanced_panel"] = True
     out["data"] = panel.frame
     return out
+
+
+def numeric_column(data: pd.DataFrame, col: str, role: str, error: type[Exception]) -> Float64Array:
+    """Float64 values of a numeric, non-boolean column (NA as NaN); ``error`` otherwise."""
+    s = data[col]
+    if not (pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)):
+        raise error(f"{role} column {col!r} must be numeric, got dtype {s.dtype}.")
+    return np.asarray(s.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
+
+
+def step_and_cohort(
+    data: pd.DataFrame, tname: str, gname: str
+) -> tuple[Float64Array, Float64Array]:
+    """Row steps (finite whole numbers) and cohorts (NA as ``inf``) of a long frame."""
+    step = numeric_column(data, tname, "Step", StepError)
+    if not np.isfinite(step).all() or np.any(step != np.round(step)):
+        raise StepError(f"Step column {tname!r} must hold finite whole numbers.")
+    g = numeric_column(data, gname, "Cohort", CohortError)
+    return step, np.where(np.isnan(g), np.inf, g)

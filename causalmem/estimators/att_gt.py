@@ -461,18 +461,37 @@ def _window(
     Without never-treated units the last cohort becomes the comparison group (its steps are
     dropped); cohorts without a pre-treatment period are dropped. Both warn, as R did does.
     """
-    nyt = spec.control_group == "notyettreated"
     glist = np.unique(wide.cohort[np.isfinite(wide.cohort)])
     cohort = wide.cohort
     y, tlist = wide.y, wide.tlist
     x = wide.x
     has_never = bool(np.isinf(cohort).any())
+    keep_t, glist = _window_cohorts(spec, tlist, glist, has_never, stacklevel=5)
+    if keep_t is not None:
+        y, tlist = y[:, keep_t], tlist[keep_t]
+        x = x[:, keep_t] if x is not None else None
+        # Cohorts first treated after the last kept step are untreated throughout the window.
+        cohort = np.where(cohort > tlist[-1], np.inf, cohort)
+    return y, tlist, x, cohort, glist
+
+
+def _window_cohorts(
+    spec: AttGtSpec, tlist: np.ndarray, glist: np.ndarray, has_never: bool, stacklevel: int
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """R did's window rules on the steps ``tlist`` and treated cohorts ``glist`` of a panel.
+
+    Returns the mask of kept steps (``None``: all are kept; without never-treated units the
+    last cohort becomes the comparison group and its steps are dropped) and the kept cohorts
+    (those with a pre-treatment period). Shared by ``att_gt`` and the streamed engine;
+    ``stacklevel`` is that of the warnings.
+    """
     if glist.size == 0:
         raise IdentificationError(
             f"{spec.gname!r}: no unit is ever treated, so there is no ATT(g, t) to estimate."
         )
+    keep_t = None
     if not has_never:
-        if not nyt:
+        if spec.control_group != "notyettreated":
             raise IdentificationError(
                 f"{spec.gname!r}: there are no never-treated units (missing cohort), so "
                 "control_group='nevertreated' has no usable comparison units. Use "
@@ -489,12 +508,9 @@ def _window(
             f"No never-treated units: cohort {last:g} serves as the comparison group and steps "
             f">= {last - spec.anticipation:g} are dropped (as R did does).",
             CausalmemWarning,
-            stacklevel=4,
+            stacklevel=stacklevel,
         )
-        y, tlist = y[:, keep_t], tlist[keep_t]
-        x = x[:, keep_t] if x is not None else None
-        # Cohorts first treated after the last kept step are untreated throughout the window.
-        cohort = np.where(cohort > tlist[-1], np.inf, cohort)
+        tlist = tlist[keep_t]
         glist = glist[glist <= tlist[-1]]
     no_base = glist <= tlist[0] + spec.anticipation
     if no_base.any():
@@ -502,14 +518,14 @@ def _window(
             f"Cohorts {glist[no_base].tolist()} have no pre-treatment period given "
             f"anticipation={spec.anticipation}; their units are dropped (as R did does).",
             CausalmemWarning,
-            stacklevel=4,
+            stacklevel=stacklevel,
         )
         glist = glist[~no_base]
         if glist.size == 0:
             raise IdentificationError(
                 f"No cohort has a pre-treatment period with anticipation={spec.anticipation}."
             )
-    return y, tlist, x, cohort, glist
+    return keep_t, glist
 
 
 def _layout(

@@ -18,7 +18,7 @@ unchanged, with the cohort shares ``P(G = g)`` estimated over rows as R did does
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -26,22 +26,18 @@ import pandas as pd
 import scipy.sparse as sp
 
 from causalmem._numerics.cells import CellLayout, build_cells
-from causalmem._numerics.dense import DenseIF
-from causalmem._numerics.drdid import OVERLAP_LIMIT, FitError, logit_fit
+from causalmem._numerics.dense import DenseIF, cell_estimates, overlap_violation
+from causalmem._numerics.drdid import FitError
 from causalmem._numerics.drdid_rc import ESTIMATORS_RC, mean_did_rc
 from causalmem._numerics.inference import (
     MIN_BITERS,
-    degenerate_se,
     pointwise_crit,
-    rademacher_chunks,
     summarise_draws,
 )
-from causalmem._numerics.structured import CellEstimates
 from causalmem._types import (
     BasePeriod,
     ControlGroup,
     EstMethod,
-    Float32Array,
     Float64Array,
     Int64Array,
     check_literal,
@@ -55,10 +51,11 @@ from causalmem.errors import (
     MissingColumnError,
     OptionError,
     OutcomeError,
-    StepError,
     WeightsError,
 )
-from causalmem.estimators._prepare import covariate_matrix
+from causalmem.estimators._prepare import covariate_matrix, step_and_cohort
+from causalmem.estimators._prepare import numeric_column as _numeric
+from causalmem.estimators.att_gt import _clean_se
 from causalmem.results.attgt import AttGtResult, AttGtSpec, Draws
 from causalmem.results.base import provenance
 
@@ -148,13 +145,9 @@ class RcIF(DenseIF):
                     assert x is not None
                     xs = x[sub]
                     if est_method in ("dr", "ipw"):
-                        pre = logit_fit(d, xs, np.ones_like(d))
-                        if pre.p.max() >= OVERLAP_LIMIT:
-                            on_fail(
-                                j,
-                                f"overlap condition violated (max p-score {pre.p.max():.4f} "
-                                f">= {OVERLAP_LIMIT})",
-                            )
+                        why = overlap_violation(d, xs)
+                        if why is not None:
+                            on_fail(j, why)
                             continue
                     res = est(y[sub], post, d, xs, w[sub])
             except (FitError, np.linalg.LinAlgError) as exc:
@@ -180,55 +173,20 @@ class RcIF(DenseIF):
         self.rc_sparse = sp.csc_matrix(cmat @ r)
         se = np.sqrt(np.asarray(self.rc_sparse.multiply(self.rc_sparse).sum(axis=0)).ravel())
         se[np.isnan(att) | cells.reference] = np.nan
-        self.est = CellEstimates(
-            att=att,
-            se=se,
-            n_treated=n_t,
-            n_control=n_ctl,
-            m_treat=np.full(j_n, np.nan),
-            m_ctrl=np.full(j_n, np.nan),
-            w_treat=np.full(j_n, np.nan),
-            w_ctrl=np.full(j_n, np.nan),
-        )
+        self.est = cell_estimates(att, se, n_t, n_ctl)
 
     @property
     def rc(self) -> Float64Array:  # type: ignore[override]
         """Dense ``[n_clusters, J]`` influence matrix (materialised on demand)."""
         return np.asarray(self.rc_sparse.todense())
 
-    def draws(
-        self, multipliers: Iterable[Float32Array], biters: int
-    ) -> tuple[Float32Array, Float32Array]:
-        """Draws for given multipliers (``[n_clusters, bsz]`` blocks)."""
-        out = np.empty((self.cells.n_cells, biters), dtype=np.float32)
-        om = np.empty((self.omega_c.shape[1], biters), dtype=np.float32)
-        rt = sp.csr_matrix(self.rc_sparse.T)
-        start = 0
-        for v in multipliers:
-            bsz = v.shape[1]
-            out[:, start : start + bsz] = rt @ v
-            om[:, start : start + bsz] = self.omega_c.T @ v
-            start += bsz
-        if start != biters:
-            raise ValueError(f"multipliers gave {start} draws, expected {biters}.")
-        out[np.isnan(self.est.att)] = np.nan
-        return out, om
-
-    def bootstrap(
-        self, biters: int, rng: np.random.Generator, chunk: int = 250
-    ) -> tuple[Float32Array, Float32Array]:
-        """Rademacher multiplier draws ``[J, B]`` and per-cohort weight sums ``[K + 1, B]``."""
-        return self.draws(rademacher_chunks(self.n_clusters, biters, rng, chunk), biters)
+    def _rc_transposed(self) -> Any:
+        return sp.csr_matrix(self.rc_sparse.T)
 
     def combine(self, weights: sp.csr_matrix, h: Float64Array) -> Float64Array:
         """Cluster-level r-scale IF of ``cells @ weights`` plus the weight-estimation term."""
         part = self.rc_sparse @ sp.csc_matrix(weights)
         return np.asarray(part.todense()) + self.omega_c @ h / self.n_units
-
-    def sum_squares(self, weights: sp.csr_matrix, h: Float64Array) -> Float64Array:
-        """``sum_c r_cp^2`` per column of :meth:`combine`."""
-        r = self.combine(weights, h)
-        return np.einsum("ij,ij->j", r, r)
 
 
 def att_gt_rc(
@@ -355,13 +313,6 @@ def _check_options(spec: AttGtSpec) -> None:
         raise ValueError(f"anticipation must be a non-negative integer, got {spec.anticipation!r}.")
 
 
-def _numeric(data: pd.DataFrame, col: str, role: str, error: type[Exception]) -> Float64Array:
-    s = data[col]
-    if not (pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)):
-        raise error(f"{role} column {col!r} must be numeric, got dtype {s.dtype}.")
-    return np.asarray(s.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
-
-
 def _columns(
     data: pd.DataFrame, spec: AttGtSpec, cl_names: tuple[str, ...]
 ) -> tuple[Float64Array, Float64Array, Float64Array, Float64Array, Int64Array, Float64Array | None]:
@@ -383,11 +334,7 @@ def _columns(
             f"Outcome {spec.yname!r} has {bad} missing or non-finite values; drop those rows "
             "(in repeated cross-sections each row is its own observation)."
         )
-    step = _numeric(data, spec.tname, "Step", StepError)
-    if not np.isfinite(step).all() or np.any(step != np.round(step)):
-        raise StepError(f"Step column {spec.tname!r} must hold finite whole numbers.")
-    cohort = _numeric(data, spec.gname, "Cohort", CohortError)
-    cohort = np.where(np.isnan(cohort), np.inf, cohort)
+    step, cohort = step_and_cohort(data, spec.tname, spec.gname)
     if np.any(np.isneginf(cohort)):
         raise CohortError(f"Cohort column {spec.gname!r} has -inf values.")
     if spec.weightsname:
@@ -483,12 +430,12 @@ def _estimate(
     n_obs, n_cl = int(y.size), eng.n_clusters
     est = eng.est
     y_scale = float(np.max(np.abs(y))) if y.size else 1.0
-    se_an = _clean(np.array(est.se, dtype=np.float64), y_scale, n_cl)
+    se_an = _clean_se(np.array(est.se, dtype=np.float64), y_scale, n_cl)
     se, draws, crit, band = se_an.copy(), None, pointwise_crit(spec.alp), "pointwise"
     if spec.bstrap:
         zb, omega_b = eng.bootstrap(spec.biters, spec.rng())
         summ = summarise_draws(zb, n_units=n_obs, n_clusters=n_cl, alp=spec.alp)
-        se = _clean(summ.se, y_scale, n_cl)
+        se = _clean_se(np.array(summ.se, dtype=np.float64), y_scale, n_cl)
         se[cells.reference] = np.nan
         draws = Draws(cells=zb, omega=omega_b, n_clusters=n_cl)
         if spec.cband and np.isfinite(summ.crit_val):
@@ -520,14 +467,6 @@ def _estimate(
         n_clusters=n_cl,
         provenance=provenance(seed=spec.seed_repr(), panel=False, design="repeated cross-sections"),
     )
-
-
-def _clean(se: Float64Array, y_scale: float, n_clusters: int) -> Float64Array:
-    if n_clusters < 2:
-        return np.full_like(se, np.nan)
-    se = np.array(se, dtype=np.float64)
-    se[degenerate_se(se, y_scale)] = np.nan
-    return se
 
 
 def _window(

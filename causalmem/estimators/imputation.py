@@ -42,8 +42,9 @@ from causalmem.errors import (
     MissingColumnError,
     OptionError,
     OutcomeError,
-    StepError,
 )
+from causalmem.estimators._prepare import numeric_column as _num
+from causalmem.estimators._prepare import step_and_cohort
 from causalmem.results.base import provenance
 from causalmem.results.imputation import ImputationResult, ImputationSpec, wald
 
@@ -363,11 +364,7 @@ def _prepare(data: pd.DataFrame, spec: ImputationSpec) -> _Data:
             f"Outcome {spec.yname!r} has {int((~np.isfinite(y)).sum())} missing or non-finite "
             "values; drop those rows first."
         )
-    step = _num(data, spec.tname, "Step", StepError)
-    if not np.isfinite(step).all() or np.any(step != np.round(step)):
-        raise StepError(f"Step column {spec.tname!r} must hold finite whole numbers.")
-    g = _num(data, spec.gname, "Cohort", CohortError)
-    g = np.where(np.isnan(g), np.inf, g)
+    step, g = step_and_cohort(data, spec.tname, spec.gname)
     for col, err in ((spec.idname, OutcomeError), (spec.fe, OutcomeError)):
         if data[col].isna().any():
             raise err(f"Column {col!r} has missing values.")
@@ -449,13 +446,6 @@ def _prepare(data: pd.DataFrame, spec: ImputationSpec) -> _Data:
         n_units=int(np.unique(uid[ok]).size) if n_drop else int(uid.max()) + 1,
         n_dropped=n_drop,
     )
-
-
-def _num(data: pd.DataFrame, col: str, role: str, err: type[Exception]) -> Float64Array:
-    s = data[col]
-    if not (pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)):
-        raise err(f"{role} column {col!r} must be numeric, got dtype {s.dtype}.")
-    return np.asarray(s.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
 
 
 def _pretrends(d: _Data, pre_e: Float64Array) -> Any:

@@ -36,20 +36,32 @@ from causalmem._numerics.keyed import bootstrap_key, hash_ids
 from causalmem._numerics.streamed import CohortMoments, StreamedIF
 from causalmem._types import BasePeriod, ControlGroup, EstMethod
 from causalmem.errors import (
-    AlwaysTreatedError,
     CausalmemWarning,
     CohortError,
-    DuplicateKeyError,
-    IdentificationError,
-    MissingColumnError,
     OutcomeError,
     PanelSchemaError,
     StepError,
     UnbalancedPanelError,
-    UnitError,
     WeightsError,
 )
-from causalmem.panel.checks import _key_examples, _py, _varies_within
+from causalmem.panel.checks import (
+    OUTCOME_NAN_FIX,
+    _always_treated_error,
+    _check_finite,
+    _check_weight_values,
+    _cohort_varies_error,
+    _duplicate_keys_error,
+    _missing_columns_error,
+    _non_numeric_error,
+    _off_grid_error,
+    _py,
+    _step_ints,
+    _step_non_numeric_error,
+    _unbalanced_error,
+    _unit_mixed_error,
+    _unit_na_error,
+    _varies_within,
+)
 from causalmem.panel.schema import _show
 from causalmem.results.attgt import AttGtResult, AttGtSpec
 
@@ -188,12 +200,7 @@ def _duck_name(c: str) -> str:
 def _check_columns(cols: Sequence[str], available: Sequence[str]) -> None:
     missing = [c for c in cols if c not in available]
     if missing:
-        shown = ", ".join(repr(c) for c in list(available)[:30])
-        more = f", ... ({len(available)} columns)" if len(available) > 30 else ""
-        raise MissingColumnError(
-            f"Columns {missing} are not in the frame ({len(missing)} missing). "
-            f"Available columns: [{shown}{more}]. Check the spelling or rename the columns."
-        )
+        raise _missing_columns_error(missing, list(available))
 
 
 # ---------------------------------------------------------------------------------- batches
@@ -253,44 +260,9 @@ class _State:
 
 
 def _steps(vals: np.ndarray, nulls: np.ndarray, ids: np.ndarray, tname: str) -> np.ndarray:
-    fix = "Steps must be non-negative integers (training steps of the checkpoints)."
     if vals.dtype.kind not in "iuf":
-        raise StepError(
-            f"Step column {tname!r} is non-numeric (dtype {vals.dtype}). {fix} Convert it, e.g. "
-            f"df[{tname!r}] = pd.to_numeric(df[{tname!r}]).astype('int64')."
-        )
-    if vals.dtype.kind == "f":
-        nan = nulls | np.isnan(vals)
-        if nan.any():
-            raise StepError(
-                f"Step column {tname!r} has missing values (NaN) in {int(nan.sum())} rows, e.g. "
-                f"for units {_show(np.unique(ids[nan]))}. {fix} Drop or fill those rows."
-            )
-        if np.isinf(vals).any():
-            inf = np.isinf(vals)
-            raise StepError(
-                f"Step column {tname!r} has infinite values in {int(inf.sum())} rows, "
-                f"e.g. for units {_show(np.unique(ids[inf]))}. {fix}"
-            )
-        frac = vals != np.floor(vals)
-        if frac.any():
-            raise StepError(
-                f"Step column {tname!r} has non-integer values "
-                f"{_show(np.unique(vals[frac]))} in {int(frac.sum())} rows. {fix}"
-            )
-    elif nulls.any():
-        raise StepError(
-            f"Step column {tname!r} has missing values in rows for units "
-            f"{_show(np.unique(ids[nulls]), int(nulls.sum()))}. {fix} Drop or fill those rows."
-        )
-    ints = vals.astype(np.int64)
-    neg = ints < 0
-    if neg.any():
-        raise StepError(
-            f"Step column {tname!r} has negative values {_show(np.unique(ints[neg]))} "
-            f"in {int(neg.sum())} rows. {fix}"
-        )
-    return ints
+        raise _step_non_numeric_error(tname, f"non-numeric (dtype {vals.dtype})")
+    return _step_ints(vals, nulls, ids, tname)
 
 
 def _cohorts(vals: np.ndarray, nulls: np.ndarray, gname: str) -> np.ndarray:
@@ -362,71 +334,28 @@ def _process(st: _State, ids: np.ndarray, cols: dict[str, tuple[np.ndarray, np.n
     dup = np.flatnonzero(cnt_key > 1)
     dup = dup[dup % (t_len + 1) < t_len]
     if dup.size:
-        ex = ", ".join(
-            f"(unit={_py(uids[k // (t_len + 1)])!r}, step={int(grid[k % (t_len + 1)])})"
-            for k in dup[:5]
-        )
-        more = ", ..." if dup.size > 5 else ""
-        raise DuplicateKeyError(
-            f"{dup.size} (unit, step) keys of ({r.idname!r}, {r.tname!r}) occur more than "
-            f"once ({int(cnt_key[dup].sum())} rows), e.g. [{ex}{more}]. Keep one row per unit "
-            f"and step, e.g. df.drop_duplicates([{r.idname!r}, {r.tname!r}]) or aggregate them."
-        )
+        examples = ((uids[k // (t_len + 1)], grid[k % (t_len + 1)]) for k in dup[:5])
+        n_rows_dup = int(cnt_key[dup].sum())
+        raise _duplicate_keys_error(dup.size, n_rows_dup, examples, r.idname, r.tname)
     g = _cohorts(*cols[r.gname], r.gname)
     bad = _varies_within(code, g)
     if bad.size:
-        raise CohortError(
-            f"Cohort column {r.gname!r} varies within units {_show(uids[bad])}; a "
-            "unit's treatment step is fixed (absorbing treatment). Give each unit one cohort."
-        )
+        raise _cohort_varies_error(r.gname, uids[bad])
     ug = g[starts]
     always = _unit_cohorts(st, ug, uids)
     yv, ynull = cols[r.yname]
     if yv.dtype.kind not in "iuf" or yv.dtype.kind == "b":
-        raise OutcomeError(
-            f"Outcome column {r.yname!r} is non-numeric (dtype {yv.dtype}); it must be numeric "
-            f"(int or float). Convert it, e.g. pd.to_numeric(df[{r.yname!r}])."
-        )
+        reason = f"non-numeric (dtype {yv.dtype})"
+        raise _non_numeric_error(OutcomeError, "Outcome", r.yname, reason)
     y = np.where(ynull, np.nan, yv.astype(np.float64))
-    _finite(
-        y,
-        r.yname,
-        OutcomeError,
-        "Outcome",
-        ids,
-        steps,
-        "If those observations are truly missing, drop those rows and pass "
-        "allow_unbalanced_panel=True; otherwise recompute them.",
-    )
+    _check_finite(y, r.yname, OutcomeError, "Outcome", ids, steps, OUTCOME_NAN_FIX)
     if r.weightsname is not None:
         wv, wnull = cols[r.weightsname]
         if wv.dtype.kind not in "iuf":
-            raise WeightsError(
-                f"Weights column {r.weightsname!r} is non-numeric (dtype {wv.dtype}); it must be "
-                f"numeric (int or float). Convert it, e.g. pd.to_numeric(df[{r.weightsname!r}])."
-            )
+            reason = f"non-numeric (dtype {wv.dtype})"
+            raise _non_numeric_error(WeightsError, "Weights", r.weightsname, reason)
         w_rows = np.where(wnull, np.nan, wv.astype(np.float64))
-        _finite(
-            w_rows,
-            r.weightsname,
-            WeightsError,
-            "Weights",
-            ids,
-            steps,
-            "Every unit needs a weight; fill them or drop those units.",
-        )
-        if (w_rows < 0).any():
-            raise WeightsError(
-                f"Weights column {r.weightsname!r} has negative values at "
-                f"{_key_examples(ids, steps, w_rows < 0)}. Sampling weights must be >= 0."
-            )
-        varying = _varies_within(code, w_rows)
-        if varying.size:
-            raise WeightsError(
-                f"Weights column {r.weightsname!r} varies within {varying.size} units "
-                f"{_show(uids[varying])}; panel weights must be time-invariant. Use one "
-                "weight per unit (e.g. its weight at the first step)."
-            )
+        _check_weight_values(w_rows, r.weightsname, ids, steps, code, uids, check_positive=False)
         w = w_rows[starts]
     else:
         w = np.ones(n_u)
@@ -503,15 +432,7 @@ def _unit_cohorts(st: _State, ug: np.ndarray, uids: np.ndarray) -> np.ndarray:
     always = (ug != -1) & (ug <= grid[0])
     if always.any():
         if not st.drop_always_treated:
-            ids_a = uids[always]
-            raise AlwaysTreatedError(
-                f"Cohort column {r.gname!r}: {ids_a.size} units are treated at or before the "
-                f"first observed step {int(grid[0])} (cohorts {_show(np.unique(ug[always]))}), "
-                f"so they have no pre-period: units {_show(ids_a)}. If 0 is meant as "
-                "never-treated (R did's convention), recode it to NA, e.g. "
-                f"df[{r.gname!r}] = df[{r.gname!r}].replace(0, pd.NA); otherwise pass "
-                "drop_always_treated=True to drop those units (R did drops them with a warning)."
-            )
+            raise _always_treated_error(r.gname, int(grid[0]), ug[always], uids[always])
         st.dropped.extend(uids[always][: max(0, 5 - len(st.dropped))].tolist())
         st.dropped_n += int(always.sum())
         st.dropped_cohorts.update(int(v) for v in np.unique(ug[always]))
@@ -520,14 +441,7 @@ def _unit_cohorts(st: _State, ug: np.ndarray, uids: np.ndarray) -> np.ndarray:
     if off.size and st.extra_steps:  # steps missing from the first unit: unbalanced (below)
         off = off[~np.isin(off, np.fromiter(st.extra_steps, dtype=np.int64))]
     if off.size:
-        offv = np.unique(off)
-        raise CohortError(
-            f"Cohort column {r.gname!r} has values {_show(offv)} that are not observed "
-            f"steps of {r.tname!r} ({off.size} units); R did requires this too. Map each cohort "
-            "to the first observed step at which the unit is treated. Units treated after "
-            "the last step: drop them, or recode them to NA only if they may serve as "
-            "never-treated controls (not for data re-seen in a second epoch)."
-        )
+        raise _off_grid_error(r.gname, r.tname, np.unique(off), off.size)
     return always
 
 
@@ -586,43 +500,13 @@ def _process_regular(
     return True
 
 
-def _finite(
-    values: np.ndarray,
-    name: str,
-    error: type[Exception],
-    what: str,
-    ids: np.ndarray,
-    steps: np.ndarray,
-    nan_fix: str,
-) -> None:
-    nan = np.isnan(values)
-    if nan.any():
-        raise error(
-            f"{what} column {name!r} has missing values (NaN/NA) at "
-            f"{_key_examples(ids, steps, nan)}. {nan_fix}"
-        )
-    inf = np.isinf(values)
-    if inf.any():
-        raise error(
-            f"{what} column {name!r} has infinite values at {_key_examples(ids, steps, inf)}. "
-            "Remove or recompute them; estimators need finite values."
-        )
-
-
 def _ids(vals: np.ndarray, nulls: np.ndarray, idname: str, row0: int) -> np.ndarray:
     if nulls.any():
-        rows = np.flatnonzero(nulls) + row0
-        raise UnitError(
-            f"Unit column {idname!r} has missing values in {rows.size} rows (row positions "
-            f"{_show(rows)}). Every row needs a unit id; drop or fill those rows."
-        )
+        raise _unit_na_error(idname, np.flatnonzero(nulls) + row0)
     if vals.dtype.kind == "O":
         kind = pd.api.types.infer_dtype(vals, skipna=True)
         if kind in ("mixed", "mixed-integer"):
-            raise UnitError(
-                f"Unit column {idname!r} mixes id types (inferred {kind!r}), e.g. 1 and '1' "
-                f"would be different units. Use one id type, e.g. df[{idname!r}].astype(str)."
-            )
+            raise _unit_mixed_error(idname, kind)
     return vals
 
 
@@ -693,14 +577,8 @@ def _check_balance(st: _State) -> None:
     cand = sorted(
         (pos, uid) for c, lst in st.short_counts.items() if c < n_final for pos, uid in lst
     )
-    ex = ", ".join(f"{_py(uid)!r}: {int(n_missing[pos])} missing" for pos, uid in cand[:5])
-    more = ", ..." if short_n > 5 else ""
-    raise UnbalancedPanelError(
-        f"Unit column {r.idname!r}: {short_n} units are not observed at all "
-        f"{n_final} steps of {r.tname!r} ({int(n_missing.sum())} (unit, step) rows "
-        f"missing), e.g. {{{ex}{more}}}. Pass allow_unbalanced_panel=True or complete the "
-        "panel (one row per unit and step)."
-    )
+    examples = ((uid, n_missing[pos]) for pos, uid in cand[:5])
+    raise _unbalanced_error(r.idname, r.tname, short_n, n_final, int(n_missing.sum()), examples)
 
 
 def att_gt_stream(
@@ -985,58 +863,22 @@ def finish_stream(
     Applies ``att_gt``'s window rules (no never-treated units, cohorts without a base period)
     on the statistics, recentres them and runs the shared inference of ``att_gt``.
     """
-    from causalmem.estimators.att_gt import _finish, _layout
+    from causalmem.estimators.att_gt import _finish, _layout, _window_cohorts
 
     t_len = grid.size
     present = acc.cnt > 0
     tlist = grid.astype(np.float64)
     glist = tlist[np.flatnonzero(present[:t_len])]
     has_never = bool(present[t_len])
-    nyt = spec.control_group == "notyettreated"
-    if glist.size == 0:
-        raise IdentificationError(
-            f"{spec.gname!r}: no unit is ever treated, so there is no ATT(g, t) to estimate."
-        )
     periods = np.arange(t_len)
     never_slots = [t_len]
-    if not has_never:
-        if not nyt:
-            raise IdentificationError(
-                f"{spec.gname!r}: there are no never-treated units (missing cohort), so "
-                "control_group='nevertreated' has no usable comparison units. Use "
-                "control_group='notyettreated', or add never-treated (e.g. validation) units."
-            )
-        last = glist[-1]
-        keep_t = tlist < last - spec.anticipation
-        if keep_t.sum() < 2:
-            raise IdentificationError(
-                "No never-treated units and too few periods before the last cohort "
-                f"({last:g}) to use it as the comparison group."
-            )
-        warnings.warn(
-            f"No never-treated units: cohort {last:g} serves as the comparison group and steps "
-            f">= {last - spec.anticipation:g} are dropped (as R did does).",
-            CausalmemWarning,
-            stacklevel=3,
-        )
+    keep_t, kept_g = _window_cohorts(spec, tlist, glist, has_never, stacklevel=4)
+    if keep_t is not None:
         periods = np.flatnonzero(keep_t)
         tlist = tlist[keep_t]
         late = glist[glist > tlist[-1]]
         never_slots += [int(np.searchsorted(grid, g)) for g in late]
-        glist = glist[glist <= tlist[-1]]
-    no_base = glist <= tlist[0] + spec.anticipation
-    if no_base.any():
-        warnings.warn(
-            f"Cohorts {glist[no_base].tolist()} have no pre-treatment period given "
-            f"anticipation={spec.anticipation}; their units are dropped (as R did does).",
-            CausalmemWarning,
-            stacklevel=3,
-        )
-        glist = glist[~no_base]
-        if glist.size == 0:
-            raise IdentificationError(
-                f"No cohort has a pre-treatment period with anticipation={spec.anticipation}."
-            )
+    glist = kept_g
     cells, _ = _layout(spec, tlist, glist, np.zeros((0, tlist.size)), None, False)
     slots = [np.array([int(np.searchsorted(grid, g))]) for g in glist]
     slots.append(np.array(never_slots, dtype=np.int64))

@@ -118,6 +118,192 @@ def _varies_within(codes: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.unique(codes[1:][same_unit & changed])
 
 
+# Error builders shared with the per-batch checks of causalmem.estimators.streaming (array-based,
+# so the in-memory and streamed validations give the same messages).
+OUTCOME_NAN_FIX = (
+    "If those observations are truly missing, drop those rows and pass "
+    "allow_unbalanced_panel=True; otherwise recompute them."
+)
+WEIGHTS_NAN_FIX = "Every unit needs a weight; fill them or drop those units."
+_STEP_FIX = "Steps must be non-negative integers (training steps of the checkpoints)."
+
+
+def _missing_columns_error(missing: list[str], available: list[str]) -> MissingColumnError:
+    shown = ", ".join(repr(c) for c in available[:30])
+    more = f", ... ({len(available)} columns)" if len(available) > 30 else ""
+    return MissingColumnError(
+        f"Columns {missing} are not in the frame ({len(missing)} missing). "
+        f"Available columns: [{shown}{more}]. Check the spelling or rename the columns."
+    )
+
+
+def _unit_na_error(idname: str, rows: np.ndarray) -> UnitError:
+    return UnitError(
+        f"Unit column {idname!r} has missing values in {rows.size} rows (row positions "
+        f"{_show(rows)}). Every row needs a unit id; drop or fill those rows."
+    )
+
+
+def _unit_mixed_error(idname: str, kind: str) -> UnitError:
+    return UnitError(
+        f"Unit column {idname!r} mixes id types (inferred {kind!r}), e.g. 1 and '1' would "
+        f"be different units. Use one id type, e.g. df[{idname!r}].astype(str)."
+    )
+
+
+def _step_non_numeric_error(tname: str, reason: str) -> StepError:
+    return StepError(
+        f"Step column {tname!r} is {reason}. {_STEP_FIX} Convert it, e.g. "
+        f"df[{tname!r}] = pd.to_numeric(df[{tname!r}]).astype('int64')."
+    )
+
+
+def _step_ints(
+    vals: np.ndarray, nulls: np.ndarray, units: np.ndarray, tname: str
+) -> npt.NDArray[np.int64]:
+    """Check numeric step values (``nulls`` marks missing rows); return them as int64."""
+    fix = _STEP_FIX
+    if vals.dtype.kind == "f":
+        nan = nulls | np.isnan(vals)
+        if nan.any():
+            raise StepError(
+                f"Step column {tname!r} has missing values (NaN) in "
+                f"{int(nan.sum())} rows, e.g. for units "
+                f"{_show(np.unique(units[nan]))}. {fix} Drop or fill those rows."
+            )
+        infinite = np.isinf(vals)
+        if infinite.any():
+            raise StepError(
+                f"Step column {tname!r} has infinite values in {int(infinite.sum())} rows, "
+                f"e.g. for units {_show(np.unique(units[infinite]))}. {fix}"
+            )
+        fractional = vals != np.floor(vals)
+        if fractional.any():
+            raise StepError(
+                f"Step column {tname!r} has non-integer values "
+                f"{_show(np.unique(vals[fractional]))} in {int(fractional.sum())} rows. {fix}"
+            )
+    elif nulls.any():
+        raise StepError(
+            f"Step column {tname!r} has missing values in rows for units "
+            f"{_show(np.unique(units[nulls]), int(nulls.sum()))}. {fix} "
+            "Drop or fill those rows."
+        )
+    ints = vals.astype(np.int64, copy=False)
+    negative = ints < 0
+    if negative.any():
+        raise StepError(
+            f"Step column {tname!r} has negative values {_show(np.unique(ints[negative]))} "
+            f"in {int(negative.sum())} rows. {fix}"
+        )
+    return ints
+
+
+def _duplicate_keys_error(
+    n_keys: int,
+    n_rows: int,
+    examples: Iterable[tuple[Any, int]],
+    idname: str,
+    tname: str,
+) -> DuplicateKeyError:
+    """``examples``: (unit, step) of the first (up to 5) repeated keys."""
+    ex = ", ".join(f"(unit={_py(u)!r}, step={int(t)})" for u, t in examples)
+    more = ", ..." if n_keys > 5 else ""
+    return DuplicateKeyError(
+        f"{n_keys} (unit, step) keys of ({idname!r}, {tname!r}) occur more than "
+        f"once ({n_rows} rows), e.g. [{ex}{more}]. Keep one row per unit and step, "
+        f"e.g. df.drop_duplicates([{idname!r}, {tname!r}]) or aggregate them."
+    )
+
+
+def _cohort_varies_error(gname: str, ids: np.ndarray) -> CohortError:
+    return CohortError(
+        f"Cohort column {gname!r} varies within units {_show(ids)}; a "
+        "unit's treatment step is fixed (absorbing treatment). Give each unit one cohort."
+    )
+
+
+def _always_treated_error(
+    gname: str, first_step: int, cohorts: np.ndarray, ids: np.ndarray
+) -> AlwaysTreatedError:
+    return AlwaysTreatedError(
+        f"Cohort column {gname!r}: {ids.size} units are treated at or before the first "
+        f"observed step {first_step} (cohorts {_show(np.unique(cohorts))}), so "
+        f"they have no pre-period: units {_show(ids)}. If 0 is meant as never-treated "
+        "(R did's convention), recode it to NA, e.g. "
+        f"df[{gname!r}] = df[{gname!r}].replace(0, pd.NA); otherwise pass "
+        "drop_always_treated=True to drop those units (R did drops them with a warning)."
+    )
+
+
+def _off_grid_error(gname: str, tname: str, values: np.ndarray, n_units: int) -> CohortError:
+    return CohortError(
+        f"Cohort column {gname!r} has values {_show(values)} that are not observed "
+        f"steps of {tname!r} ({n_units} units); R did requires this too. Map each cohort "
+        "to the first observed step at which the unit is treated. Units treated after "
+        "the last step: drop them, or recode them to NA only if they may serve as "
+        "never-treated controls (not for data re-seen in a second epoch)."
+    )
+
+
+def _unbalanced_error(
+    idname: str,
+    tname: str,
+    n_short: int,
+    n_final: int,
+    n_missing: int,
+    examples: Iterable[tuple[Any, int]],
+) -> UnbalancedPanelError:
+    """``examples``: (unit, missing steps) of the first (up to 5) short units."""
+    ex = ", ".join(f"{_py(u)!r}: {int(k)} missing" for u, k in examples)
+    more = ", ..." if n_short > 5 else ""
+    return UnbalancedPanelError(
+        f"Unit column {idname!r}: {n_short} units are not observed at all "
+        f"{n_final} steps of {tname!r} ({n_missing} (unit, step) rows "
+        f"missing), e.g. {{{ex}{more}}}. Pass allow_unbalanced_panel=True or complete the "
+        "panel (one row per unit and step)."
+    )
+
+
+def _non_numeric_error(error: type[Exception], what: str, name: str, reason: str) -> Exception:
+    return error(
+        f"{what} column {name!r} is {reason}; it must be numeric (int or float). "
+        f"Convert it, e.g. pd.to_numeric(df[{name!r}])."
+    )
+
+
+def _check_weight_values(
+    w: np.ndarray,
+    weightsname: str,
+    units: np.ndarray,
+    steps: np.ndarray,
+    ucodes: np.ndarray,
+    unit_ids: np.ndarray,
+    *,
+    check_positive: bool,
+) -> None:
+    """Finite, >= 0, (optionally) not all zero and constant within units (rows sorted by unit)."""
+    _check_finite(w, weightsname, WeightsError, "Weights", units, steps, WEIGHTS_NAN_FIX)
+    negative = w < 0
+    if negative.any():
+        raise WeightsError(
+            f"Weights column {weightsname!r} has negative values at "
+            f"{_key_examples(units, steps, negative)}. Sampling weights must be >= 0."
+        )
+    if check_positive and not (w > 0).any():
+        raise WeightsError(
+            f"Weights column {weightsname!r} is zero in all {w.size} rows; at least one "
+            "unit needs a positive weight."
+        )
+    varying = _varies_within(ucodes, w)
+    if varying.size:
+        raise WeightsError(
+            f"Weights column {weightsname!r} varies within {varying.size} units "
+            f"{_show(unit_ids[varying])}; panel weights must be time-invariant. Use one "
+            "weight per unit (e.g. its weight at the first step)."
+        )
+
+
 def _check_names(
     data: pd.DataFrame,
     idname: str,
@@ -158,13 +344,7 @@ def _check_names(
         )
     missing = [name for name in seen if name not in data.columns]
     if missing:
-        available = [str(c) for c in data.columns]
-        shown = ", ".join(repr(c) for c in available[:30])
-        more = f", ... ({len(available)} columns)" if len(available) > 30 else ""
-        raise MissingColumnError(
-            f"Columns {missing} are not in the frame ({len(missing)} missing). "
-            f"Available columns: [{shown}{more}]. Check the spelling or rename the columns."
-        )
+        raise _missing_columns_error(missing, [str(c) for c in data.columns])
     dup = data.columns[data.columns.duplicated()]
     dup_used = sorted({str(c) for c in dup if c in seen})
     if dup_used:
@@ -174,52 +354,16 @@ def _check_names(
 
 
 def _step_values(s: pd.Series, tname: str, units: np.ndarray) -> npt.NDArray[np.int64]:
-    fix = "Steps must be non-negative integers (training steps of the checkpoints)."
     reason = _non_numeric_reason(s)
     if reason is not None:
-        raise StepError(
-            f"Step column {tname!r} is {reason}. {fix} Convert it, e.g. "
-            f"df[{tname!r}] = pd.to_numeric(df[{tname!r}]).astype('int64')."
-        )
+        raise _step_non_numeric_error(tname, reason)
     if pd.api.types.is_integer_dtype(s.dtype):
         missing = s.isna().to_numpy()
         if missing.any():
-            raise StepError(
-                f"Step column {tname!r} has missing values in rows for units "
-                f"{_show(np.unique(units[missing]), int(missing.sum()))}. {fix} "
-                "Drop or fill those rows."
-            )
-        ints = s.to_numpy(dtype=np.int64)
-        values = ints.astype(np.float64)
-    else:
-        values = _as_float(s)
-        missing = np.isnan(values)
-        if missing.any():
-            raise StepError(
-                f"Step column {tname!r} has missing values (NaN) in "
-                f"{int(missing.sum())} rows, e.g. for units "
-                f"{_show(np.unique(units[missing]))}. {fix} Drop or fill those rows."
-            )
-        infinite = np.isinf(values)
-        if infinite.any():
-            raise StepError(
-                f"Step column {tname!r} has infinite values in {int(infinite.sum())} rows, "
-                f"e.g. for units {_show(np.unique(units[infinite]))}. {fix}"
-            )
-        fractional = values != np.floor(values)
-        if fractional.any():
-            raise StepError(
-                f"Step column {tname!r} has non-integer values "
-                f"{_show(np.unique(values[fractional]))} in {int(fractional.sum())} rows. {fix}"
-            )
-        ints = values.astype(np.int64)
-    negative = ints < 0
-    if negative.any():
-        raise StepError(
-            f"Step column {tname!r} has negative values {_show(np.unique(ints[negative]))} "
-            f"in {int(negative.sum())} rows. {fix}"
-        )
-    return ints
+            return _step_ints(np.zeros(missing.size, dtype=np.int64), missing, units, tname)
+        return _step_ints(s.to_numpy(dtype=np.int64), missing, units, tname)
+    values = _as_float(s)
+    return _step_ints(values, np.zeros(values.size, dtype=bool), units, tname)
 
 
 def _py(v: Any) -> Any:
@@ -236,10 +380,7 @@ def _real_values(
     """Check the dtype of ``s`` and return its float64 values in final row order."""
     reason = _non_numeric_reason(s)
     if reason is not None:
-        raise error(
-            f"{what} column {name!r} is {reason}; it must be numeric (int or float). "
-            f"Convert it, e.g. pd.to_numeric(df[{name!r}])."
-        )
+        raise _non_numeric_error(error, what, name, reason)
     return rows(_as_float(s))
 
 
@@ -317,17 +458,10 @@ def _check_units(unit_s: pd.Series, idname: str) -> _Units:
     """Check the unit column (no missing values, one id type) and factorise it, sorted."""
     unit_na = unit_s.isna().to_numpy()
     if unit_na.any():
-        rows = np.flatnonzero(unit_na)
-        raise UnitError(
-            f"Unit column {idname!r} has missing values in {rows.size} rows (row positions "
-            f"{_show(rows)}). Every row needs a unit id; drop or fill those rows."
-        )
+        raise _unit_na_error(idname, np.flatnonzero(unit_na))
     kind = pd.api.types.infer_dtype(unit_s, skipna=True)
     if kind in ("mixed", "mixed-integer"):
-        raise UnitError(
-            f"Unit column {idname!r} mixes id types (inferred {kind!r}), e.g. 1 and '1' would "
-            f"be different units. Use one id type, e.g. df[{idname!r}].astype(str)."
-        )
+        raise _unit_mixed_error(idname, kind)
     if isinstance(unit_s.dtype, np.dtype) and unit_s.dtype.kind in "iu":
         vals = unit_s.to_numpy()
         change = vals[1:] != vals[:-1]
@@ -398,16 +532,8 @@ def _check_keys(
     key = units.codes.astype(np.int64) * n_steps + scodes
     order, dup_keys, n_dup_rows = _sort_order(key, units.ids.size * n_steps)
     if dup_keys.size:
-        ex = ", ".join(
-            f"(unit={_py(units.ids[k // n_steps])!r}, step={int(step_uniques[k % n_steps])})"
-            for k in dup_keys[:5]
-        )
-        more = ", ..." if dup_keys.size > 5 else ""
-        raise DuplicateKeyError(
-            f"{dup_keys.size} (unit, step) keys of ({idname!r}, {tname!r}) occur more than "
-            f"once ({n_dup_rows} rows), e.g. [{ex}{more}]. Keep one row per unit and step, "
-            f"e.g. df.drop_duplicates([{idname!r}, {tname!r}]) or aggregate them."
-        )
+        examples = ((units.ids[k // n_steps], step_uniques[k % n_steps]) for k in dup_keys[:5])
+        raise _duplicate_keys_error(dup_keys.size, n_dup_rows, examples, idname, tname)
     return order
 
 
@@ -427,10 +553,7 @@ def _check_cohort(
     g = sort.sort(cohort.to_numpy(dtype=np.int64, na_value=_NEVER))
     bad_units = _varies_within(uc, g)
     if bad_units.size:
-        raise CohortError(
-            f"Cohort column {gname!r} varies within units {_show(unit_ids[bad_units])}; a "
-            "unit's treatment step is fixed (absorbing treatment). Give each unit one cohort."
-        )
+        raise _cohort_varies_error(gname, unit_ids[bad_units])
     return g, g[starts]
 
 
@@ -479,14 +602,7 @@ def _check_always_treated(
         return always, None
     ids = unit_ids[always]
     if not drop_always_treated:
-        raise AlwaysTreatedError(
-            f"Cohort column {gname!r}: {ids.size} units are treated at or before the first "
-            f"observed step {first_step} (cohorts {_show(np.unique(unit_g[always]))}), so "
-            f"they have no pre-period: units {_show(ids)}. If 0 is meant as never-treated "
-            "(R did's convention), recode it to NA, e.g. "
-            f"df[{gname!r}] = df[{gname!r}].replace(0, pd.NA); otherwise pass "
-            "drop_always_treated=True to drop those units (R did drops them with a warning)."
-        )
+        raise _always_treated_error(gname, first_step, unit_g[always], ids)
     warnings.warn(
         f"Dropped {ids.size} always-treated units (cohort <= first step {first_step} in "
         f"{gname!r}): {_show(ids)}.",
@@ -514,13 +630,7 @@ def _check_cohort_grid(
     off_grid = treated_g[~np.isin(treated_g, step_uniques)]
     if off_grid.size:
         n_units = int(np.isin(unit_g, off_grid).sum())
-        raise CohortError(
-            f"Cohort column {gname!r} has values {_show(off_grid)} that are not observed "
-            f"steps of {tname!r} ({n_units} units); R did requires this too. Map each cohort "
-            "to the first observed step at which the unit is treated. Units treated after "
-            "the last step: drop them, or recode them to NA only if they may serve as "
-            "never-treated controls (not for data re-seen in a second epoch)."
-        )
+        raise _off_grid_error(gname, tname, off_grid, n_units)
 
 
 def _layout(
@@ -582,8 +692,7 @@ def _check_outcomes(
         OutcomeError,
         "Outcome",
         layout,
-        "If those observations are truly missing, drop those rows and pass "
-        "allow_unbalanced_panel=True; otherwise recompute them.",
+        OUTCOME_NAN_FIX,
     )
 
 
@@ -596,48 +705,23 @@ def _check_balance(layout: _Layout, idname: str, tname: str, allow_unbalanced: b
     balanced = not bool(n_missing.any())
     if not balanced and not allow_unbalanced:
         short = np.flatnonzero(n_missing)
-        ex = ", ".join(f"{_py(unit_ids[i])!r}: {int(n_missing[i])} missing" for i in short[:5])
-        more = ", ..." if short.size > 5 else ""
-        raise UnbalancedPanelError(
-            f"Unit column {idname!r}: {short.size} units are not observed at all "
-            f"{n_final} steps of {tname!r} ({int(n_missing.sum())} (unit, step) rows "
-            f"missing), e.g. {{{ex}{more}}}. Pass allow_unbalanced_panel=True or complete the "
-            "panel (one row per unit and step)."
-        )
+        examples = ((unit_ids[i], n_missing[i]) for i in short[:5])
+        raise _unbalanced_error(idname, tname, short.size, n_final, int(n_missing.sum()), examples)
     return balanced
 
 
 def _check_weights(s: pd.Series, weightsname: str, layout: _Layout) -> np.ndarray:
     """Check the weight column (finite, >= 0, not all zero, constant within units)."""
-    units_s, steps_s = layout.units, layout.steps
     w = _real_values(s, weightsname, WeightsError, "Weights", layout.rows)
-    _check_finite(
+    _check_weight_values(
         w,
         weightsname,
-        WeightsError,
-        "Weights",
-        units_s,
-        steps_s,
-        "Every unit needs a weight; fill them or drop those units.",
+        layout.units,
+        layout.steps,
+        layout.ucodes,
+        layout.unit_ids,
+        check_positive=True,
     )
-    negative = w < 0
-    if negative.any():
-        raise WeightsError(
-            f"Weights column {weightsname!r} has negative values at "
-            f"{_key_examples(units_s, steps_s, negative)}. Sampling weights must be >= 0."
-        )
-    if not (w > 0).any():
-        raise WeightsError(
-            f"Weights column {weightsname!r} is zero in all {w.size} rows; at least one "
-            "unit needs a positive weight."
-        )
-    varying = _varies_within(layout.ucodes, w)
-    if varying.size:
-        raise WeightsError(
-            f"Weights column {weightsname!r} varies within {varying.size} units "
-            f"{_show(layout.unit_ids[varying])}; panel weights must be time-invariant. Use one "
-            "weight per unit (e.g. its weight at the first step)."
-        )
     return w
 
 
