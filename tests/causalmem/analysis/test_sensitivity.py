@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +57,26 @@ def test_flci_matches_r() -> None:
     np.testing.assert_allclose(fit.weights[1], REF["flci"]["optimal_vec_M0.1"], atol=1e-6)
 
 
+@pytest.fixture
+def honestdid() -> Iterator[Any]:
+    """The ``honestdid`` oracle, with torch's default dtype restored afterwards.
+
+    Importing ``honestdid`` runs ``torch.set_default_dtype(torch.float64)`` (``honestdid/core.py``),
+    which would leak into every later test of the session; it gets float64 while it runs only.
+    """
+    torch = pytest.importorskip("torch")
+    before = torch.get_default_dtype()
+    module = pytest.importorskip("honestdid")
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield module
+    finally:
+        torch.set_default_dtype(before)
+
+
 @pytest.mark.slow
-def test_flci_matches_honestdid_oracle() -> None:
+def test_flci_matches_honestdid_oracle(honestdid: Any) -> None:
     """The cvxpy port (simulated quantile, bisection on h) lands within its own noise."""
-    honestdid = pytest.importorskip("honestdid")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ref = [honestdid.find_optimal_flci(BH, SIG, M=m, numPrePeriods=4, numPostPeriods=4)
@@ -162,9 +179,8 @@ def _random_problem(seed: int, n_pre: int, n_post: int) -> tuple[np.ndarray, np.
     ],
 )
 def test_conditional_matches_honestdid_oracle(
-    seed: int, restriction: str, m: float, n_post: int
+    seed: int, restriction: str, m: float, n_post: int, honestdid: Any
 ) -> None:
-    honestdid = pytest.importorskip("honestdid")
     b, sig = _random_problem(seed, 3, n_post)
     lv = np.eye(n_post)[0]
     with warnings.catch_warnings():
