@@ -13,6 +13,7 @@ from scipy import special
 
 from causalmem._types import BoolArray, Float64Array
 from causalmem.results.base import TIDY_COLUMNS, render_frame
+from lmecon.result import ResultMixin
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class BayesDidSpec:
     shrinkage: float | None
     cores: int
     yname: str
+    cohort_decay: bool = False
+    violation_scale: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain mapping of the recorded arguments."""
@@ -368,10 +371,22 @@ class BayesDidResult:
     def hyperparameters(self) -> pd.DataFrame:
         """Posterior mean and SD of the scale parameters (data units)."""
         rows = []
-        for name in ("sigma_mu", "sigma_alpha", "sigma_delta", "lengthscale", "sigma_eps"):
+        for name in (
+            "sigma_mu",
+            "sigma_alpha",
+            "sigma_beta",
+            "sigma_delta",
+            "lengthscale",
+            "sigma_eps",
+        ):
             if name in self.idata.posterior:
-                d = self._draws(name).ravel()
-                rows.append({"term": name, "estimate": d.mean(), "std_error": d.std(ddof=1)})
+                d = self._draws(name)
+                for k in range(d.shape[1]):
+                    term = name if d.shape[1] == 1 else f"{name}[{k + 1}]"
+                    col = d[:, k]
+                    rows.append(
+                        {"term": term, "estimate": col.mean(), "std_error": col.std(ddof=1)}
+                    )
         return pd.DataFrame(rows)
 
     def glance(self) -> pd.DataFrame:
@@ -511,4 +526,181 @@ def _posterior_frame(terms: list[str], s: Mapping[str, Any]) -> pd.DataFrame:
             "conf_low": s["conf_low"],
             "conf_high": s["conf_high"],
         }
+    )
+
+
+# ----------------------------------------------------------------- sensitivity (bayes_sensitivity)
+@dataclass(frozen=True)
+class BayesSensitivitySpec:
+    """Every argument of the :func:`~causalmem.bayes_sensitivity` call."""
+
+    scales: tuple[float, ...]
+    targets: tuple[str, ...]
+    alp: float
+    include_pre: bool
+    pooling: str
+    cohort_decay: bool | None
+    draws: int
+    tune: int
+    chains: int
+    target_accept: float
+    seed: int
+    sampler: str
+    shrinkage: float | None
+    yname: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain mapping of the recorded arguments."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, eq=False)
+class BayesSensitivityResult(ResultMixin):
+    """Posterior of memorisation targets by the violation prior's scale ``s``; immutable.
+
+    ``tidy()``: one row per scale and target with ``scale`` (the prior SD ``s`` of the
+    violation's second differences, data units), ``m_equivalent`` (``z s``, the Delta^SD bound
+    M that each second difference stays within with prior probability ``1 - alp``),
+    ``target, event_time, mean, sd, lower, upper`` (the ``1 - alp`` HDI), ``alp`` and the fit's
+    diagnostics. ``frequentist`` holds the optional robust sets to overlay (``M, lower, upper,
+    method, restriction[, target]``).
+    """
+
+    spec: BayesSensitivitySpec
+    table: pd.DataFrame = field(repr=False)
+    frequentist: pd.DataFrame | None = field(default=None, repr=False)
+    fits: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    z: float = 1.959963984540054
+    provenance: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def tidy(self) -> pd.DataFrame:
+        """One row per scale and target (a new frame on each call)."""
+        return self.table.copy()
+
+    def glance(self) -> pd.DataFrame:
+        """One-row summary: scales, targets, sampler settings and the worst diagnostics."""
+        f = self.fits
+        return pd.DataFrame(
+            [
+                {
+                    "n_scales": len(self.spec.scales),
+                    "max_scale": max(self.spec.scales),
+                    "n_targets": len(self.spec.targets),
+                    "alp": self.spec.alp,
+                    "include_pre": self.spec.include_pre,
+                    "draws": self.spec.draws,
+                    "chains": self.spec.chains,
+                    "max_r_hat": float(f["max_r_hat"].max()) if len(f) else np.nan,
+                    "min_ess_bulk": float(f["min_ess_bulk"].min()) if len(f) else np.nan,
+                    "divergences": int(f["divergences"].sum()) if len(f) else 0,
+                    "has_frequentist": self.frequentist is not None,
+                }
+            ]
+        )
+
+    def _table(self) -> pd.DataFrame:
+        return self.table[["target", "scale", "m_equivalent", "mean", "sd", "lower", "upper"]]
+
+    def _caption(self) -> str | None:
+        pct = int(round(100 * (1 - self.spec.alp)))
+        return (
+            f"Posterior of {self.spec.yname} targets by violation prior scale s "
+            f"({pct}% HDI; M = {self.z:.2f} s)"
+        )
+
+    def summary(self) -> str:
+        """Text summary: per target, the interval at each scale and its width."""
+        pct = int(round(100 * (1 - self.spec.alp)))
+        lines = [
+            "Bayesian sensitivity to parallel-trends violations (violation path: random walk on "
+            "slopes, second differences ~ N(0, s^2))",
+            f"{len(self.spec.scales)} scales, {pct}% HDIs; M-equivalent = {self.z:.3f} s",
+        ]
+        for name, grp in self.table.groupby("target", sort=False):
+            lines.append(f"\n{name}:")
+            lines.append(f"{'s':>10} {'M~':>10} {'mean':>10} {'lower':>10} {'upper':>10}")
+            for r in grp.itertuples(index=False):
+                lines.append(
+                    f"{r.scale:>10.4g} {r.m_equivalent:>10.4g} {r.mean:>10.4f} "
+                    f"{r.lower:>10.4f} {r.upper:>10.4f}"
+                )
+        return "\n".join(lines)
+
+    def plot(self, **options: Any) -> Any:
+        """Chart (Altair): each target's interval by M-equivalent, frequentist sets overlaid.
+
+        The Bayesian posterior is a band (``1 - alp`` HDI) with its mean as a line, over
+        ``m_equivalent = z s``; the frequentist robust sets (``frequentist``) are error bars at
+        their ``M``, coloured by ``method, restriction``. One panel per target.
+
+        Parameters
+        ----------
+        **options
+            ``title`` and ``width`` / ``height`` of each panel.
+        """
+        return sensitivity_chart(self.table, self.frequentist, self.spec.alp, **options)
+
+    def __repr__(self) -> str:
+        return (
+            f"BayesSensitivityResult(scales={list(self.spec.scales)}, "
+            f"targets={list(self.spec.targets)}, alp={self.spec.alp})"
+        )
+
+
+def sensitivity_chart(
+    table: pd.DataFrame,
+    frequentist: pd.DataFrame | None,
+    alp: float,
+    *,
+    title: str | None = None,
+    width: int = 220,
+    height: int = 180,
+) -> Any:
+    """Build the sensitivity chart of :meth:`BayesSensitivityResult.plot`."""
+    import altair as alt
+
+    pct = int(round(100 * (1 - alp)))
+    y_title = "interval (posterior HDI / robust set)"
+    targets = list(dict.fromkeys(table["target"]))
+    bayes = table.assign(source=f"Bayes ({pct}% HDI)", M=table["m_equivalent"])[
+        ["target", "M", "mean", "lower", "upper", "source"]
+    ]
+    frames = [bayes]
+    if frequentist is not None and len(frequentist):
+        fq = frequentist.copy()
+        if "target" not in fq.columns:
+            fq["target"] = targets[0]
+        fq["source"] = fq["method"].astype(str) + ", " + fq["restriction"].astype(str)
+        fq["mean"] = np.nan
+        frames.append(fq[["target", "M", "mean", "lower", "upper", "source"]])
+    data = pd.concat(frames, ignore_index=True)
+    data = data[data["target"].isin(targets)]
+    x = alt.X("M:Q", title="M (Bayes: M = z·s)")
+    color = alt.Color("source:N", title=None, legend=alt.Legend(orient="bottom", columns=2))
+    is_bayes = alt.datum.source == f"Bayes ({pct}% HDI)"
+    base = alt.Chart().encode(x=x)
+    band = (
+        base.mark_area(opacity=0.25)
+        .encode(y=alt.Y("lower:Q", title=y_title), y2="upper:Q", color=color)
+        .transform_filter(is_bayes)
+    )
+    line = (
+        base.mark_line(point=True)
+        .encode(y=alt.Y("mean:Q", title=y_title), color=color)
+        .transform_filter(is_bayes)
+    )
+    bars = (
+        base.mark_errorbar(ticks=True, thickness=1.5)
+        .encode(y=alt.Y("lower:Q", title=y_title), y2="upper:Q", color=color)
+        .transform_filter(~is_bayes)
+    )
+    zero = alt.Chart().mark_rule(strokeDash=[4, 4], color="grey").encode(y=alt.datum(0))
+    chart = (
+        alt.layer(band, line, bars, zero, data=data)
+        .properties(width=width, height=height)
+        .facet(facet=alt.Facet("target:N", sort=targets, title=None), columns=min(len(targets), 4))
+        .resolve_scale(y="independent")
+    )
+    return chart.properties(
+        title=title or "Sensitivity of memorisation targets to parallel-trends violations"
     )

@@ -24,6 +24,8 @@ REPORTED = frozenset(
         "lengthscale",
         "mu",
         "alpha",
+        "sigma_beta",
+        "beta",
         "theta",
     }
 )

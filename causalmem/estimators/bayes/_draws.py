@@ -27,7 +27,8 @@ class _PostCells:
     l_ctrl: Float64Array | None
     t_pos: Int64Array
     b_pos: Int64Array
-    q_rot: Float64Array  # Q' 1_post per block (alpha's loading), model order
+    q_rot: Float64Array  # Q' F per block (the cohort loadings, [n, 1 + K]), model order
+    loadings: Float64Array  # F = (1_post, f_1(e), ...), [n, 1 + K]
     terms: tuple[str, ...]
     cohorts: Float64Array
     alpha_by_block: bool
@@ -42,8 +43,11 @@ class _Draws:
     mu: Float64Array
     sd: Float64Array  # sigma_delta
     sa: Float64Array  # sigma_alpha
+    sb: Float64Array  # sigma_beta [draws, K]
     alpha: Float64Array | None  # sampled cohort effects (dense form only)
+    beta: Float64Array | None  # sampled cohort decay coefficients [draws, G, K] (dense form)
     ctrl: Float64Array | None  # never-treated path error u_C, data units
+    viol: Float64Array | None  # violation path per cell (sensitivity model), data units
 
 
 def _stacked(idata: Any, name: str) -> Float64Array:
@@ -68,20 +72,38 @@ def _add_theta(idata: Any, pc: _PostCells, seed: int, chunk: int = 256) -> None:
     ctrl = None
     if pc.l_ctrl is not None:
         ctrl = _stacked(idata, "z_ctrl") @ pc.l_ctrl.T  # u_C in data units
+    n_decay = pc.loadings.shape[1] - 1
+    mu = _stacked(idata, "mu")
+    if "violation_cells" in idata.posterior:
+        # The sensitivity model's violation path enters every cell's structural mean.
+        viol = _stacked(idata, "violation_cells")
+    else:
+        viol = None
     draws = _Draws(
-        mu=_stacked(idata, "mu"),
+        mu=mu,
         sd=_stacked(idata, "sigma_delta"),
         sa=_stacked(idata, "sigma_alpha"),
+        sb=(
+            _stacked(idata, "sigma_beta").reshape(mu.shape[0], n_decay)
+            if n_decay
+            else np.zeros((mu.shape[0], 0))
+        ),
         alpha=None if pc.alpha_by_block else _stacked(idata, "alpha"),
+        beta=(
+            _stacked(idata, "beta").reshape(mu.shape[0], pc.cohorts.size, n_decay)
+            if n_decay and not pc.alpha_by_block
+            else None
+        ),
         ctrl=ctrl,
+        viol=viol,
     )
     n_tot = draws.mu.shape[0]
     theta = np.empty((n_tot, pc.y.size))
-    alpha_out = np.zeros((n_tot, pc.cohorts.size))
+    coef_out = np.zeros((n_tot, pc.cohorts.size, 1 + n_decay))
     rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
     for s0 in range(0, n_tot, chunk):
-        _theta_chunk(pc, draws, slice(s0, min(s0 + chunk, n_tot)), rng, theta, alpha_out)
-    _store_theta(idata.posterior, pc, theta, alpha_out)
+        _theta_chunk(pc, draws, slice(s0, min(s0 + chunk, n_tot)), rng, theta, coef_out)
+    _store_theta(idata.posterior, pc, theta, coef_out)
 
 
 def _theta_chunk(
@@ -90,16 +112,23 @@ def _theta_chunk(
     sl: slice,
     rng: np.random.Generator,
     theta: Float64Array,
-    alpha_out: Float64Array,
+    coef_out: Float64Array,
 ) -> None:
-    """Fill ``theta[sl]`` (and ``alpha_out[sl]``) with conditional draws for one chunk."""
+    """Fill ``theta[sl]`` (and ``coef_out[sl]``) with conditional draws for one chunk."""
+    from causalmem.estimators.bayes._decay import draw_coefficients
+
     nd = sl.stop - sl.start
     e_idx = np.maximum(pc.e_code, 0)
     postf = pc.post.astype(np.float64)
     struct = draws.mu[sl][:, e_idx] * postf[None, :]
     if draws.alpha is not None:
         struct += draws.alpha[sl][:, pc.cohort_code] * postf[None, :]
+    if draws.beta is not None:
+        bk = draws.beta[sl][:, pc.cohort_code, :]  # [nd, n, K]
+        struct += np.einsum("dnk,nk->dn", bk, pc.loadings[:, 1:])
     r = pc.y[None, :] - struct
+    if draws.viol is not None:
+        r -= draws.viol[sl]  # the violation is in the cells' mean, not in their effect theta
     if draws.ctrl is not None:
         u = draws.ctrl[sl]
         r += u[:, pc.t_pos] - u[:, pc.b_pos]
@@ -109,41 +138,24 @@ def _theta_chunk(
         blk = slice(pc.bounds[h], pc.bounds[h + 1])
         rho[:, blk] = r[:, blk] @ q
     d = pc.lam[None, :] + sd2
-    al = np.zeros((nd, len(pc.q)))
     if pc.alpha_by_block:
-        al = _draw_alpha(pc, rho, d, draws.sa[sl, None], rng)
-        alpha_out[sl][:, pc.cohort_code[pc.bounds[:-1]]] = al
+        s2 = np.column_stack([draws.sa[sl], draws.sb[sl]]) ** 2
+        b = draw_coefficients(rho, d, pc.q_rot, pc.bounds, s2, rng)  # [nd, blocks, 1 + K]
+        coef_out[sl][:, pc.cohort_code[pc.bounds[:-1]], :] = b
+        cell_b = np.repeat(b, np.diff(pc.bounds), axis=1)  # [nd, n, 1 + K]
+        rho = rho - np.einsum("dnk,nk->dn", cell_b, pc.q_rot)
+        struct = struct + np.einsum("dnk,nk->dn", cell_b, pc.loadings)
     out = theta[sl]
     for h, q in enumerate(pc.q):
         blk = slice(pc.bounds[h], pc.bounds[h + 1])
         lam = pc.lam[None, blk]
-        base = struct[:, blk]
-        rho_h = rho[:, blk]
-        if pc.alpha_by_block:
-            rho_h = rho_h - al[:, h : h + 1] * pc.q_rot[None, blk]
-            base = base + al[:, h : h + 1] * postf[None, blk]
         w = sd2 / d[:, blk]
         xi = rng.standard_normal((nd, q.shape[0]))
-        out[:, blk] = base + (w * rho_h + np.sqrt(lam * w) * xi) @ q.T
+        out[:, blk] = struct[:, blk] + (w * rho[:, blk] + np.sqrt(lam * w) * xi) @ q.T
 
 
-def _draw_alpha(
-    pc: _PostCells, rho: Float64Array, d: Float64Array, sa: Float64Array, rng: np.random.Generator
-) -> Float64Array:
-    """Zero-sum cohort effects ``[draws, blocks]`` given the rotated residuals ``rho``."""
-    nd, n_blk = rho.shape[0], len(pc.q)
-    qr = pc.q_rot[None, :]
-    a_g = np.add.reduceat(qr * rho / d, pc.bounds[:-1], axis=1)
-    c_g = np.add.reduceat(qr**2 / d, pc.bounds[:-1], axis=1)
-    prec = 1.0 / sa**2 + c_g
-    al = a_g / prec + rng.standard_normal((nd, n_blk)) / np.sqrt(prec)
-    v = 1.0 / prec
-    al -= v * (al.sum(axis=1) / v.sum(axis=1))[:, None]
-    return np.asarray(al)
-
-
-def _store_theta(post: Any, pc: _PostCells, theta: Float64Array, alpha_out: Float64Array) -> None:
-    """Add ``theta`` (and, when drawn here, ``alpha``) to the posterior group."""
+def _store_theta(post: Any, pc: _PostCells, theta: Float64Array, coef_out: Float64Array) -> None:
+    """Add ``theta`` (and, when drawn here, ``alpha`` and ``beta``) to the posterior group."""
     import xarray as xr
 
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
@@ -155,10 +167,17 @@ def _store_theta(post: Any, pc: _PostCells, theta: Float64Array, alpha_out: Floa
     )
     if pc.alpha_by_block:
         post["alpha"] = xr.DataArray(
-            alpha_out.reshape(n_chain, n_draw, pc.cohorts.size),
+            coef_out[:, :, 0].reshape(n_chain, n_draw, pc.cohorts.size),
             dims=("chain", "draw", "cohort"),
             coords={**coords, "cohort": pc.cohorts},
         )
+        n_decay = coef_out.shape[2] - 1
+        if n_decay:
+            post["beta"] = xr.DataArray(
+                coef_out[:, :, 1:].reshape(n_chain, n_draw, pc.cohorts.size, n_decay),
+                dims=("chain", "draw", "cohort", "decay_basis"),
+                coords={**coords, "cohort": pc.cohorts, "decay_basis": np.arange(1, n_decay + 1)},
+            )
 
 
 def _add_constants(idata: Any, cs: _CellSet) -> None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from causalmem._types import Float64Array
+from causalmem.estimators.bayes._decay import pt_marginal
 from causalmem.estimators.bayes._draws import _PostCells
 from causalmem.estimators.bayes._linalg import _psd_sqrt
 from causalmem.estimators.bayes._ops import _block_op
@@ -24,10 +25,18 @@ from causalmem.estimators.bayes._whitening import _GaussBlock, _gaussian_block, 
 if TYPE_CHECKING:
     from causalmem._numerics.cellcov import CellCovFactors
     from causalmem.estimators.bayes._cells import _CellSet
+    from causalmem.estimators.bayes._sensitivity import _Violation
 
 
 def _build_cells_model(
-    pm: Any, cs: _CellSet, fac: CellCovFactors, pooling: str, scale: float, center: float
+    pm: Any,
+    cs: _CellSet,
+    fac: CellCovFactors,
+    pooling: str,
+    scale: float,
+    center: float,
+    n_decay: int = 0,
+    violation: _Violation | None = None,
 ) -> _Built:
     """Measurement model on the cell estimates (see :func:`bayes_did`), in standardised units.
 
@@ -39,12 +48,19 @@ def _build_cells_model(
     at rough moment estimates of the scales. The map is affine and fixed, so the posterior is
     exactly the model's; only the sampler's geometry changes.
     """
-    rot = _rotate(cs, fac, scale, center)
+    rot = _rotate(cs, fac, scale, center, n_decay)
     has_ctrl = rot.structured and fac.periods.size > 0
     l_ctrl = _psd_sqrt(fac.ctrl_cov) if has_ctrl and fac.ctrl_cov is not None else None
-    gb = _gaussian_block(cs, fac, rot, pooling, scale, l_ctrl)
-    model, priors = _cells_pymc_model(pm, cs, fac, rot, gb, l_ctrl, pooling, scale, center)
-    priors.update(_cells_prior_texts(pooling, rot.structured, gb))
+    extra = None
+    if violation is not None:
+        extra = ("violation", violation.design, violation.precision * scale**2)
+    gb = _gaussian_block(cs, fac, rot, pooling, scale, l_ctrl, extra)
+    model, priors = _cells_pymc_model(
+        pm, cs, fac, rot, gb, l_ctrl, pooling, scale, center, violation
+    )
+    priors.update(_cells_prior_texts(pooling, rot.structured, gb, n_decay))
+    if violation is not None:
+        priors["violation"] = violation.text
     pc = _PostCells(
         y=cs.y,
         post=cs.post,
@@ -52,7 +68,8 @@ def _build_cells_model(
         cohort_code=cs.cohort_code,
         bounds=fac.bounds,
         q=rot.qs,
-        q_rot=rot.q_rot,
+        q_rot=rot.f_rot,
+        loadings=rot.loadings,
         lam=rot.lam_all,
         l_ctrl=l_ctrl,
         t_pos=fac.t_pos,
@@ -76,16 +93,21 @@ def _cells_pymc_model(
     pooling: str,
     scale: float,
     center: float,
+    violation: _Violation | None = None,
 ) -> tuple[Any, dict[str, str]]:
     """Build the PyMC model: scales, whitened ``eta``, the path ``mu``, the exact likelihood."""
     import pytensor.tensor as pt
 
+    n_decay = rot.loadings.shape[1] - 1
     coords: dict[str, Any] = {
         "cell": cs.terms(),
         "event_time": cs.e_grid,
         "cohort": cs.cohorts,
         "whitened": np.arange(gb.dims),
+        "decay_basis": np.arange(1, n_decay + 1),
     }
+    if violation is not None:
+        coords["violation_time"] = violation.grid
     if l_ctrl is not None:
         coords["period"] = fac.periods
     priors: dict[str, str] = {}
@@ -96,6 +118,10 @@ def _cells_pymc_model(
         pm.Deterministic("sigma_alpha", scale * sigma_alpha)
         sigma_delta = pm.HalfNormal("sigma_delta_std", sigma=1.0)
         pm.Deterministic("sigma_delta", scale * sigma_delta)
+        sigma_beta = None
+        if n_decay:
+            sigma_beta = pm.HalfNormal("sigma_beta_std", sigma=1.0, dims="decay_basis")
+            pm.Deterministic("sigma_beta", scale * sigma_beta, dims="decay_basis")
         eta = pm.Flat("eta", dims="whitened")
         gamma = gb.gamma_hat + pt.dot(gb.l_white, eta)
         blocks: dict[str, Any] = {}
@@ -105,12 +131,25 @@ def _cells_pymc_model(
             start += k
         mu_m, priors["mu"] = _cells_mu(pm, pt, blocks, sigma_mu, gb, pooling)
         pm.Deterministic("mu", center + scale * mu_m, dims="event_time")
-        m = _cells_mean(pm, pt, cs, fac, rot, gb, blocks, mu_m, sigma_alpha, l_ctrl, scale)
+        m = _cells_mean(
+            pm, pt, cs, fac, rot, gb, blocks, mu_m, sigma_alpha, sigma_beta, l_ctrl, scale
+        )
+        if violation is not None:
+            v = blocks["violation"]
+            prec_std = violation.precision * scale**2
+            pm.Potential("violation_prior", -0.5 * pt.dot(v, pt.dot(prec_std, v)))
+            pm.Deterministic("violation", scale * v, dims="violation_time")
+            v_cells = pt.dot(violation.design, v)  # delta(e_t) - delta(e_b), standardised
+            pm.Deterministic("violation_cells", scale * v_cells, dims="cell")
+            m = m + v_cells
         if l_ctrl is not None:
             priors["z_ctrl"] = (
                 "never-treated mean-path error u_C = L_C z, z ~ N(0, I), L_C L_C' = P_C (known)"
             )
-        _cells_likelihood(pm, pt, rot, m, sigma_alpha, sigma_delta, cs.cohorts.size)
+        coef_sd = [sigma_alpha] + (
+            [sigma_beta[k] for k in range(n_decay)] if sigma_beta is not None else []
+        )
+        _cells_likelihood(pm, pt, rot, m, coef_sd, sigma_delta)
     return model, priors
 
 
@@ -143,10 +182,11 @@ def _cells_mean(
     blocks: dict[str, Any],
     mu_m: Any,
     sigma_alpha: Any,
+    sigma_beta: Any,
     l_ctrl: Float64Array | None,
     scale: float,
 ) -> Any:
-    """Structural mean of the cells: ``mu(e)`` (+ sampled ``alpha``) ``- A u_C``."""
+    """Structural mean of the cells: ``mu(e)`` (+ sampled ``alpha``, ``beta``) ``- A u_C``."""
     postf = cs.post.astype(np.float64)
     n_coh = cs.cohorts.size
     m = pt.where(cs.post, mu_m[np.maximum(cs.e_code, 0)], 0.0)
@@ -156,8 +196,23 @@ def _cells_mean(
         alpha_m = sigma_alpha * pt.dot(gb.zs_basis, alpha_w)
         pm.Deterministic("alpha", scale * alpha_m, dims="cohort")
         m = m + postf * alpha_m[cs.cohort_code]
+        betas = []
+        for k in range(1, rot.loadings.shape[1]):
+            beta_w = blocks[f"beta{k}_w"]
+            pm.Potential(f"beta{k}_prior", pm.logp(pm.Normal.dist(0.0, 1.0), beta_w).sum())
+            beta_m = sigma_beta[k - 1] * pt.dot(gb.zs_basis, beta_w)
+            betas.append(beta_m)
+            m = m + rot.loadings[:, k] * beta_m[cs.cohort_code]
+        if betas:
+            pm.Deterministic(
+                "beta", scale * pt.stack(betas, axis=1), dims=("cohort", "decay_basis")
+            )
     elif not rot.structured:
         pm.Deterministic("alpha", pt.zeros(1), dims="cohort")
+        if rot.loadings.shape[1] > 1:
+            pm.Deterministic(
+                "beta", pt.zeros((1, rot.loadings.shape[1] - 1)), dims=("cohort", "decay_basis")
+            )
     if l_ctrl is not None:
         z = blocks["z_ctrl"]
         pm.Potential("z_ctrl_prior", pm.logp(pm.Normal.dist(0.0, 1.0), z).sum())
@@ -168,38 +223,31 @@ def _cells_mean(
 
 
 def _cells_likelihood(
-    pm: Any, pt: Any, rot: _Rotated, m: Any, sigma_alpha: Any, sigma_delta: Any, n_coh: int
+    pm: Any, pt: Any, rot: _Rotated, m: Any, coef_sd: list[Any], sigma_delta: Any
 ) -> None:
-    """Gaussian likelihood of the rotated residuals, ``alpha`` and ``delta`` integrated out."""
-    import pytensor.sparse as ps
+    """Gaussian likelihood of the rotated residuals, the cohort coefficients and ``delta`` out.
 
+    In the structured form the zero-sum cohort coefficients ``(alpha, beta_1, ...)`` are
+    integrated out per cohort block (Woodbury) with the cross-cohort zero-sum correction
+    (:func:`._decay.pt_marginal`).
+    """
     rho = rot.y_rot - _block_op()()(rot.pack_t, rot.pack, rot.off_v, rot.off_m, m)
     dvar = rot.lam_std + sigma_delta**2
     quad = pt.sum(rho**2 / dvar)
     logdet = pt.sum(pt.log(dvar))
     if rot.structured:
-        q_rot = rot.q_rot
-        # alpha_g ~ N(0, sigma_alpha) integrated out per cohort block (Sherman-Morrison on
-        # diag(d) + sigma_alpha^2 q q', q = Q_g' 1_post).
-        seg_v = ps.as_sparse_variable(rot.seg)
-        a_g = ps.structured_dot(seg_v, (q_rot * rho / dvar)[:, None])[:, 0]
-        c_g = ps.structured_dot(seg_v, (q_rot**2 / dvar)[:, None])[:, 0]
-        s2v = sigma_alpha**2
-        quad = quad - pt.sum(s2v * a_g**2 / (1.0 + s2v * c_g))
-        logdet = logdet + pt.sum(pt.log1p(s2v * c_g))
-        # Zero-sum cohort effects: the prior covariance is s2 (I - 1 1' / K), a rank-one
-        # correction across blocks (Sherman-Morrison once more).
-        kappa = s2v / n_coh
-        a_tot = pt.sum(a_g / (1.0 + s2v * c_g))
-        c_tot = pt.sum(c_g / (1.0 + s2v * c_g))
-        quad = quad + kappa * a_tot**2 / (1.0 - kappa * c_tot)
-        logdet = logdet + pt.log1p(-kappa * c_tot)
+        s2 = [sd**2 for sd in coef_sd]
+        dq, dl = pt_marginal(pt, rho, dvar, rot.f_rot, rot.seg, s2)
+        quad = quad + dq
+        logdet = logdet + dl
     pm.Potential("likelihood", -0.5 * quad - 0.5 * logdet)
 
 
-def _cells_prior_texts(pooling: str, structured: bool, gb: _GaussBlock) -> dict[str, str]:
+def _cells_prior_texts(
+    pooling: str, structured: bool, gb: _GaussBlock, n_decay: int = 0
+) -> dict[str, str]:
     """Descriptions of the priors and the likelihood of the cells model (after ``mu``)."""
-    return {
+    out = {
         "sigma_mu": "HalfNormal(s)" + (" (GP amplitude)" if pooling == "gp" else ""),
         "sigma_alpha": "HalfNormal(s)",
         "sigma_delta": "HalfNormal(s)",
@@ -222,3 +270,16 @@ def _cells_prior_texts(pooling: str, structured: bool, gb: _GaussBlock) -> dict[
             "moment estimates of the scales"
         ),
     }
+    if n_decay:
+        out["sigma_beta"] = f"HalfNormal(s), one per decay loading ({n_decay})"
+        out["beta"] = (
+            "per-cohort decay: theta[g, e] += sum_k beta[g, k] f_k(e), f_k the discrete "
+            "orthogonal polynomial of degree k in u = log(1 + e / e_1) / log(1 + e_max / e_1) "
+            "over the event-time grid (e_1: smallest positive event time), max |f_k| = 1; "
+            "beta[., k] ~ ZeroSumNormal(sigma_beta_k), "
+            + ("integrated out; drawn given each draw" if structured else "non-centred")
+        )
+        out["likelihood"] = out["likelihood"].replace(
+            "sigma_alpha^2 1 1'", "F_g S F_g' (F = (1, f_1(e), ...), S = diag(scales^2))"
+        )
+    return out

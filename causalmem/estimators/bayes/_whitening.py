@@ -10,12 +10,18 @@ changes).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from causalmem._types import Float64Array, Int64Array
+from causalmem.estimators.bayes._decay import (
+    cell_loadings,
+    coefficient_precision,
+    decay_basis,
+    marginal_nll2,
+)
 from causalmem.estimators.bayes._linalg import _block_diag_dense, _segment_matrix, _zero_sum_basis
 from causalmem.estimators.bayes._priors import (
     LEVEL_SD,
@@ -48,6 +54,8 @@ class _Rotated:
     q_rot: Float64Array  # Q' 1_post (alpha's loading); zeros in the dense form
     seg: sp.csr_matrix
     structured: bool
+    f_rot: Float64Array  # Q' F, F = (1_post, f_1(e), ...) (the cohort loadings); [n, 1 + K]
+    loadings: Float64Array  # F, unrotated
 
 
 @dataclass(frozen=True)
@@ -77,8 +85,13 @@ class _GaussBlock:
         return int(sum(k for _, k in self.parts))
 
 
-def _rotate(cs: _CellSet, fac: CellCovFactors, scale: float, center: float) -> _Rotated:
-    """Eigendecompose each covariance block and rotate the standardised cell estimates."""
+def _rotate(
+    cs: _CellSet, fac: CellCovFactors, scale: float, center: float, n_decay: int = 0
+) -> _Rotated:
+    """Eigendecompose each covariance block and rotate the standardised cell estimates.
+
+    ``n_decay`` per-cohort decay loadings (:mod:`._decay`) join the level ``1_post``.
+    """
     qs, lams = [], []
     for blk in fac.blocks:
         lam, q = np.linalg.eigh(blk)
@@ -92,6 +105,7 @@ def _rotate(cs: _CellSet, fac: CellCovFactors, scale: float, center: float) -> _
     postf = cs.post.astype(np.float64)
     structured = fac.ctrl_cov is not None
     const = np.where(cs.post, 0.0, -center / scale)  # placebo cells: theta = 0 + delta
+    loadings = cell_loadings(cs.post, cs.e_code, decay_basis(cs.e_grid, n_decay))
     return _Rotated(
         qs=tuple(qs),
         lam_all=lam_all,
@@ -105,6 +119,8 @@ def _rotate(cs: _CellSet, fac: CellCovFactors, scale: float, center: float) -> _
         q_rot=qt @ postf if structured else np.zeros(cs.n),
         seg=_segment_matrix(fac.bounds, cs.n),
         structured=structured,
+        f_rot=np.asarray(qt @ loadings),
+        loadings=loadings,
     )
 
 
@@ -115,10 +131,21 @@ def _gaussian_block(
     pooling: str,
     scale: float,
     l_ctrl: Float64Array | None,
+    extra: tuple[str, Float64Array, Float64Array] | None = None,
 ) -> _GaussBlock:
-    """Design and prior precision of ``gamma`` at plug-in scales, then its whitening."""
-    hyp = _plugin_scales(cs, scale)
-    parts, design, prec, sc, gp = _design(cs, fac, rot.structured, pooling, hyp, l_ctrl, scale)
+    """Design and prior precision of ``gamma`` at plug-in scales, then its whitening.
+
+    ``extra``: an additional Gaussian part ``(name, design [n, k] in standardised units,
+    prior precision [k, k])`` with a fixed prior (the sensitivity model's violation path).
+    """
+    hyp = _plugin_scales(cs, scale, rot.loadings.shape[1] - 1)
+    parts, design, prec, sc, gp = _design(
+        cs, fac, rot.structured, pooling, hyp, l_ctrl, scale, rot.loadings
+    )
+    if extra is not None:
+        parts.append((extra[0], extra[1].shape[1]))
+        design.append(extra[1])
+        prec.append(extra[2])
     g_rot = np.asarray(rot.qt @ np.hstack(design))
     gamma_hat, l_white = _precondition(rot, g_rot, prec, sc, hyp, pooling, cs)
     return _GaussBlock(
@@ -136,9 +163,10 @@ def _design(
     fac: CellCovFactors,
     structured: bool,
     pooling: str,
-    hyp: dict[str, float],
+    hyp: dict[str, Any],
     l_ctrl: Float64Array | None,
     scale: float,
+    loadings: Float64Array,
 ) -> tuple[
     list[tuple[str, int]], list[Float64Array], list[Float64Array], Float64Array, _GpSpec | None
 ]:
@@ -170,6 +198,12 @@ def _design(
         oh_k[np.arange(n), cs.cohort_code] = postf * hyp["sigma_alpha"]
         design.append(oh_k @ _zero_sum_basis(n_coh))
         prec.append(np.eye(n_coh - 1))
+        for k in range(1, loadings.shape[1]):
+            parts.append((f"beta{k}_w", n_coh - 1))
+            oh_b = np.zeros((n, n_coh))
+            oh_b[np.arange(n), cs.cohort_code] = loadings[:, k] * hyp["sigma_beta"][k - 1]
+            design.append(oh_b @ _zero_sum_basis(n_coh))
+            prec.append(np.eye(n_coh - 1))
     if l_ctrl is not None:
         parts.append(("z_ctrl", fac.periods.size))
         lc = l_ctrl / scale
@@ -183,7 +217,7 @@ def _precondition(
     g_rot: Float64Array,
     prec: list[Float64Array],
     sc: Float64Array,
-    hyp: dict[str, float],
+    hyp: dict[str, Any],
     pooling: str,
     cs: _CellSet,
 ) -> tuple[Float64Array, Float64Array]:
@@ -191,7 +225,7 @@ def _precondition(
     prec = list(prec)
     n_e = cs.e_grid.size
     for it in range(PRECOND_ITERS + 1):
-        h, bvec = _posterior_precision(rot, g_rot, hyp, cs.cohorts.size)
+        h, bvec = _posterior_precision(rot, g_rot, hyp)
         if pooling == "rw":
             prec[0] = _rw_precision(sc, hyp["sigma_mu"])
         h += _block_diag_dense(prec)
@@ -202,10 +236,7 @@ def _precondition(
             hyp = _refine_scales(
                 hyp,
                 rot.y_rot - g_rot @ gamma_hat,
-                rot.lam_std,
-                rot.q_rot,
-                rot.seg,
-                rot.structured,
+                rot,
                 gamma_hat[:n_e] if pooling == "rw" else None,
                 sc,
             )
@@ -213,32 +244,22 @@ def _precondition(
     return gamma_hat, np.linalg.inv(chol_h).T
 
 
+def _coef_s2(hyp: dict[str, Any]) -> Float64Array:
+    """Prior variances of the per-cohort coefficients ``(alpha, beta_1, ...)``."""
+    return np.asarray([hyp["sigma_alpha"], *hyp["sigma_beta"]], dtype=np.float64) ** 2
+
+
 def _posterior_precision(
-    rot: _Rotated, g_rot: Float64Array, hyp: dict[str, float], n_coh: int
+    rot: _Rotated, g_rot: Float64Array, hyp: dict[str, Any]
 ) -> tuple[Float64Array, Float64Array]:
-    """Likelihood part of ``gamma``'s precision ``H`` and of ``H gamma_hat`` (alpha, delta out)."""
-    y_rot, q_rot, seg = rot.y_rot, rot.q_rot, rot.seg
+    """Likelihood part of ``gamma``'s precision ``H`` and of ``H gamma_hat`` (b, delta out)."""
     d0 = rot.lam_std + hyp["sigma_delta"] ** 2
-    h = g_rot.T @ (g_rot / d0[:, None])
-    bvec = g_rot.T @ (y_rot / d0)
     if rot.structured:
-        s2 = hyp["sigma_alpha"] ** 2
-        v = np.asarray(seg @ (g_rot * (q_rot / d0)[:, None]))  # [G, d_gamma]
-        c = np.asarray(seg @ (q_rot**2 / d0))
-        a = np.asarray(seg @ (q_rot * y_rot / d0))
-        f = s2 / (1.0 + s2 * c)
-        h -= v.T @ (v * f[:, None])
-        bvec -= v.T @ (f * a)
-        kappa = s2 / n_coh
-        vt = v.T @ (1.0 / (1.0 + s2 * c))  # q' M0^-1 G
-        at = float(np.sum(a / (1.0 + s2 * c)))
-        ct = float(np.sum(c / (1.0 + s2 * c)))
-        h += kappa * np.outer(vt, vt) / (1.0 - kappa * ct)
-        bvec += kappa * vt * at / (1.0 - kappa * ct)
-    return h, bvec
+        return coefficient_precision(g_rot, rot.y_rot, rot.f_rot, rot.seg, d0, _coef_s2(hyp))
+    return g_rot.T @ (g_rot / d0[:, None]), g_rot.T @ (rot.y_rot / d0)
 
 
-def _plugin_scales(cs: _CellSet, scale: float) -> dict[str, float]:
+def _plugin_scales(cs: _CellSet, scale: float, n_decay: int = 0) -> dict[str, Any]:
     """Rough moment estimates of the scales (standardised units), for preconditioning only."""
     post = cs.post
     y = cs.y[post] / scale
@@ -261,49 +282,49 @@ def _plugin_scales(cs: _CellSet, scale: float) -> dict[str, float]:
     return {
         "sigma_delta": float(np.sqrt(var_d)),
         "sigma_alpha": float(np.sqrt(var_a)),
+        "sigma_beta": [float(np.sqrt(var_a))] * n_decay,
         "sigma_mu": max(sig_mu, float(np.sqrt(floor))),
     }
 
 
 def _refine_scales(
-    hyp: dict[str, float],
+    hyp: dict[str, Any],
     rho: Float64Array,
-    lam: Float64Array,
-    q_rot: Float64Array,
-    seg: sp.csr_matrix,
-    structured: bool,
+    rot: _Rotated,
     mu_hat: Float64Array | None,
     sc: Float64Array,
-) -> dict[str, float]:
-    """Maximise the rotated residuals' likelihood over ``sigma_delta`` (and ``sigma_alpha``).
+) -> dict[str, Any]:
+    """Maximise the rotated residuals' likelihood over ``sigma_delta`` (and the cohort scales).
 
-    ``rho ~ N(0, blockdiag(diag(lam + sd^2) + sa^2 q q'))`` per block; ``sigma_mu`` from the
+    ``rho ~ N(0, blockdiag(diag(lam + sd^2) + F_rot S F_rot'))`` per block with the zero-sum
+    coefficients integrated out (:func:`._decay.marginal_nll2`); ``sigma_mu`` from the
     increments of the current path. Only the sampler's preconditioner uses these values.
     """
     from scipy.optimize import minimize
 
+    lam = rot.lam_std
+    k1 = rot.f_rot.shape[1] if rot.structured else 0
+
     def nll(par: Float64Array) -> float:
         sd2 = float(np.exp(2 * par[0]))
-        d = lam + sd2
-        val = float(np.sum(rho**2 / d) + np.sum(np.log(d)))
-        if structured:
-            sa2 = float(np.exp(2 * par[1]))
-            a = seg @ (q_rot * rho / d)
-            c = seg @ (q_rot**2 / d)
-            val += float(np.sum(np.log1p(sa2 * c)) - np.sum(sa2 * a**2 / (1.0 + sa2 * c)))
-            kappa = sa2 / a.size
-            at = float(np.sum(a / (1.0 + sa2 * c)))
-            ct = float(np.sum(c / (1.0 + sa2 * c)))
-            val += kappa * at**2 / (1.0 - kappa * ct) + float(np.log1p(-kappa * ct))
-        return 0.5 * val
+        if not rot.structured:
+            d = lam + sd2
+            return 0.5 * float(np.sum(rho**2 / d) + np.sum(np.log(d)))
+        s2 = np.exp(2 * np.asarray(par[1:]))
+        return 0.5 * marginal_nll2(rho, lam, rot.f_rot, rot.seg, s2, sd2)
 
-    x0 = np.log([max(hyp["sigma_delta"], 1e-8), max(hyp["sigma_alpha"], 1e-8)])
+    x0 = np.log(
+        [max(hyp["sigma_delta"], 1e-8)]
+        + [max(v, 1e-8) for v in [hyp["sigma_alpha"], *hyp["sigma_beta"]][:k1]]
+    )
     res = minimize(nll, x0, method="Nelder-Mead", options={"xatol": 1e-3, "fatol": 1e-6})
     floor = 1e-3 * float(np.sqrt(np.median(lam)) + 1e-12)
     out = dict(hyp)
     out["sigma_delta"] = max(float(np.exp(res.x[0])), floor)
-    if structured:
-        out["sigma_alpha"] = max(float(np.exp(res.x[1])), floor)
+    if rot.structured:
+        vals = [max(float(np.exp(v)), floor) for v in res.x[1:]]
+        out["sigma_alpha"] = vals[0]
+        out["sigma_beta"] = vals[1:]
     if mu_hat is not None and mu_hat.size > 1:
         inc = np.diff(mu_hat) / sc[1:]
         out["sigma_mu"] = max(float(np.sqrt(np.mean(inc**2))), floor)
