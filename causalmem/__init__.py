@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from causalmem.estimators.aggte import aggte
     from causalmem.estimators.att_gt import att_gt
     from causalmem.estimators.att_gt_rc import att_gt_rc
-    from causalmem.estimators.bayes import bayes_did
+    from causalmem.estimators.bayes import bayes_did, bayes_sensitivity
     from causalmem.estimators.diagnostics import bacon_decomposition, twfe_weights
     from causalmem.estimators.event_study import event_study
     from causalmem.estimators.imputation import did2s, did_imputation
@@ -47,7 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from causalmem.presentation.tables import Table, etable
     from causalmem.results.aggte import AggteResult
     from causalmem.results.attgt import AttGtResult
-    from causalmem.results.bayes import BayesDidResult
+    from causalmem.results.bayes import BayesDidResult, BayesSensitivityResult
     from causalmem.results.diagnostics import BaconDecomposition, PretrendsPower, TwfeWeights
     from causalmem.results.imputation import ImputationResult
     from causalmem.results.reexposure import ReexposureResult
@@ -68,6 +68,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from causalmem.workflows.report import build_report
 
 __all__ = [
+    "bayes_sensitivity",
+    "BayesSensitivityResult",
     "reexposure_att",
     "simulate_reexposure",
     "ReexposureResult",
@@ -126,6 +128,8 @@ __all__ = [
 ]
 
 _WHERE = {
+    "bayes_sensitivity": "causalmem.estimators.bayes",
+    "BayesSensitivityResult": "causalmem.results.bayes",
     "reexposure_att": "causalmem.estimators.reexposure",
     "simulate_reexposure": "causalmem.panel.simulate_reexposure",
     "ReexposureResult": "causalmem.results.reexposure",

@@ -249,6 +249,46 @@ def _reexposure_aggregate() -> Any:
     return _reexposure().aggregate("event")
 
 
+def _bayes_sensitivity() -> Any:
+    """Built from stand-in summaries (a fit costs a sampler compilation; fits are tested in
+    tests/causalmem/estimators/test_bayes_sensitivity.py)."""
+    from causalmem.results.bayes import BayesSensitivityResult, BayesSensitivitySpec
+
+    spec = BayesSensitivitySpec(
+        scales=(0.0, 0.1),
+        targets=("instantaneous",),
+        alp=0.05,
+        include_pre=True,
+        pooling="rw",
+        cohort_decay=None,
+        draws=10,
+        tune=10,
+        chains=2,
+        target_accept=0.9,
+        seed=1,
+        sampler="pymc",
+        shrinkage=None,
+        yname="y",
+    )
+    diag = {"max_r_hat": [1.0, 1.01], "min_ess_bulk": [400.0, 380.0], "divergences": [0, 0]}
+    table = pd.DataFrame(
+        {
+            "target": ["instantaneous"] * 2,
+            "scale": [0.0, 0.1],
+            "m_equivalent": [0.0, 0.196],
+            "event_time": [0.0, 0.0],
+            "mean": [-2.0, -2.1],
+            "sd": [0.1, 0.2],
+            "lower": [-2.2, -2.5],
+            "upper": [-1.8, -1.7],
+            "alp": [0.05, 0.05],
+            **diag,
+        }
+    )
+    fits = pd.DataFrame({"scale": [0.0, 0.1], **diag, "sample_s": [1.0, 1.2]})
+    return BayesSensitivityResult(spec=spec, table=table, fits=fits)
+
+
 def _steer(name: str) -> Callable[[], Any]:
     def make() -> Any:
         from tests.steer import _tiny
@@ -282,6 +322,7 @@ FACTORIES: list[tuple[str, Callable[..., Any]]] = [
     ("VarianceModel", _variance),
     ("SensitivityResult", _sensitivity),
     ("PretrendsPower", _pretrends),
+    ("BayesSensitivityResult", _bayes_sensitivity),
     # causalmem presentation
     ("EstimatorComparison", _compare_estimators),
     # causalmem lab and workflows
@@ -353,6 +394,7 @@ PLOT_ENCODINGS: dict[str, set[tuple[str, str]]] = {
     },
     "FinetuneMemorisation": {("x", "group"), ("x", "event_time"), ("color", "method"), *_ESTIMATE},
     "FinetuneGroundTruth": {("x", "truth_adjusted"), ("y", "estimate"), ("y2", "conf_high")},
+    "BayesSensitivityResult": {("x", "M"), ("y", "mean"), ("y", "lower"), ("y2", "upper")},
     "ReexposureResult": _PATH,
     "ReexposureAggregate": _PATH,
     "SensitivityResult": {("x", "x"), ("y", "lower"), ("y2", "upper"), ("color", "kind")},
