@@ -277,7 +277,12 @@ def run_case(case: str, args: argparse.Namespace, folder: Path | None) -> dict[s
         str(args.batch_rows),
     ]
     if folder is not None:
-        cmd += ["--folder", str(folder), "--save", str(folder / f"numbers_{case}.npz")]
+        cmd += [
+            "--folder",
+            str(folder),
+            "--save",
+            str(folder.parent / f"numbers_{folder.name}_{case}.npz"),
+        ]
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
@@ -321,7 +326,10 @@ def main(argv: list[str] | None = None) -> int:
         r = run_case(case, args, folder if case.startswith(("stream", "ray")) else None)
         print(json.dumps(r, default=str), flush=True)
     if folder is not None and {"stream_boot", "ray_boot"} <= set(cases):
-        d = compare(folder / "numbers_stream_boot.npz", folder / "numbers_ray_boot.npz")
+        d = compare(
+            folder.parent / f"numbers_{folder.name}_stream_boot.npz",
+            folder.parent / f"numbers_{folder.name}_ray_boot.npz",
+        )
         print(
             f"# stream vs Ray: largest relative difference over cells, SEs, aggregations: {d:.3g}"
         )

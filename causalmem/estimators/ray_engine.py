@@ -37,26 +37,12 @@ from causalmem.estimators.streaming import (
     _Roles,
     _State,
     combine_states,
+    parquet_files,
     scan_source,
 )
 from causalmem.results.attgt import AttGtResult, AttGtSpec
 
 __all__ = ["att_gt_ray", "parquet_files"]
-
-
-def parquet_files(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[str]:
-    """Return the parquet files of a folder (sorted by path), a single file, or a list as given."""
-    if isinstance(source, str | os.PathLike):
-        p = Path(source)
-        if p.is_dir():
-            files = sorted(str(f) for f in p.rglob("*.parquet"))
-            if not files:
-                raise FileNotFoundError(f"No *.parquet files under {str(p)!r}.")
-            return files
-        if not p.exists():
-            raise FileNotFoundError(f"No parquet file or folder at {str(p)!r}.")
-        return [str(p)]
-    return [os.fspath(f) for f in source]
 
 
 def _map_file(

@@ -27,6 +27,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -114,6 +115,32 @@ def _total_rows(source: Any) -> int | None:
     return None
 
 
+def parquet_files(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[str]:
+    """Return the parquet files of a folder (sorted ``*.parquet`` below it), a file or a list.
+
+    Only ``*.parquet`` files of a folder are data: other files beside them (notes, ``.npz``,
+    ``_SUCCESS`` markers) are not read, by the streamed engine and the Ray engine alike.
+    """
+    if isinstance(source, str | os.PathLike):
+        p = Path(source)
+        if p.is_dir():
+            files = sorted(str(f) for f in p.rglob("*.parquet"))
+            if not files:
+                raise FileNotFoundError(f"No *.parquet files under {str(p)!r}.")
+            return files
+        if not p.exists():
+            raise FileNotFoundError(f"No parquet file or folder at {str(p)!r}.")
+        return [str(p)]
+    return [os.fspath(f) for f in source]
+
+
+def _parquet_dataset(path: str | os.PathLike[str]) -> Any:
+    """Return a pyarrow dataset of the parquet files of ``path`` (see :func:`parquet_files`)."""
+    import pyarrow.dataset as ds
+
+    return ds.dataset(parquet_files(path), format="parquet")
+
+
 def read_batches(source: Any, columns: Sequence[str], batch_rows: int) -> Iterator[Any]:
     """Yield pyarrow ``RecordBatch`` es of ``columns`` from any supported source, in order.
 
@@ -133,10 +160,7 @@ def read_batches(source: Any, columns: Sequence[str], batch_rows: int) -> Iterat
 
     cols = list(dict.fromkeys(columns))
     if isinstance(source, str | os.PathLike):
-        path = os.fspath(source)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"No parquet file or folder at {path!r}.")
-        source = ds.dataset(path, format="parquet")
+        source = _parquet_dataset(source)
         files = getattr(source, "files", None)
         if files:  # read the files one by one, in path order, without read-ahead threads
             import pyarrow.parquet as pq
@@ -795,9 +819,7 @@ def combine_states(spec: AttGtSpec, kw: dict[str, Any], states: Sequence[_State]
 
 def _dataset_or_none(path: Any) -> Any:
     try:
-        import pyarrow.dataset as ds
-
-        return ds.dataset(os.fspath(path), format="parquet")
+        return _parquet_dataset(path)
     except Exception:  # pragma: no cover - the scan reports the real problem
         return None
 
@@ -830,10 +852,8 @@ def _to_pandas(source: Any, kw: dict[str, Any]) -> pd.DataFrame:
         cols += [cl] if isinstance(cl, str) else list(cl or [])
         cols = list(dict.fromkeys(cols))
     if cols is None:
-        import pyarrow.dataset as ds
-
         if isinstance(source, str | os.PathLike):
-            return ds.dataset(os.fspath(source), format="parquet").to_table().to_pandas()
+            return _parquet_dataset(source).to_table().to_pandas()
         cols = _all_columns(source)
     batches = list(read_batches(source, cols, DEFAULT_BATCH_ROWS))
     if not batches:

@@ -308,3 +308,22 @@ def test_cli_fit_stream_reads_the_roles_of_a_stored_panel(tmp_path: Path) -> Non
     ref = cm.att_gt(df, "sup", "ckpt", "seq", "g", bstrap=False)
     got = pd.read_parquet(out / "att_gt.parquet")
     np.testing.assert_allclose(got["estimate"], ref.tidy()["estimate"], rtol=1e-12, atol=1e-14)
+
+
+def test_a_folder_is_its_parquet_files_only(tmp_path: Path) -> None:
+    """Files beside the shards (notes, arrays, markers) are not data, as for the Ray engine."""
+    df = _panel(21)
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    units = df["unit"].unique()
+    for i, part in enumerate(np.array_split(units, 3)):
+        df[df["unit"].isin(part)].to_parquet(folder / f"part-{i}.parquet", index=False)
+    np.savez(folder / "numbers.npz", a=np.arange(3))
+    (folder / "_SUCCESS").write_text("")
+    got = cm.att_gt(folder, "y", "step", "unit", "cohort", bstrap=False)
+    ref = cm.att_gt(df, "y", "step", "unit", "cohort", bstrap=False)
+    _close(got.att, ref.att)
+    _close(got.se, ref.se)
+    with pytest.raises(FileNotFoundError, match=r"No \*\.parquet files under"):
+        (tmp_path / "empty").mkdir()
+        cm.att_gt(tmp_path / "empty", "y", "step", "unit", "cohort")
