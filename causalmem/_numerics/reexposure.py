@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from causalmem._numerics.inference import rademacher_chunks, summarise_draws
+from causalmem._numerics.inference import summarise_draws
+from causalmem._numerics.keyed import bootstrap_key, hash_ids, keyed_chunks
 from causalmem._types import BoolArray, Float64Array
 
 __all__ = [
@@ -254,14 +255,24 @@ def aggregation_weights(cells: pd.DataFrame, keys: list[str]) -> tuple[pd.DataFr
 
 
 def bootstrap(
-    r_cluster: Float64Array, *, n_units: int, biters: int, alp: float, seed: int
+    r_cluster: Float64Array,
+    *,
+    keys: np.ndarray,
+    n_units: int,
+    biters: int,
+    alp: float,
+    seed: int,
 ) -> tuple[Float64Array, float]:
-    """Multiplier (Rademacher) bootstrap SEs and the sup-t critical value over columns."""
-    rng = np.random.default_rng(seed)
+    """Multiplier (Rademacher) bootstrap SEs and the sup-t critical value over columns.
+
+    The multipliers are keyed by (seed, the unit or cluster id of each row of ``r_cluster``:
+    ``keys``), as ``att_gt``'s are (:mod:`causalmem._numerics.keyed`), so the draws do not
+    depend on the order of the rows.
+    """
     g, k = r_cluster.shape
     zb = np.empty((k, biters))
     at = 0
-    for v in rademacher_chunks(g, biters, rng):
+    for v in keyed_chunks(hash_ids(keys), bootstrap_key(seed), biters):
         zb[:, at : at + v.shape[1]] = r_cluster.T @ v.astype(np.float64)
         at += v.shape[1]
     s = summarise_draws(zb, n_units=n_units, n_clusters=g, alp=alp)

@@ -34,6 +34,7 @@ from causalmem._numerics.inference import (
     pointwise_crit,
     summarise_draws,
 )
+from causalmem._numerics.keyed import bootstrap_key
 from causalmem._types import (
     BasePeriod,
     ControlGroup,
@@ -55,7 +56,7 @@ from causalmem.errors import (
 )
 from causalmem.estimators._prepare import covariate_matrix, step_and_cohort
 from causalmem.estimators._prepare import numeric_column as _numeric
-from causalmem.estimators.att_gt import _clean_se
+from causalmem.estimators.att_gt import _clean_se, keyed_bootstrap
 from causalmem.results.attgt import AttGtResult, AttGtSpec, Draws
 from causalmem.results.base import provenance
 
@@ -350,9 +351,9 @@ def _columns(
         cs = data[cl_names[0]]
         if cs.isna().any():
             raise ClusterError(f"Cluster column {cl_names[0]!r} has missing values.")
-        cluster = pd.factorize(cs, sort=False)[0].astype(np.int64)
+        cluster = cs.to_numpy()  # the ids: codes are made once the rows are final
     else:
-        cluster = np.arange(y.size, dtype=np.int64)
+        cluster = np.arange(y.size, dtype=np.int64)  # observations: their position
     x = None
     if spec.xformla is not None:
         x, _ = covariate_matrix(data, spec.xformla)
@@ -373,7 +374,6 @@ def _columns(
         )
         keep = ~always
         y, step, cohort, w, cluster = y[keep], step[keep], cohort[keep], w[keep], cluster[keep]
-        cluster = pd.factorize(cluster)[0].astype(np.int64)
         x = x[keep] if x is not None else None
     return y, step, cohort, w, cluster, x
 
@@ -384,15 +384,17 @@ def _estimate(
     step: Float64Array,
     cohort: Float64Array,
     w: Float64Array,
-    cluster: Int64Array,
+    cluster_ids: np.ndarray,
     x: Float64Array | None,
 ) -> AttGtResult:
     tlist = np.unique(step)
     cohort, tlist, glist, keep_rows = _window(spec, tlist, cohort, step)
     if not keep_rows.all():
         y, step, cohort, w = y[keep_rows], step[keep_rows], cohort[keep_rows], w[keep_rows]
-        cluster = pd.factorize(cluster[keep_rows])[0].astype(np.int64)
+        cluster_ids = cluster_ids[keep_rows]
         x = x[keep_rows] if x is not None else None
+    codes, keys = pd.factorize(cluster_ids, sort=False)
+    cluster = codes.astype(np.int64)
     cells = build_cells(
         tlist,
         glist,
@@ -417,6 +419,7 @@ def _estimate(
             x,
             spec.est_method,
             on_fail=lambda j, m: failures.append((j, m)),
+            keys=np.asarray(keys),
         )
     if failures:
         shown = "; ".join(
@@ -433,7 +436,7 @@ def _estimate(
     se_an = _clean_se(np.array(est.se, dtype=np.float64), y_scale, n_cl)
     se, draws, crit, band = se_an.copy(), None, pointwise_crit(spec.alp), "pointwise"
     if spec.bstrap:
-        zb, omega_b = eng.bootstrap(spec.biters, spec.rng())
+        zb, omega_b = keyed_bootstrap(eng, spec.biters, bootstrap_key(spec.rng()))
         summ = summarise_draws(zb, n_units=n_obs, n_clusters=n_cl, alp=spec.alp)
         se = _clean_se(np.array(summ.se, dtype=np.float64), y_scale, n_cl)
         se[cells.reference] = np.nan

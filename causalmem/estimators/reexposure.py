@@ -150,7 +150,8 @@ def reexposure_att(
         raise MissingColumnError(
             f"columns {missing} are not in the data; have {list(frame.columns)}."
         )
-    y, times, g1, g2, codes, units = _wide(frame, yname, unit, time, first, second, cluster)
+    y, times, g1, g2, codes, keys = _wide(frame, yname, unit, time, first, second, cluster)
+    units = int(y.shape[0])
     fn = second_exposure_cells if estimand == "second" else combined_cells
     est = fn(y, times, g1, g2, control=control, welch=se_correction)
     infl = cluster_sum(est.influence, codes)
@@ -178,7 +179,7 @@ def reexposure_att(
         n_clusters=int(infl.shape[0]),
     )
     return ReexposureResult(
-        spec=spec, cells=est.cells, influence=infl, n_units=int(units), provenance=prov
+        spec=spec, cells=est.cells, influence=infl, n_units=units, provenance=prov, keys=keys
     )
 
 
@@ -190,8 +191,12 @@ def _wide(
     first: str,
     second: str,
     cluster: str | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, int]:
-    """Pivot to ``Y[n, T]`` and per-unit cohorts; check balance, keys and cohorts."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """Pivot to ``Y[n, T]`` and per-unit cohorts; check balance, keys and cohorts.
+
+    The last item is the id of each influence row after clustering: the unit ids, or the
+    cluster values (sorted, as the cluster codes).
+    """
     if frame.duplicated([unit, time]).any():
         raise DuplicateKeyError(f"({unit}, {time}) keys repeat; keep one row per unit and step.")
     uid, ucode = np.unique(frame[unit].to_numpy(), return_inverse=True)
@@ -235,10 +240,11 @@ def _wide(
         cv = frame[cluster].to_numpy()
         first_row = np.zeros(n, dtype=np.int64)
         first_row[ucode] = np.arange(len(frame))
-        _, ccode = np.unique(cv, return_inverse=True)
+        cuid, ccode = np.unique(cv, return_inverse=True)
         if not np.array_equal(ccode, ccode[first_row][ucode]):
             raise ClusterError(f"{cluster!r} varies within units; clusters must nest units.")
         codes = ccode[first_row]
         if np.unique(codes).size < 2:
             raise ClusterError("clustered inference needs at least two clusters.")
-    return y, times, g1, g2, codes, n
+        return y, times, g1, g2, codes, cuid
+    return y, times, g1, g2, codes, uid

@@ -52,7 +52,12 @@ class ReexposureSpec:
 
 
 def _inference(
-    est: Float64Array, r: Float64Array, spec: ReexposureSpec, n_units: int, seed: int
+    est: Float64Array,
+    r: Float64Array,
+    spec: ReexposureSpec,
+    n_units: int,
+    seed: int,
+    keys: np.ndarray,
 ) -> tuple[Float64Array, float, str, str]:
     """SEs, critical value, SE method and band kind of estimates with r-scale influence ``r``."""
     se = np.sqrt(np.einsum("ik,ik->k", r, r))
@@ -62,7 +67,7 @@ def _inference(
     if spec.bstrap and np.isfinite(est).any():
         ok = np.isfinite(est)
         bse, bcrit = bootstrap(
-            r[:, ok], n_units=n_units, biters=spec.biters, alp=spec.alp, seed=seed
+            r[:, ok], keys=keys, n_units=n_units, biters=spec.biters, alp=spec.alp, seed=seed
         )
         se = se.copy()
         se[ok] = bse
@@ -203,11 +208,21 @@ class ReexposureResult(RenderMixin):
     influence: Float64Array = field(repr=False)
     n_units: int
     provenance: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    keys: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+    """Unit (or cluster) id of each influence row: the bootstrap multipliers are keyed by it."""
+
+    def __post_init__(self) -> None:
+        if self.keys.size == 0:  # positional ids when built without them
+            object.__setattr__(self, "keys", np.arange(self.influence.shape[0]))
+        if self.keys.shape[0] != self.influence.shape[0]:
+            raise ValueError(
+                f"keys has {self.keys.shape[0]} ids for {self.influence.shape[0]} influence rows."
+            )
 
     @cached_property
     def _inference(self) -> tuple[Float64Array, float, str, str]:
         est = self.cells["estimate"].to_numpy(np.float64)
-        return _inference(est, self.influence, self.spec, self.n_units, self.spec.seed)
+        return _inference(est, self.influence, self.spec, self.n_units, self.spec.seed, self.keys)
 
     @property
     def crit_val(self) -> float:
@@ -327,7 +342,9 @@ class ReexposureResult(RenderMixin):
         est_cells = np.nan_to_num(cells["estimate"].to_numpy(np.float64))
         est = est_cells @ w
         r = self.influence @ w
-        se, crit, method, band = _inference(est, r, self.spec, self.n_units, self.spec.seed + 1)
+        se, crit, method, band = _inference(
+            est, r, self.spec, self.n_units, self.spec.seed + 1, self.keys
+        )
         return ReexposureAggregate(
             spec=self.spec,
             kind=kind,

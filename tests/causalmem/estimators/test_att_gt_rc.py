@@ -210,3 +210,20 @@ def test_errors() -> None:
     before = DF.copy()
     att_gt_rc(DF, "y", "t", "g", bstrap=False, xformla="~ x1")
     pd.testing.assert_frame_equal(DF, before)
+
+
+def test_clustered_bootstrap_is_keyed_by_cluster_id() -> None:
+    """Multipliers keyed by (seed, cluster id), as att_gt's: shuffling the rows changes nothing.
+
+    Unclustered repeated cross-sections key each observation by its position (there is no id).
+    """
+    d2 = pd.concat([DF, DF], ignore_index=True)
+    a = att_gt_rc(d2, "y", "t", "g", clustervars="id", biters=200, seed=5)
+    shuffled = d2.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    b = att_gt_rc(shuffled, "y", "t", "g", clustervars="id", biters=200, seed=5)
+    np.testing.assert_allclose(b.att, a.att, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(b.se, a.se, rtol=1e-12)
+    assert b.crit_val == pytest.approx(a.crit_val, rel=1e-12)
+    # the draws are the keyed multipliers of the cluster ids: the same ids, another seed differ
+    c = att_gt_rc(d2, "y", "t", "g", clustervars="id", biters=200, seed=6)
+    assert not np.allclose(c.se, a.se)

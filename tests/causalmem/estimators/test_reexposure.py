@@ -168,3 +168,20 @@ def test_bad_input_is_refused_with_specific_errors() -> None:
         reexposure_att(f, "y", estimand="third")
     with pytest.raises(KeyError):
         reexposure_att(f, "nope")
+
+
+@pytest.mark.parametrize("cluster", [None, "pair"])
+def test_bootstrap_is_keyed_by_unit_or_cluster_id(cluster: str | None) -> None:
+    """Multipliers keyed by (seed, unit or cluster id), as att_gt's: row order does not matter."""
+    f = simulate_reexposure(n_per_cohort=30, n_never=5, seed=4).frame
+    units = np.unique(f["unit"])
+    f = f.assign(pair=f["unit"].map(dict(zip(units, np.arange(units.size) // 2, strict=True))))
+    a = reexposure_att(f, "y", cluster=cluster, biters=199, seed=3)
+    shuffled = f.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    b = reexposure_att(shuffled, "y", cluster=cluster, biters=199, seed=3)
+    ta, tb = a.tidy(), b.tidy()
+    np.testing.assert_allclose(tb["estimate"], ta["estimate"], rtol=1e-12)
+    np.testing.assert_allclose(tb["std_error"], ta["std_error"], rtol=1e-12)
+    np.testing.assert_array_equal(np.sort(a.keys), np.sort(b.keys))
+    ea, eb = a.aggregate("event").tidy(), b.aggregate("event").tidy()
+    np.testing.assert_allclose(eb["std_error"], ea["std_error"], rtol=1e-12)
