@@ -18,7 +18,6 @@ import scipy.sparse as sp
 
 from causalmem._numerics.cells import CellLayout
 from causalmem._numerics.drdid import ESTIMATORS, OVERLAP_LIMIT, FitError, logit_fit, mean_did
-from causalmem._numerics.inference import rademacher_chunks
 from causalmem._numerics.structured import CellEstimates
 from causalmem._types import BoolArray, Float32Array, Float64Array, Int64Array
 
@@ -116,12 +115,6 @@ class DenseIF:
             se = np.sqrt(np.sum(self.rc**2, axis=0))
         se[np.isnan(att) | cells.reference] = np.nan
         self.est = cell_estimates(att, se, n_t, n_ctl)
-
-    def bootstrap(
-        self, biters: int, rng: np.random.Generator, chunk: int = 250
-    ) -> tuple[Float32Array, Float32Array]:
-        """Rademacher multiplier draws ``[J, B]`` and per-cohort weight sums ``[K + 1, B]``."""
-        return self.draws(rademacher_chunks(self.n_clusters, biters, rng, chunk), biters)
 
     def draws(
         self, multipliers: Iterable[Float32Array], biters: int

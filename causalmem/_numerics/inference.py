@@ -12,11 +12,9 @@ least two clusters, and an SE at rounding-noise level (:func:`degenerate_se`) is
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 from scipy.stats import norm
 
 from causalmem._types import BoolArray, Float64Array, FloatArray
@@ -133,19 +131,3 @@ def summarise_draws(
 def pointwise_crit(alp: float) -> float:
     """Two-sided normal critical value ``z_{1 - alp/2}``."""
     return float(norm.ppf(1 - alp / 2))
-
-
-def rademacher_chunks(
-    n: int, biters: int, rng: np.random.Generator, chunk: int = 250
-) -> Iterator[npt.NDArray[np.float32]]:
-    """Rademacher multipliers ``v`` (+1/-1) as float32 ``[n, <=chunk]`` blocks, ``biters`` in all.
-
-    Sharing one stream between several influence functions gives a *joint* bootstrap (the same
-    ``v_c`` for a unit or cluster in every model).
-    """
-    for start in range(0, biters, chunk):
-        bsz = min(chunk, biters - start)
-        v = rng.integers(0, 2, size=(n, bsz), dtype=np.int8).astype(np.float32)
-        v *= 2
-        v -= 1
-        yield v

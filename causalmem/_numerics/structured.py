@@ -28,7 +28,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from causalmem._numerics.cells import CellLayout
-from causalmem._numerics.inference import rademacher_chunks
 from causalmem._types import Float32Array, Float64Array, FloatArray, Int64Array
 
 
@@ -198,12 +197,6 @@ class StructuredIF:
         """Comparison units are the never treated in every cell (no suffix sums needed)."""
         c = self.cells
         return bool(np.all(c.k0 == c.glist.size) and not c.exclude_own.any())
-
-    def bootstrap(
-        self, biters: int, rng: np.random.Generator, chunk: int = 250
-    ) -> tuple[Float32Array, Float32Array]:
-        """Rademacher multiplier-bootstrap draws on the r scale (see :meth:`draws`)."""
-        return self.draws(rademacher_chunks(self.rows.Z.shape[0], biters, rng, chunk), biters)
 
     def draws(
         self, multipliers: Iterable[Float32Array], biters: int

@@ -64,7 +64,7 @@ from causalmem.results.base import provenance
 class RcIF(DenseIF):
     """Observation-level influence functions of repeated-cross-section ATT(g, t) cells.
 
-    Same interface as :class:`~causalmem._numerics.dense.DenseIF` (``est``, ``bootstrap``,
+    Same interface as :class:`~causalmem._numerics.dense.DenseIF` (``est``,
     ``draws``, ``combine``, ``sum_squares``), with rows = observations (or clusters of them).
     The influence matrix is sparse: a cell's column is non-zero only on the rows of its two
     periods, so memory is O(sum over cells of the cell's rows), not O(n J).
