@@ -21,6 +21,16 @@ import typer
 from rich.console import Console
 from typer.core import TyperOption
 
+from causalmem.cli._options import (
+    AlpOpt,
+    AnticipationOpt,
+    BasePeriodOpt,
+    BitersOpt,
+    CbandOpt,
+    ControlGroupOpt,
+    DropAlwaysTreatedOpt,
+    SeedOpt,
+)
 from lmecon.cli import CliError, command_group
 
 try:  # typer >= 0.29 vendors click
@@ -172,11 +182,9 @@ def fit(
     outcome: Annotated[
         str | None, typer.Option(help="Outcome column (default: the first).")
     ] = None,
-    control_group: Annotated[
-        str, typer.Option(help="nevertreated | notyettreated")
-    ] = "nevertreated",
-    base_period: Annotated[str, typer.Option(help="varying | universal")] = "varying",
-    anticipation: Annotated[int, typer.Option(help="Steps of anticipation.")] = 0,
+    control_group: ControlGroupOpt = "nevertreated",
+    base_period: BasePeriodOpt = "varying",
+    anticipation: AnticipationOpt = 0,
     est_method: Annotated[str, typer.Option(help="dr | reg | ipw (differ with covariates).")] = (
         "dr"
     ),
@@ -209,16 +217,11 @@ def fit(
             "allow_unbalanced_panel=True).",
         ),
     ] = False,
-    drop_always_treated: Annotated[
-        bool,
-        typer.Option(
-            "--drop-always-treated", help="Drop units treated at or before the first step."
-        ),
-    ] = False,
-    biters: Annotated[int, typer.Option(help="Bootstrap draws (0: analytic SEs).")] = 1000,
-    cband: Annotated[bool, typer.Option(help="Uniform (sup-t) confidence band.")] = True,
-    alp: Annotated[float, typer.Option(help="Significance level.")] = 0.05,
-    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 1234,
+    drop_always_treated: DropAlwaysTreatedOpt = False,
+    biters: BitersOpt = 1000,
+    cband: CbandOpt = True,
+    alp: AlpOpt = 0.05,
+    seed: SeedOpt = 1234,
     min_e: Annotated[
         float, typer.Option(help="Smallest event time of the dynamic aggregation.")
     ] = float("-inf"),

@@ -18,6 +18,16 @@ import typer
 from rich.console import Console
 
 from causalmem._types import BasePeriod, ControlGroup, check_literal
+from causalmem.cli._options import (
+    AlpOpt,
+    AnticipationOpt,
+    BasePeriodOpt,
+    BitersOpt,
+    CbandOpt,
+    ControlGroupOpt,
+    DropAlwaysTreatedOpt,
+    SeedOpt,
+)
 from lmecon.cli import CliError
 
 
@@ -196,21 +206,14 @@ def register(app: typer.Typer) -> None:
         unweighted: Annotated[
             bool, typer.Option("--unweighted", help="Ignore the stored weights.")
         ] = False,
-        control_group: Annotated[
-            str, typer.Option(help="nevertreated | notyettreated")
-        ] = "nevertreated",
-        base_period: Annotated[str, typer.Option(help="varying | universal")] = "varying",
-        anticipation: Annotated[int, typer.Option(help="Steps of anticipation.")] = 0,
-        drop_always_treated: Annotated[
-            bool,
-            typer.Option(
-                "--drop-always-treated", help="Drop units treated at or before the first step."
-            ),
-        ] = False,
-        biters: Annotated[int, typer.Option(help="Bootstrap draws (0: analytic SEs).")] = 1000,
-        cband: Annotated[bool, typer.Option(help="Uniform (sup-t) confidence band.")] = True,
-        alp: Annotated[float, typer.Option(help="Significance level.")] = 0.05,
-        seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 1234,
+        control_group: ControlGroupOpt = "nevertreated",
+        base_period: BasePeriodOpt = "varying",
+        anticipation: AnticipationOpt = 0,
+        drop_always_treated: DropAlwaysTreatedOpt = False,
+        biters: BitersOpt = 1000,
+        cband: CbandOpt = True,
+        alp: AlpOpt = 0.05,
+        seed: SeedOpt = 1234,
         batch_rows: Annotated[
             int, typer.Option(help="Rows read per batch (bounds the memory).")
         ] = 1 << 20,
