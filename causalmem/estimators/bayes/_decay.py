@@ -23,12 +23,11 @@ rotated residuals ``rho = Q' r``, ``d = lambda + sigma_delta^2`` and the rotated
 and the zero-sum constraint adds ``M' W^-1 M + log det W - log det(G S)`` with
 ``M = sum_g m_g`` and ``W = sum_g V_g`` (Bayes: ``p(rho | sum b = 0) = p(rho | iid) p(sum b = 0
 | rho) / p(sum b = 0)``, both Gaussian). With ``K = 0`` this is the rank-one Sherman-Morrison
-form of the level-only model.
+form of the level-only model. The model evaluates it, with its exact gradient, in one compiled
+Op (:mod:`._decay_op`); the NumPy form here serves the preconditioner and the tests.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -72,11 +71,6 @@ def cell_loadings(post: BoolArray, e_code: Int64Array, basis: Float64Array) -> F
     postf = post.astype(np.float64)
     f = basis[np.maximum(e_code, 0)] * postf[:, None]
     return np.asarray(np.column_stack([postf, f]))
-
-
-def pair_index(k1: int) -> list[tuple[int, int]]:
-    """Lower-triangle index pairs ``(i, j)``, ``j <= i``, of a ``k1 x k1`` symmetric matrix."""
-    return [(i, j) for i in range(k1) for j in range(i + 1)]
 
 
 # ----------------------------------------------------------------- NumPy (preconditioner, tests)
@@ -148,98 +142,6 @@ def coefficient_precision(
     h += sum_vw.T @ sol_w
     bvec += sol_w.T @ sum_va
     return h, bvec
-
-
-# ----------------------------------------------------------------- PyTensor (the model)
-def _chol_small(pt: Any, a: dict[tuple[int, int], Any], k: int) -> dict[tuple[int, int], Any]:
-    """Unrolled Cholesky of a small symmetric matrix given by its lower-triangle entries.
-
-    Entries may be tensors of any (common) shape: the factorisation runs elementwise, so a batch
-    of ``k x k`` matrices (one per cohort) costs ``O(k^3)`` vectorised operations.
-    """
-    lo: dict[tuple[int, int], Any] = {}
-    for i in range(k):
-        for j in range(i + 1):
-            s = a[(i, j)]
-            for m in range(j):
-                s = s - lo[(i, m)] * lo[(j, m)]
-            lo[(i, j)] = pt.sqrt(s) if i == j else s / lo[(j, j)]
-    return lo
-
-
-def _forward(lo: dict[tuple[int, int], Any], b: list[Any], k: int) -> list[Any]:
-    """Solve ``L z = b`` (unrolled)."""
-    z: list[Any] = []
-    for i in range(k):
-        s = b[i]
-        for m in range(i):
-            s = s - lo[(i, m)] * z[m]
-        z.append(s / lo[(i, i)])
-    return z
-
-
-def _backward(lo: dict[tuple[int, int], Any], z: list[Any], k: int) -> list[Any]:
-    """Solve ``L' x = z`` (unrolled)."""
-    x: list[Any] = [None] * k
-    for i in reversed(range(k)):
-        s = z[i]
-        for m in range(i + 1, k):
-            s = s - lo[(m, i)] * x[m]
-        x[i] = s / lo[(i, i)]
-    return x
-
-
-def _inverse(lo: dict[tuple[int, int], Any], k: int) -> dict[tuple[int, int], Any]:
-    """Lower-triangle entries of ``(L L')^-1`` (unrolled, via the columns of the identity)."""
-    cols = []
-    for c in range(k):
-        e = [1.0 if r == c else 0.0 for r in range(k)]
-        cols.append(_backward(lo, _forward(lo, e, k), k))
-    return {(i, j): cols[j][i] for i in range(k) for j in range(i + 1)}
-
-
-def pt_marginal(
-    pt: Any,
-    rho: Any,
-    dvar: Any,
-    f_rot: Float64Array,
-    seg: sp.csr_matrix,
-    s2: list[Any],
-) -> tuple[Any, Any]:
-    """``(quad, logdet)`` corrections of the per-cohort coefficients, zero-sum (PyTensor).
-
-    Adds to ``sum rho^2 / d`` and ``sum log d`` the terms of the module docstring.
-    """
-    import pytensor.sparse as ps
-
-    k1 = f_rot.shape[1]
-    seg_v = ps.as_sparse_variable(seg)
-    w = rho / dvar
-    a_mat = ps.structured_dot(seg_v, f_rot * w[:, None])  # [G, K1]
-    pairs = pair_index(k1)
-    prods = np.column_stack([f_rot[:, i] * f_rot[:, j] for i, j in pairs])
-    c_mat = ps.structured_dot(seg_v, prods / dvar[:, None])  # [G, n_pairs]
-    p = {}
-    for col, (i, j) in enumerate(pairs):
-        p[(i, j)] = c_mat[:, col] + (1.0 / s2[i] if i == j else 0.0)
-    lo = _chol_small(pt, p, k1)
-    a = [a_mat[:, i] for i in range(k1)]
-    z = _forward(lo, a, k1)
-    m = _backward(lo, z, k1)
-    quad = -sum(pt.sum(zi**2) for zi in z)
-    logdet = sum(2.0 * pt.sum(pt.log(lo[(i, i)])) for i in range(k1))
-    logdet = logdet + seg.shape[0] * sum(pt.log(s) for s in s2)
-    # zero-sum constraint: M' W^-1 M + log det W - log det(G S)
-    v = _inverse(lo, k1)
-    big_w = {key: pt.sum(val) for key, val in v.items()}
-    big_m = [pt.sum(mi) for mi in m]
-    lw = _chol_small(pt, big_w, k1)
-    zw = _forward(lw, big_m, k1)
-    quad = quad + sum(zi**2 for zi in zw)
-    n_g = float(seg.shape[0])
-    logdet = logdet + sum(2.0 * pt.log(lw[(i, i)]) for i in range(k1))
-    logdet = logdet - sum(pt.log(n_g * s) for s in s2)
-    return quad, logdet
 
 
 # ----------------------------------------------------------------- NumPy conditional draws

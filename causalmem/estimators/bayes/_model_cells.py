@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from causalmem._types import Float64Array
-from causalmem.estimators.bayes._decay import pt_marginal
+from causalmem.estimators.bayes._decay_op import _decay_ops
 from causalmem.estimators.bayes._draws import _PostCells
 from causalmem.estimators.bayes._linalg import _psd_sqrt
 from causalmem.estimators.bayes._ops import _block_op
@@ -228,19 +228,18 @@ def _cells_likelihood(
     """Gaussian likelihood of the rotated residuals, the cohort coefficients and ``delta`` out.
 
     In the structured form the zero-sum cohort coefficients ``(alpha, beta_1, ...)`` are
-    integrated out per cohort block (Woodbury) with the cross-cohort zero-sum correction
-    (:func:`._decay.pt_marginal`).
+    integrated out per cohort block (Woodbury) with the cross-cohort zero-sum correction, value
+    and exact gradient in one compiled Op (:mod:`._decay_op`).
     """
     rho = rot.y_rot - _block_op()()(rot.pack_t, rot.pack, rot.off_v, rot.off_m, m)
     dvar = rot.lam_std + sigma_delta**2
-    quad = pt.sum(rho**2 / dvar)
-    logdet = pt.sum(pt.log(dvar))
     if rot.structured:
-        s2 = [sd**2 for sd in coef_sd]
-        dq, dl = pt_marginal(pt, rho, dvar, rot.f_rot, rot.seg, s2)
-        quad = quad + dq
-        logdet = logdet + dl
-    pm.Potential("likelihood", -0.5 * quad - 0.5 * logdet)
+        s2 = pt.stack([sd**2 for sd in coef_sd])
+        bounds = np.asarray(rot.seg.indptr, dtype=np.int64)  # the cohort blocks' boundaries
+        nll2 = _decay_ops()()(rho, dvar, rot.f_rot, bounds, s2)[0]
+    else:
+        nll2 = pt.sum(rho**2 / dvar) + pt.sum(pt.log(dvar))
+    pm.Potential("likelihood", -0.5 * nll2)
 
 
 def _cells_prior_texts(

@@ -64,8 +64,8 @@ def bayes_did(
         alpha       ~ ZeroSumNormal(sigma_alpha)   cohort effects: N(0, sigma_alpha) given
                                                    sum(alpha) = 0, so mu is the average
                                                    cohort's path
-        beta[., k]  ~ ZeroSumNormal(sigma_beta_k)  per-cohort decay (cells model, opt-in:
-                                                   cohort_decay=True; off by default)
+        beta[., k]  ~ ZeroSumNormal(sigma_beta_k)  per-cohort decay (cells model, on by
+                                                   default; cohort_decay=False: off)
         delta[g, e] ~ N(0, sigma_delta)            cell deviations from the pooled surface
 
     The decay loadings ``f_1, f_2`` are the discrete orthogonal polynomials of degree 1 and 2
@@ -178,10 +178,12 @@ def bayes_did(
         Correlation-shrinkage weight of the per-cohort sampling covariances in [0, 1]
         (``model="cells"``); None chooses ``p / (p + n_g - 1)`` per cohort.
     cohort_decay
-        Per-cohort decay loadings ``beta[g, k] f_k(e)`` (cells model only). None (default)
-        and False: off (the level-only model); True: on, and raises with ``model="units"``.
-        Off by default because, at the 143 x 154 profile, nutpie's graph rewriting of the
-        decay terms alone takes minutes (``bench/bayes.py``; ``reports/bayes_calibration.md``).
+        Per-cohort decay loadings ``beta[g, k] f_k(e)``. None (default): on for
+        ``model="cells"``, off for ``model="units"`` (cohort levels only); False: off (the
+        level-only model); True: on, and raises with ``model="units"``. The coefficients are
+        integrated out exactly (value and gradient in one compiled Op), so the decay costs
+        the sampler about as much as the level-only model (``bench/bayes.py``; the lab's
+        calibration before and after: ``reports/bayes_calibration.md``).
     cores
         Chains run in parallel on this many cores (default ``min(chains, os.cpu_count())``).
         nutpie compiles the model with numba first (10-25 s on 2 cores, then fast sampling);
@@ -417,7 +419,7 @@ def _decay_terms(model: str, cohort_decay: bool | None) -> int:
                 "only. Use model='cells' or cohort_decay=None."
             )
         return 0
-    return DECAY_BASIS if cohort_decay else 0
+    return 0 if cohort_decay is False else DECAY_BASIS
 
 
 def _resolve_seed(seed: Any) -> int:
