@@ -24,7 +24,9 @@ results, without ``linprog``'s ~10 ms of per-call checks). In a union (Δ^RM, Δ
 polyhedra share ``X`` and ``a``, so the optimal duals of one polyhedron's first-stage LPs bound
 where any other can accept (weak duality); polyhedra that cannot widen the union are skipped
 without an LP, and critical values / first-stage intervals are cached across the re-runs on a
-widened θ grid. Results equal the grid-point-by-grid-point computation (tested against the
+widened θ grid. The least-favourable simulation draws ξ ~ N(0, Σ) once and maps it to each
+polyhedron's moments (A_r ξ, sparse rows), so no polyhedron factorises its own moment
+covariance. Results equal the grid-point-by-grid-point computation (tested against the
 ``honestdid`` package).
 """
 
@@ -36,8 +38,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
 from scipy.optimize import linprog
-from scipy.special import ndtri
+from scipy.special import ndtr, ndtri
 from scipy.stats import truncnorm
 
 from causalmem._types import BoolArray, Float64Array, Int64Array
@@ -92,7 +96,6 @@ def _linprog(
     lo = np.broadcast_to(np.asarray(lower, dtype=np.float64), (n,))
     try:
         from scipy.optimize._highspy import _core
-        from scipy.sparse import csc_array
     except ImportError:  # pragma: no cover
         res = linprog(
             c,
@@ -112,19 +115,19 @@ def _linprog(
             np.zeros(0) if marg is None else np.asarray(marg, dtype=np.float64),
         )
     inf = _core.kHighsInf
-    a = csc_array(np.vstack([a_ub_, a_eq_]))
+    start, index, value = _csc(np.vstack([a_ub_, a_eq_]))
     lp = _core.HighsLp()
     lp.num_col_ = n
-    lp.num_row_ = a.shape[0]
+    lp.num_row_ = a_ub_.shape[0] + a_eq_.shape[0]
     lp.col_cost_ = np.asarray(c, dtype=np.float64)
     lp.col_lower_ = np.where(np.isfinite(lo), lo, -inf)
     lp.col_upper_ = np.full(n, inf)
     lp.row_lower_ = np.r_[np.full(b_ub_.size, -inf), b_eq_]
     lp.row_upper_ = np.where(np.isfinite(np.r_[b_ub_, b_eq_]), np.r_[b_ub_, b_eq_], inf)
     lp.a_matrix_.format_ = _core.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = a.indptr
-    lp.a_matrix_.index_ = a.indices
-    lp.a_matrix_.value_ = a.data
+    lp.a_matrix_.start_ = start
+    lp.a_matrix_.index_ = index
+    lp.a_matrix_.value_ = value
     h = _core._Highs()
     opts = _core.HighsOptions()
     opts.presolve = "on"
@@ -146,6 +149,20 @@ def _linprog(
         float(h.getInfo().objective_function_value),
         np.asarray(sol.row_dual, dtype=np.float64)[: b_ub_.size],
     )
+
+
+def _csc(
+    a: Float64Array,
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], Float64Array]:
+    """Compressed-column ``(start, index, value)`` of a dense matrix's non-zeros.
+
+    The arrays ``scipy.sparse.csc_array(a)`` holds (``indptr``, ``indices``, ``data``: rows
+    sorted within each column, explicit zeros dropped), without building the sparse object.
+    """
+    cols, rows = np.nonzero(a.T)
+    start = np.zeros(a.shape[1] + 1, dtype=np.int32)
+    np.cumsum(np.bincount(cols, minlength=a.shape[1]), out=start[1:])
+    return start, rows.astype(np.int32), np.ascontiguousarray(a.T[cols, rows], dtype=np.float64)
 
 
 # --------------------------------------------------------------------------- restrictions
@@ -178,45 +195,63 @@ def _a_m(n_pre: int, n_post: int, monotone: str) -> Float64Array:
     return -am if monotone == "decreasing" else am
 
 
-def _a_rm(n_pre: int, n_post: int, mbar: float, s: int, max_positive: bool) -> Float64Array:
-    t = n_pre + n_post
-    at = np.zeros((t, t + 1))
-    for r in range(t):
-        at[r, r], at[r, r + 1] = -1.0, 1.0
-    v = np.zeros(t + 1)
-    i = n_pre + s - 1
-    v[i], v[i + 1] = -1.0, 1.0
-    if not max_positive:
-        v = -v
-    aub = np.vstack([np.tile(v, (n_pre, 1)), np.tile(mbar * v, (n_post, 1))])
-    a = np.vstack([at - aub, -at - aub])
-    a = a[(a**2).sum(axis=1) > 1e-10]
-    return np.delete(a, n_pre, axis=1)
+def _union_rows(
+    n_pre: int,
+    n_post: int,
+    diff: tuple[float, ...],
+    n_first: int,
+    mbar: float,
+    s_col: int,
+    max_positive: bool,
+) -> sp.csr_matrix:
+    """Sparse rows ``[D - w v'; -D - w v']`` of a Δ^RM / Δ^SDRM polyhedron, as R builds them.
 
-
-def _a_sdrm(n_pre: int, n_post: int, mbar: float, s: int, max_positive: bool) -> Float64Array:
+    ``D``: the ``t + 1 - len(diff) + 1`` difference rows (``diff`` = (-1, 1) first, (1, -2, 1)
+    second differences) over the ``t + 1`` periods including the reference; ``v``: the same
+    difference at column ``s_col`` (negated unless ``max_positive``); ``w`` = 1 on the first
+    ``n_first`` rows, ``M̄`` after. Rows of (near-)zero norm are dropped and the reference
+    column removed, as R's ``.create_A_RM`` / ``.create_A_SDRM`` do densely (the same values:
+    each entry is at most one difference of two terms; tested against a dense transcription).
+    """
     t = n_pre + n_post
-    at = np.zeros((t - 1, t + 1))
-    for r in range(t - 1):
-        at[r, r : r + 3] = (1.0, -2.0, 1.0)
-    v = np.zeros(t + 1)
-    i = n_pre + s - 2
-    v[i : i + 3] = (1.0, -2.0, 1.0)
-    if not max_positive:
-        v = -v
-    aub = np.vstack([np.tile(v, (n_pre - 1, 1)), np.tile(mbar * v, (n_post, 1))])
-    a = np.vstack([at - aub, -at - aub])
-    a = a[(a**2).sum(axis=1) > 1e-10]
-    return np.delete(a, n_pre, axis=1)
+    k = len(diff)
+    n_rows = t + 1 - k + 1
+    dv = np.asarray(diff, dtype=np.float64)
+    vv = dv if max_positive else -dv
+    w = np.r_[np.ones(n_first), np.full(n_rows - n_first, mbar)]
+    r = np.arange(n_rows)
+    parts_r, parts_c, parts_v = [], [], []
+    for sign, off in ((1.0, 0), (-1.0, n_rows)):
+        parts_r += [np.repeat(r + off, k), np.repeat(r + off, k)]
+        parts_c += [
+            (r[:, None] + np.arange(k)[None, :]).ravel(),
+            np.tile(s_col + np.arange(k), n_rows),
+        ]
+        parts_v += [np.tile(sign * dv, n_rows), -(w[:, None] * vv[None, :]).ravel()]
+    a = sp.csr_matrix(
+        (np.concatenate(parts_v), (np.concatenate(parts_r), np.concatenate(parts_c))),
+        shape=(2 * n_rows, t + 1),
+    )
+    a.sum_duplicates()
+    norm2 = np.asarray(a.multiply(a).sum(axis=1)).ravel()
+    a = a[np.flatnonzero(norm2 > 1e-10)]
+    keep = np.r_[np.arange(n_pre), np.arange(n_pre + 1, t + 1)]
+    out = a[:, keep].tocsr()
+    out.eliminate_zeros()
+    return out
 
 
 @dataclass(frozen=True, slots=True)
 class Piece:
-    """One polyhedron ``{δ : A δ ≤ d}`` of a restriction (a union has several)."""
+    """One polyhedron ``{δ : A δ ≤ d}`` of a restriction (a union has several).
+
+    ``sparse``: ``A`` as a CSR matrix where the constructor has it (Δ^RM, Δ^SDRM).
+    """
 
     A: Float64Array
     d: Float64Array
     label: str = ""
+    sparse: sp.csr_matrix | None = field(default=None, compare=False, repr=False)
 
 
 def delta_pieces(
@@ -246,20 +281,25 @@ def delta_pieces(
     out: list[Piece] = []
     if restriction == "RM":
         s_range = range(-(n_pre - 1), 1)
-        build: Callable[[int, int, float, int, bool], Float64Array] = _a_rm
+        diff: tuple[float, ...] = (-1.0, 1.0)
+        n_first, shift = n_pre, 1
     elif restriction == "SDRM":
         s_range = range(-(n_pre - 2), 1)
-        build = _a_sdrm
+        diff = (1.0, -2.0, 1.0)
+        n_first, shift = n_pre - 1, 2
     else:
         raise ValueError(f"unknown restriction {restriction!r}")
+    extra_sp = sp.csr_matrix(extra_a)
     for s in s_range:
         for pos in (True, False):
-            a = build(n_pre, n_post, m, s, pos)
+            a = _union_rows(n_pre, n_post, diff, n_first, m, n_pre + s - shift, pos)
+            full = sp.vstack([a, extra_sp], format="csr")
             out.append(
                 Piece(
-                    np.vstack([a, extra_a]),
-                    np.zeros(a.shape[0] + extra_a.shape[0]),
+                    full.toarray(),
+                    np.zeros(full.shape[0]),
                     f"s={s}{'+' if pos else '-'}",
+                    full,
                 )
             )
     return out
@@ -318,8 +358,30 @@ def _norminvp(p: float, lo: Float64Array, hi: Float64Array) -> Float64Array:
     out[full] = ndtri(p)
     rest = ~degenerate & ~full
     if rest.any():
-        out[rest] = truncnorm.ppf(p, lo[rest], hi[rest])
+        out[rest] = _truncnorm_ppf(p, lo[rest], hi[rest])
     return out
+
+
+def _truncnorm_ppf(p: float, lo: Float64Array, hi: Float64Array) -> Float64Array:
+    """``scipy.stats.truncnorm.ppf(p, lo, hi)`` for ``lo < hi`` without its per-call overhead.
+
+    Inverts the CDF on the side of 0 where most of the interval lies (the upper side by the
+    survival function, ``sf(x) = Φ(-x)``), so no probability below 1e-16 is formed as ``1 - Φ``; far
+    tails (mass below 1e-200) and intervals too narrow for the difference of two CDF values go
+    to ``truncnorm.ppf``. Equal to it to 1e-10 relative for 1e-6 <= p <= 0.999 (tested).
+    """
+    upper = lo + hi > 0.0  # most of the interval above 0 (hi = inf: the upper side)
+    a = np.where(upper, -hi, lo)  # mirrored to the lower side: quantile of N(0,1) in [a, b]
+    b = np.where(upper, -lo, hi)
+    q = np.where(upper, 1.0 - p, p)
+    pa, pb = ndtr(a), ndtr(b)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x = ndtri(pa + q * (pb - pa))
+    out = np.where(upper, -x, x)
+    bad = ~np.isfinite(out) | (pb < 1e-200) | (pb - pa < 1e-9 * pb) | (out < lo) | (out > hi)
+    if bad.any():
+        out[bad] = truncnorm.ppf(p, lo[bad], hi[bad])
+    return np.asarray(out, dtype=np.float64)
 
 
 class _DualEta:
@@ -376,19 +438,32 @@ class _DualEta:
 
 
 def least_favourable_cv(
-    x: Float64Array, sigma: Float64Array, kappa: float, *, sims: int = 1000, seed: int = 0
+    x: Float64Array,
+    sigma: Float64Array,
+    kappa: float,
+    *,
+    sims: int = 1000,
+    seed: int = 0,
+    xi: Float64Array | None = None,
+    sd: Float64Array | None = None,
 ) -> float:
     """Least-favourable critical value: ``1 - κ`` quantile of ``η(ξ)``, ``ξ ~ N(0, Σ)``.
 
     As R ``.compute_least_favorable_cv`` (1000 draws, quantile type 7); the draws come from
-    numpy (``RandomState(seed).multivariate_normal``), so values differ from R's by simulation
-    noise. Only the order statistics the quantile uses are computed exactly (warm-started dual
-    LPs, :class:`_DualEta`): every other draw is bounded by the dual vertices found so far
-    (lower) and by primal candidates built from their binding rows (upper).
+    numpy, so values differ from R's by simulation noise: ``xi`` ``[sims, rows]`` if given (the
+    confidence sets pass ``A_r ξ`` with ``ξ ~ N(0, Σ_β)`` drawn once for all polyhedra, see
+    :func:`_lf_draws`), else ``RandomState(seed).multivariate_normal(0, Σ, sims)``; ``sd``
+    defaults to ``sqrt(diag(Σ))``. Only the order statistics the quantile uses are computed
+    exactly (warm-started dual LPs, :class:`_DualEta`): every other draw is bounded by the dual
+    vertices found so far (lower) and by primal candidates built from their binding rows (upper).
     """
-    rng = np.random.RandomState(seed)
-    xi = rng.multivariate_normal(np.zeros(sigma.shape[0]), sigma, size=sims)
-    sd = np.sqrt(np.diag(sigma))
+    if xi is None:
+        rng = np.random.RandomState(seed)
+        xi = rng.multivariate_normal(np.zeros(sigma.shape[0]), sigma, size=sims)
+    xi = np.ascontiguousarray(xi, dtype=np.float64)
+    sims = xi.shape[0]
+    if sd is None:
+        sd = np.sqrt(np.diag(sigma))
     ub0 = (xi / sd).max(axis=1)
     if x.shape[1] == 0:
         return float(np.quantile(ub0, 1.0 - kappa))
@@ -451,7 +526,8 @@ class _Problem:
     y0: Float64Array  # A β̂ - d (all rows)
     a1: Float64Array  # A_post Γ⁻¹ e_1 (all rows): y(θ) = y0 - a1 θ
     x: Float64Array  # A_post Γ⁻¹ (other columns), rows used by the LP
-    sigma_rows: Float64Array  # A_r Σ A_r' over the LP's rows r
+    a_rows: sp.csr_matrix  # A_r: the LP's rows r of A (sparse: a few non-zeros per row)
+    beta_sigma: Float64Array  # Σ of β̂
     rows: Int64Array
     alp: float
     hybrid: str
@@ -464,9 +540,26 @@ class _Problem:
     vbar_a1: float = 0.0
     sigma_full: Float64Array = field(default_factory=lambda: np.zeros((0, 0)))  # FLCI hybrid
 
+    _sigma_rows: Float64Array | None = None
+    _sd: Float64Array | None = None
+
     @property
     def sigma(self) -> Float64Array:
-        return self.sigma_rows
+        """``A_r Σ A_r'`` over the LP's rows, computed on first use.
+
+        Polyhedra skipped by the screen never need it.
+        """
+        if self._sigma_rows is None:
+            half = np.asarray(self.a_rows @ self.beta_sigma)  # A_r Σ
+            self._sigma_rows = np.asarray(self.a_rows @ half.T)  # A_r (A_r Σ)' = A_r Σ A_r'
+        return self._sigma_rows
+
+    @property
+    def sd(self) -> Float64Array:
+        """Standard deviations of the moments ``sqrt(diag(A_r Σ A_r'))``."""
+        if self._sd is None:
+            self._sd = np.asarray(np.sqrt(np.maximum(np.diag(self.sigma), 0.0)), dtype=np.float64)
+        return self._sd
 
     @property
     def mod_size(self) -> float:
@@ -542,7 +635,7 @@ def _primal_block(
     """R's primal branch for a fixed binding set ``B``, vectorised over θ."""
     sig = pr.sigma
     x = pr.x
-    sd = np.sqrt(np.diag(sig))
+    sd = pr.sd
     n = sd.size
     bc_idx = np.setdiff1d(np.arange(n), b_idx)
     w_b = np.column_stack([sd[b_idx], x[b_idx]])
@@ -611,7 +704,7 @@ def _dual_vlo_vup(
 def _single_test(pr: _Problem, theta: float, eta: float, lam: Float64Array) -> bool:
     """R's dual branch (degenerate LP or rank-deficient binding set) at one θ."""
     sig = pr.sigma
-    sd = np.sqrt(np.diag(sig))
+    sd = pr.sd
     y = pr.y0[pr.rows] - pr.a1[pr.rows] * theta
     w_t = np.column_stack([sd, pr.x])
     g = lam
@@ -641,8 +734,7 @@ def _single_test(pr: _Problem, theta: float, eta: float, lam: Float64Array) -> b
 def _sweep(pr: _Problem, theta: Float64Array) -> BoolArray:
     """Test every θ of a sorted grid; one LP per change of optimal basis (see module doc)."""
     accept = np.zeros(theta.size, dtype=bool)
-    sig = pr.sigma
-    sd = np.sqrt(np.diag(sig))
+    sd = pr.sd
     x = pr.x
     k = x.shape[1]
     y0 = pr.y0[pr.rows]
@@ -688,7 +780,7 @@ def _sweep(pr: _Problem, theta: Float64Array) -> BoolArray:
         feasible = np.all(slack <= tol[None, :], axis=0)
         stop = int(np.argmin(feasible)) if not feasible.all() else feasible.size
         block = rest[: max(stop, 1)]
-        etas = sol[0, : block.size]
+        etas = np.asarray(sol[0, : block.size], dtype=np.float64)
         acc = np.ones(block.size, dtype=bool)
         if pr.hybrid == "LF":
             first = etas > pr.lf_cv
@@ -707,7 +799,7 @@ def _test_point(pr: _Problem, theta: float) -> bool:
     """Run the (hybrid) ARP test at one θ (R ``.lp_conditional_test_fn``): True = accept."""
     if pr.hybrid == "FLCI" and not abs(pr.flci_centre - theta) < pr.flci_hl * (1.0 - 1e-10):
         return False
-    sd = np.sqrt(np.diag(pr.sigma))
+    sd = pr.sd
     x = pr.x
     k = x.shape[1]
     eta, lam = _solve_eta(pr.y0[pr.rows] - pr.a1[pr.rows] * theta, x, sd)
@@ -721,7 +813,8 @@ def _test_point(pr: _Problem, theta: float) -> bool:
         degenerate = np.linalg.matrix_rank(x[b_idx]) != min(b_idx.size, k)
     if degenerate:
         return _single_test(pr, theta, eta, lam)
-    return bool(_primal_block(pr, b_idx, np.array([theta]), np.array([eta]))[0])
+    th, et = np.array([theta], dtype=np.float64), np.array([eta], dtype=np.float64)
+    return bool(_primal_block(pr, b_idx, th, et)[0])
 
 
 def _first_stage_interval(
@@ -733,7 +826,7 @@ def _first_stage_interval(
     ``certificates``: they bound the interval of any problem with the same ``X`` and ``a``
     (:func:`_outer_interval`).
     """
-    sd = np.sqrt(np.diag(pr.sigma))
+    sd = pr.sd
     x = pr.x
     k = x.shape[1]
     a_ub = np.column_stack([-pr.a1[pr.rows], -x])  # variables (θ, δ)
@@ -761,7 +854,7 @@ def _outer_interval(
     an upper one where ``μ'a < 0``. Certificates whose ``X'μ`` is not zero to rounding are
     skipped.
     """
-    sd = np.sqrt(np.diag(pr.sigma))
+    sd = pr.sd
     y0 = pr.y0[pr.rows]
     a1 = pr.a1[pr.rows]
     lo, hi = -math.inf, math.inf
@@ -847,18 +940,24 @@ def _problem(
     rows: Int64Array | None,
     flci_weights: Float64Array | None,
     flci_hl: float,
+    a_sparse: sp.csr_matrix | None = None,
 ) -> _Problem:
-    """R's reparametrisation ``y(θ) = A β̂ - d - a θ``, ``X = A_post Γ⁻¹[:, 1:]`` (no LF cv)."""
+    """R's reparametrisation ``y(θ) = A β̂ - d - a θ``, ``X = A_post Γ⁻¹[:, 1:]`` (no LF cv).
+
+    ``a_sparse``: ``piece.A`` as a CSR matrix, if the caller has it (rows of Δ have a few
+    non-zeros: the products below cost O(non-zeros), not O(rows × periods²)).
+    """
     a_mat, d = piece.A, piece.d
+    a_sp = sp.csr_matrix(a_mat) if a_sparse is None else a_sparse
     gam_inv = _gamma_inv(l_vec)
-    ag = a_mat[:, n_pre:] @ gam_inv
+    ag = np.asarray(a_sp[:, n_pre:] @ gam_inv)
     rows_ = np.arange(a_mat.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
-    a_r = a_mat[rows_]
     pr = _Problem(
-        y0=a_mat @ betahat - d,
+        y0=np.asarray(a_sp @ betahat) - d,
         a1=ag[:, 0],
         x=ag[rows_][:, 1:],
-        sigma_rows=a_r @ sigma @ a_r.T,
+        a_rows=a_sp[rows_],
+        beta_sigma=sigma,
         rows=rows_,
         alp=alp,
         hybrid=hybrid,
@@ -934,18 +1033,53 @@ def arp_accept(
         flci_hl=flci_hl,
     )
     if hybrid == "LF":
-        pr.lf_cv = least_favourable_cv(pr.x, pr.sigma, kappa, seed=seed)
+        pr.lf_cv = least_favourable_cv(pr.x, pr.sigma, kappa, xi=_lf_draws(pr, seed), sd=pr.sd)
     return _sweep(pr, np.asarray(theta, dtype=np.float64))
 
 
 def _looseness(
-    betahat: Float64Array, sigma: Float64Array, piece: Piece, rows: Int64Array | None
+    betahat: Float64Array,
+    sigma: Float64Array,
+    piece: Piece,
+    rows: Int64Array | None,
+    a_sp: sp.csr_matrix,
 ) -> float:
     """Mean standardised moment ``(A β̂ - d)_j / sd_j`` over the LP's rows (sort key only)."""
     r_ = np.arange(piece.A.shape[0]) if rows is None else rows
-    a = piece.A[r_]
-    sd = np.sqrt(np.maximum(((a @ sigma) * a).sum(axis=1), 1e-300))
-    return float(np.mean((a @ betahat - piece.d[r_]) / sd))
+    a = a_sp[r_]
+    sd = np.sqrt(np.maximum(np.asarray(a.multiply(a @ sigma).sum(axis=1)).ravel(), 1e-300))
+    return float(np.mean((np.asarray(a @ betahat) - piece.d[r_]) / sd))
+
+
+# Draws of ξ ~ N(0, Σ) behind the least-favourable critical values: one set per (Σ, seed,
+# sims), shared by every polyhedron of a union (each maps them to its moments, A_r ξ).
+_BASE_DRAWS: dict[bytes, Float64Array] = {}
+
+
+def _base_draws(sigma: Float64Array, seed: int, sims: int) -> Float64Array:
+    """``RandomState(seed).multivariate_normal(0, Σ, sims)`` transposed, ``[T, sims]``, cached.
+
+    C order, for the sparse products ``A_r ξ'`` of :func:`_lf_draws`.
+    """
+    import hashlib
+
+    h = hashlib.blake2b(np.ascontiguousarray(sigma, dtype=np.float64).tobytes(), digest_size=20)
+    h.update(np.array([float(seed), float(sims), float(sigma.shape[0])]).tobytes())
+    key = h.digest()
+    if key not in _BASE_DRAWS:
+        if len(_BASE_DRAWS) > 8:
+            _BASE_DRAWS.clear()
+        rng = np.random.RandomState(seed)
+        z = np.ascontiguousarray(rng.multivariate_normal(np.zeros(sigma.shape[0]), sigma, sims).T)
+        z.setflags(write=False)
+        _BASE_DRAWS[key] = z
+    return _BASE_DRAWS[key]
+
+
+def _lf_draws(pr: _Problem, seed: int, sims: int = 1000) -> Float64Array:
+    """Draws of the LP's moments ``A_r ξ ~ N(0, A_r Σ A_r')``, ``[sims, rows]``."""
+    z = _base_draws(pr.beta_sigma, seed, sims)
+    return np.asarray(pr.a_rows @ z).T
 
 
 # Least-favourable critical values and first-stage intervals of recent polyhedra: the θ grid
@@ -955,25 +1089,43 @@ def _looseness(
 _LF_CACHE: dict[bytes, tuple[float, float]] = {}
 
 
-def _cache_key(pr: _Problem, kappa: float, seed: int) -> bytes:
+def _context_key(
+    betahat: Float64Array, sigma: Float64Array, l_vec: Float64Array, n_pre: int
+) -> bytes:
+    """Digest of the inputs every polyhedron of one :func:`conditional_set` call shares."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=20)
+    for arr in (betahat, sigma, l_vec):
+        h.update(np.ascontiguousarray(arr, dtype=np.float64).tobytes())
+        h.update(str(np.shape(arr)).encode())
+    h.update(str(n_pre).encode())
+    return h.digest()
+
+
+def _cache_key(pr: _Problem, kappa: float, seed: int, context: bytes) -> bytes:
+    """Digest of one polyhedron's problem: the shared inputs, its rows ``A_r`` and ``d_r``."""
     import hashlib
 
     if len(_LF_CACHE) > 4096:
         _LF_CACHE.clear()
-    h = hashlib.blake2b(digest_size=20)
-    for arr in (pr.y0[pr.rows], pr.a1[pr.rows], pr.x, pr.sigma):
-        h.update(np.ascontiguousarray(arr, dtype=np.float64).tobytes())
+    h = hashlib.blake2b(context, digest_size=20)
+    a = pr.a_rows
+    for arr in (a.indptr, a.indices, a.data, pr.y0[pr.rows]):
+        h.update(np.ascontiguousarray(arr).tobytes())
         h.update(str(arr.shape).encode())
     h.update(np.array([kappa, float(seed)]).tobytes())
     return h.digest()
 
 
 def _lf_cv_upper(pr: _Problem, kappa: float, seed: int, sims: int = 1000) -> float:
-    """Upper bound of the LF critical value without LPs (``η(ξ) ≤ max_j ξ_j / σ_j``)."""
-    rng = np.random.RandomState(seed)
-    sig = pr.sigma
-    xi = rng.multivariate_normal(np.zeros(sig.shape[0]), sig, size=sims)
-    return float(np.quantile((xi / np.sqrt(np.diag(sig))).max(axis=1), 1.0 - kappa))
+    """Upper bound of the LF critical value without LPs (``η(ξ) ≤ max_j ξ_j / σ_j``).
+
+    The draws are those of :func:`least_favourable_cv` (:func:`_lf_draws`), so the bound holds
+    draw by draw and therefore for the quantile.
+    """
+    xi_t = _lf_draws(pr, seed, sims).T  # [rows, sims], C order
+    return float(np.quantile((xi_t / pr.sd[:, None]).max(axis=0), 1.0 - kappa))
 
 
 # --------------------------------------------------------------------------- confidence sets
@@ -1080,13 +1232,20 @@ def conditional_set(
                 seen.add(key)
                 unique.append((piece, rows))
         prepared = unique
+    sparse = {
+        id(piece): sp.csr_matrix(piece.A) if piece.sparse is None else piece.sparse
+        for piece, _ in prepared
+    }
+    context = _context_key(betahat, sigma, l_vec, n_pre)
     if not exhaustive and len(prepared) > 1:
         # Most promising polyhedra first (smallest attainable η): the first ones set a wide
         # hull that most others cannot widen, so those are skipped or barely searched.
         # The polyhedra of a union share A_post (the same X and a), so their moments differ by
         # the pre-period terms of A β̂ - d: the mean standardised moment is a cheap proxy of
         # min_θ η(θ) (one LP per polyhedron: on long windows it was the main cost).
-        prepared.sort(key=lambda pr_: _looseness(betahat, sigma, *pr_))
+        prepared.sort(
+            key=lambda pr_: _looseness(betahat, sigma, pr_[0], pr_[1], sparse[id(pr_[0])])
+        )
     certificates: list[Float64Array] = []
     step = float(theta[1] - theta[0]) if theta.size > 1 else 0.0
     for piece, rows in prepared:
@@ -1123,12 +1282,13 @@ def conditional_set(
             rows=rows,
             flci_weights=fl_w,
             flci_hl=fl_hl,
+            a_sparse=sparse[id(piece)],
         )
         cand = np.ones(theta.size, dtype=bool)
         if hybrid == "LF":
             # Screen: the first stage rejects every θ with η(θ) above the LF critical value;
             # an LP-free upper bound of that value bounds where the piece can accept.
-            key = _cache_key(pr, kappa, seed)
+            key = _cache_key(pr, kappa, seed, context)
             if key + b"screen" not in _LF_CACHE:
                 if key + b"up" not in _LF_CACHE:
                     up = _lf_cv_upper(pr, kappa, seed)
@@ -1154,7 +1314,7 @@ def conditional_set(
             ):
                 continue
             if key + b"exact" not in _LF_CACHE:
-                cv = least_favourable_cv(pr.x, pr.sigma, kappa, seed=seed)
+                cv = least_favourable_cv(pr.x, pr.sigma, kappa, xi=_lf_draws(pr, seed), sd=pr.sd)
                 _LF_CACHE[key + b"cv"] = (cv, cv)
                 _LF_CACHE[key + b"exact"] = _first_stage_interval(
                     replace(pr, lf_cv=cv), cv, certificates

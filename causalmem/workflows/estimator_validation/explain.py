@@ -29,10 +29,11 @@ _WHY = {
         "memorisation"
     ),
     "bayes": (
-        "the Bayesian model shrinks every cell towards a pooled event-time path plus a constant "
-        "cohort effect; cohorts whose decay has another shape (the LR schedule changes both the "
-        "peak and the decay) are pulled towards the pooled shape, and the HDIs, narrower than the "
-        "CS intervals, do not absorb that shrinkage bias"
+        "the Bayesian model shrinks every cell towards a pooled event-time path plus each "
+        "cohort's own level and log-time decay (partially pooled); where few, noisy cells inform "
+        "the path (long event times) the random walk extrapolates it flat while memorisation "
+        "still decays, and when the cells look smooth (a small cell-deviation scale) the HDIs, "
+        "narrower than the CS intervals, do not absorb that shrinkage bias"
     ),
     "cs_notyet": (
         "not-yet-trained controls are later cohorts' instances before their training step; "

@@ -333,6 +333,48 @@ def test_restriction_matrices_match_r_shapes() -> None:
     assert len(delta_pieces("SDRM", 4, 4, 1.0)) == 6
 
 
+def _dense_union_a(
+    n_pre: int, n_post: int, mbar: float, s: int, max_positive: bool, second: bool
+) -> np.ndarray:
+    """R HonestDiD's ``.create_A_RM`` / ``.create_A_SDRM`` transcribed densely (the reference)."""
+    t = n_pre + n_post
+    diff = np.array([1.0, -2.0, 1.0]) if second else np.array([-1.0, 1.0])
+    k = diff.size
+    at = np.zeros((t + 2 - k, t + 1))
+    for r in range(t + 2 - k):
+        at[r, r : r + k] = diff
+    v = np.zeros(t + 1)
+    i = n_pre + s - (2 if second else 1)
+    v[i : i + k] = diff if max_positive else -diff
+    n_first = n_pre - 1 if second else n_pre
+    aub = np.vstack([np.tile(v, (n_first, 1)), np.tile(mbar * v, (n_post, 1))])
+    a = np.vstack([at - aub, -at - aub])
+    a = a[(a**2).sum(axis=1) > 1e-10]
+    return np.delete(a, n_pre, axis=1)
+
+
+@pytest.mark.parametrize("restriction", ["RM", "SDRM"])
+def test_union_matrices_equal_dense_r_transcription(restriction: str) -> None:
+    second = restriction == "SDRM"
+    for n_pre, n_post in [(3, 1), (3, 2), (4, 4), (6, 3), (5, 1)]:
+        for mbar in [0.0, 0.5, 1.0, 2.7]:
+            pieces = delta_pieces(restriction, n_pre, n_post, mbar)
+            s_range = range(-(n_pre - 2 if second else n_pre - 1), 1)
+            want = [
+                _dense_union_a(n_pre, n_post, mbar, s, pos, second)
+                for s in s_range
+                for pos in (True, False)
+            ]
+            assert len(pieces) == len(want)
+            for piece, a in zip(pieces, want, strict=True):
+                np.testing.assert_array_equal(piece.A, a)
+                assert piece.sparse is not None
+                np.testing.assert_array_equal(piece.sparse.toarray(), a)
+            for piece in delta_pieces(restriction, n_pre, n_post, mbar, bias="positive"):
+                assert piece.sparse is not None
+                np.testing.assert_array_equal(piece.sparse.toarray(), piece.A)
+
+
 @pytest.fixture(scope="module")
 def panel_results() -> dict[str, Any]:
     import causalmem as cm
@@ -429,6 +471,41 @@ def test_fast_lp_equals_linprog() -> None:
         if ref.status == 0:
             assert got.fun == ref.fun
             np.testing.assert_array_equal(got.x, ref.x)
+
+
+def test_csc_arrays_equal_scipy_sparse() -> None:
+    """``_csc`` gives the arrays of ``scipy.sparse.csc_array`` (the model linprog passes)."""
+    from scipy.sparse import csc_array
+
+    from causalmem._numerics.honest import _csc
+
+    rng = np.random.default_rng(4)
+    for shape in [(7, 3), (30, 12), (1, 5), (0, 4), (12, 1)]:
+        a = rng.normal(size=shape) * (rng.uniform(size=shape) < 0.6)
+        start, index, value = _csc(a)
+        ref = csc_array(a)
+        np.testing.assert_array_equal(start, ref.indptr)
+        np.testing.assert_array_equal(index, ref.indices)
+        np.testing.assert_array_equal(value, ref.data)
+
+
+@pytest.mark.parametrize("p", [1e-6, 0.05, 0.5, 0.9, 0.9556, 0.99, 0.999])
+def test_truncated_normal_quantile_equals_scipy(p: float) -> None:
+    """``_truncnorm_ppf`` against ``scipy.stats.truncnorm.ppf`` (1e-10 relative, tails too)."""
+    from scipy.stats import truncnorm
+
+    from causalmem._numerics.honest import _truncnorm_ppf
+
+    rng = np.random.default_rng(5)
+    lo = rng.normal(scale=rng.choice([0.5, 3.0, 10.0, 40.0], size=4000))
+    hi = lo + rng.exponential(scale=rng.choice([1e-6, 0.1, 1.0, 5.0], size=4000))
+    hi[::7] = np.inf
+    lo[::11] = -np.inf
+    keep = np.isfinite(lo) | np.isfinite(hi)
+    lo, hi = lo[keep], hi[keep]
+    got = _truncnorm_ppf(p, lo, hi)
+    want = truncnorm.ppf(p, lo, hi)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
 
 def test_warm_dual_eta_equals_primal_lp() -> None:
