@@ -24,9 +24,10 @@ ATT(g, c) over the post cells and the RMSE of the posterior means against the ra
 The default is the cells model with each cohort's own decay (``cohort_decay`` on: level plus
 two log-time decay loadings per cohort, zero-sum, integrated out exactly in one compiled Op);
 ``--level-only`` drops the decay loadings (``cohort_decay=False``, cohort levels only).
-Measured 2026-12-01 evening, one after the other at a load average of ~1.7 (two chains on two
-cores): decay 51.6 s (build 1.3, compile 12.9, sample 28.3, cell draws 3.5, diagnostics 4.4),
-level-only 50.6 s (compile 20.3, sample 22.6); both healthy, 15 leapfrog steps per iteration.
+Measured 2026-12-01 ~20:30 UTC, nothing else running (two chains on the two cores): decay
+56.3 s with Numba's cache warm (build 1.5, compile 14.9, sample 29.8, cell draws 4.0,
+diagnostics 4.6), 62.4 s on the first run after the Op changed (compile 22.6); level-only 50.6 s.
+Both healthy, 15 leapfrog steps per iteration (``reports/bayes_calibration.md``, section 5).
 
 Defaults: 2 chains x 1,500 draws after 500 tuning steps (nutpie adapts quickly; PyMC's sampler
 wants ``--tune 1000``). BLAS pools are pinned to one thread (the two chains run on the two
