@@ -251,16 +251,9 @@ def _decay_ops() -> Any:
 
 
 def _register_numba(op_class: Any) -> None:
-    try:
-        from pytensor.link.numba.dispatch.basic import (
-            numba_njit,
-            register_funcify_default_op_cache_key,
-        )
-    except ImportError:  # pragma: no cover - numba ships with PyTensor
-        return
+    from causalmem.estimators.bayes._ops import register_numba
 
-    @register_funcify_default_op_cache_key(op_class)  # type: ignore[misc]
-    def _funcify(op: Any, node: Any = None, **kwargs: Any) -> Any:
+    def build(numba_njit: Any) -> Any:
         core = _jitted()
 
         @numba_njit  # type: ignore[misc]
@@ -271,6 +264,8 @@ def _register_numba(op_class: Any) -> None:
             return np.asarray(val), g_rho, g_d, g_s2
 
         return decay_marginal_op
+
+    register_numba(op_class, build)
 
 
 _OPS: Any = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -59,7 +60,13 @@ def _block_op() -> Any:
     return BlockMatVec
 
 
-def _register_numba(op_class: Any) -> None:
+def register_numba(op_class: Any, build: Callable[[Any], Any]) -> None:
+    """Register ``build(numba_njit)`` as ``op_class``'s implementation in PyTensor's Numba backend.
+
+    ``build`` receives PyTensor's ``numba_njit`` decorator and returns the compiled function
+    (called with the node's inputs in order). Without PyTensor's Numba dispatch nothing is
+    registered (PyMC's own sampler then calls ``perform``).
+    """
     try:
         from pytensor.link.numba.dispatch.basic import (
             numba_njit,
@@ -70,6 +77,11 @@ def _register_numba(op_class: Any) -> None:
 
     @register_funcify_default_op_cache_key(op_class)  # type: ignore[misc]
     def _funcify(op: Any, node: Any = None, **kwargs: Any) -> Any:
+        return build(numba_njit)
+
+
+def _register_numba(op_class: Any) -> None:
+    def build(numba_njit: Any) -> Any:
         @numba_njit  # type: ignore[misc]
         def block_matvec(fwd: Any, bwd: Any, off_v: Any, off_m: Any, x: Any) -> Any:
             xc = np.ascontiguousarray(x)
@@ -85,6 +97,8 @@ def _register_numba(op_class: Any) -> None:
             return out
 
         return block_matvec
+
+    register_numba(op_class, build)
 
 
 _BLOCK_OP_CLASS: Any = None
