@@ -24,7 +24,7 @@ import numpy as np
 from causalmem._types import Float64Array, Int64Array
 
 
-def _chol_inplace(p: Any, k: int) -> Any:
+def _chol_small(p: Any, k: int) -> Any:
     """Lower Cholesky factor of a small SPD matrix (loops: compiled by Numba)."""
     lo = np.zeros((k, k))
     for i in range(k):
@@ -90,7 +90,7 @@ def _decay_marginal_py(
                 a[r] += f[i, r] * rho[i] * w
                 for c in range(r + 1):
                     p[r, c] += f[i, r] * f[i, c] * w
-        lo = _chol_inplace(p, k1)
+        lo = _chol_small(p, k1)
         v = _chol_inverse(lo, k1)
         quad = 0.0
         for r in range(k1):
@@ -105,7 +105,7 @@ def _decay_marginal_py(
         big_w += v
         big_m += m0[g]
     # zero-sum constraint: M' W^-1 M + log det W - log det(G S)
-    lw = _chol_inplace(big_w, k1)
+    lw = _chol_small(big_w, k1)
     w_inv = _chol_inverse(lw, k1)
     corr = np.zeros(k1)
     for r in range(k1):
@@ -171,10 +171,10 @@ def _jitted() -> Any:
 
         # cache=True: compiled once per machine (numba's cache beside this file, or its
         # user-wide cache directory where this one is read-only), ~5 s saved per process.
-        chol = numba.njit(cache=True)(_chol_inplace)
+        chol = numba.njit(cache=True)(_chol_small)
         inv = numba.njit(cache=True)(_chol_inverse)
         glb = dict(_decay_marginal_py.__globals__)
-        glb.update(_chol_inplace=chol, _chol_inverse=inv)
+        glb.update(_chol_small=chol, _chol_inverse=inv)
         import types
 
         raw = types.FunctionType(_decay_marginal_py.__code__, glb, "_decay_marginal_py")
