@@ -445,25 +445,23 @@ def least_favourable_cv(
     sims: int = 1000,
     seed: int = 0,
     xi: Float64Array | None = None,
-    sd: Float64Array | None = None,
 ) -> float:
     """Least-favourable critical value: ``1 - κ`` quantile of ``η(ξ)``, ``ξ ~ N(0, Σ)``.
 
     As R ``.compute_least_favorable_cv`` (1000 draws, quantile type 7); the draws come from
     numpy, so values differ from R's by simulation noise: ``xi`` ``[sims, rows]`` if given (the
     confidence sets pass ``A_r ξ`` with ``ξ ~ N(0, Σ_β)`` drawn once for all polyhedra, see
-    :func:`_lf_draws`), else ``RandomState(seed).multivariate_normal(0, Σ, sims)``; ``sd``
-    defaults to ``sqrt(diag(Σ))``. Only the order statistics the quantile uses are computed
-    exactly (warm-started dual LPs, :class:`_DualEta`): every other draw is bounded by the dual
-    vertices found so far (lower) and by primal candidates built from their binding rows (upper).
+    :func:`_lf_draws`), else ``RandomState(seed).multivariate_normal(0, Σ, sims)``. Only the
+    order statistics the quantile uses are computed exactly (warm-started dual LPs,
+    :class:`_DualEta`): every other draw is bounded by the dual vertices found so far (lower)
+    and by primal candidates built from their binding rows (upper).
     """
     if xi is None:
         rng = np.random.RandomState(seed)
         xi = rng.multivariate_normal(np.zeros(sigma.shape[0]), sigma, size=sims)
     xi = np.ascontiguousarray(xi, dtype=np.float64)
     sims = xi.shape[0]
-    if sd is None:
-        sd = np.sqrt(np.diag(sigma))
+    sd = np.sqrt(np.diag(sigma))
     ub0 = (xi / sd).max(axis=1)
     if x.shape[1] == 0:
         return float(np.quantile(ub0, 1.0 - kappa))
@@ -558,7 +556,7 @@ class _Problem:
     def sd(self) -> Float64Array:
         """Standard deviations of the moments ``sqrt(diag(A_r Σ A_r'))``."""
         if self._sd is None:
-            self._sd = np.asarray(np.sqrt(np.maximum(np.diag(self.sigma), 0.0)), dtype=np.float64)
+            self._sd = np.asarray(np.sqrt(np.diag(self.sigma)), dtype=np.float64)
         return self._sd
 
     @property
@@ -1033,7 +1031,7 @@ def arp_accept(
         flci_hl=flci_hl,
     )
     if hybrid == "LF":
-        pr.lf_cv = least_favourable_cv(pr.x, pr.sigma, kappa, xi=_lf_draws(pr, seed), sd=pr.sd)
+        pr.lf_cv = least_favourable_cv(pr.x, pr.sigma, kappa, xi=_lf_draws(pr, seed))
     return _sweep(pr, np.asarray(theta, dtype=np.float64))
 
 
@@ -1314,7 +1312,7 @@ def conditional_set(
             ):
                 continue
             if key + b"exact" not in _LF_CACHE:
-                cv = least_favourable_cv(pr.x, pr.sigma, kappa, xi=_lf_draws(pr, seed), sd=pr.sd)
+                cv = least_favourable_cv(pr.x, pr.sigma, kappa, xi=_lf_draws(pr, seed))
                 _LF_CACHE[key + b"cv"] = (cv, cv)
                 _LF_CACHE[key + b"exact"] = _first_stage_interval(
                     replace(pr, lf_cv=cv), cv, certificates

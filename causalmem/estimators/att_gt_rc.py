@@ -31,10 +31,7 @@ from causalmem._numerics.drdid import FitError
 from causalmem._numerics.drdid_rc import ESTIMATORS_RC, mean_did_rc
 from causalmem._numerics.inference import (
     MIN_BITERS,
-    pointwise_crit,
-    summarise_draws,
 )
-from causalmem._numerics.keyed import bootstrap_key
 from causalmem._types import (
     BasePeriod,
     ControlGroup,
@@ -56,8 +53,8 @@ from causalmem.errors import (
 )
 from causalmem.estimators._prepare import covariate_matrix, step_and_cohort
 from causalmem.estimators._prepare import numeric_column as _numeric
-from causalmem.estimators.att_gt import _clean_se, keyed_bootstrap
-from causalmem.results.attgt import AttGtResult, AttGtSpec, Draws
+from causalmem.estimators.att_gt import _clean_se, _inference
+from causalmem.results.attgt import AttGtResult, AttGtSpec
 from causalmem.results.base import provenance
 
 
@@ -434,15 +431,9 @@ def _estimate(
     est = eng.est
     y_scale = float(np.max(np.abs(y))) if y.size else 1.0
     se_an = _clean_se(np.array(est.se, dtype=np.float64), y_scale, n_cl)
-    se, draws, crit, band = se_an.copy(), None, pointwise_crit(spec.alp), "pointwise"
+    se, draws, crit, band = _inference(spec, eng, cells, se_an, n_obs, n_cl)
     if spec.bstrap:
-        zb, omega_b = keyed_bootstrap(eng, spec.biters, bootstrap_key(spec.rng()))
-        summ = summarise_draws(zb, n_units=n_obs, n_clusters=n_cl, alp=spec.alp)
-        se = _clean_se(np.array(summ.se, dtype=np.float64), y_scale, n_cl)
-        se[cells.reference] = np.nan
-        draws = Draws(cells=zb, omega=omega_b, n_clusters=n_cl)
-        if spec.cband and np.isfinite(summ.crit_val):
-            crit, band = summ.crit_val, "uniform"
+        se = _clean_se(np.array(se, dtype=np.float64), y_scale, n_cl)
     bad = np.flatnonzero(~cells.reference & np.isfinite(est.att) & ~np.isfinite(se))
     if bad.size:
         warnings.warn(

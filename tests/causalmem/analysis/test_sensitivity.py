@@ -170,6 +170,33 @@ def _random_problem(seed: int, n_pre: int, n_post: int) -> tuple[np.ndarray, np.
     return b, sig
 
 
+def test_shared_lf_draws_have_the_moment_covariance_and_bound_the_cv() -> None:
+    """The LF draws ``A_r ξ`` (ξ ~ N(0, Σ) once for all polyhedra) have covariance
+    ``A_r Σ A_r'``; the LP-free screen bound, on the same draws, is ≥ the exact critical value."""
+    from causalmem._numerics.honest import (
+        _lf_cv_upper,
+        _lf_draws,
+        _problem,
+        least_favourable_cv,
+        post_rows,
+    )
+
+    b, sig = _random_problem(5, 4, 3)
+    l_vec = np.array([1.0, 0.0, 0.0])
+    for piece in delta_pieces("RM", 4, 3, 1.0)[:4]:
+        pr = _problem(
+            b, sig, 4, l_vec, piece, alp=0.05, hybrid="LF", kappa=0.005,
+            rows=post_rows(piece.A, 4), flci_weights=None, flci_hl=float("nan"),
+        )  # fmt: skip
+        xi = _lf_draws(pr, seed=0, sims=40_000)
+        cov = np.cov(xi, rowvar=False)
+        sd = np.sqrt(np.diag(pr.sigma))
+        # correlation-scale Monte Carlo error ~ 1 / sqrt(40,000) = 0.005
+        np.testing.assert_allclose(cov / np.outer(sd, sd), pr.sigma / np.outer(sd, sd), atol=0.03)
+        cv = least_favourable_cv(pr.x, pr.sigma, 0.005, xi=_lf_draws(pr, seed=0))
+        assert np.isfinite(cv) and _lf_cv_upper(pr, 0.005, seed=0) >= cv - 1e-12
+
+
 @pytest.mark.parametrize(
     ("seed", "restriction", "m", "n_post"),
     [

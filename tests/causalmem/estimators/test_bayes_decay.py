@@ -184,6 +184,21 @@ def test_compiled_marginal_value_and_gradient() -> None:
 
 
 @needs_pymc
+def test_compiled_marginal_refuses_second_derivatives() -> None:
+    import pytensor
+    import pytensor.tensor as pt
+
+    from causalmem.estimators.bayes._decay_op import _decay_ops
+
+    rho, dvar, s2 = pt.dvector("rho"), pt.dvector("dvar"), pt.dvector("s2")
+    f = np.ones((4, 2))
+    val = _decay_ops()()(rho, dvar, f, np.array([0, 2, 4]), s2)[0]
+    g = pytensor.grad(val, s2)  # first derivatives: fine
+    with pytest.raises(NotImplementedError, match="second derivatives"):
+        pytensor.grad(g.sum(), s2)
+
+
+@needs_pymc
 def test_model_gradient_matches_finite_differences() -> None:
     # The model's compiled gradient (the Op's gradient outputs through PyTensor's chain rule)
     # against central differences of its compiled log density.
